@@ -1,0 +1,3 @@
+"""augsvc: data augmentation service and dataset builder."""
+
+__version__ = "0.1.0"

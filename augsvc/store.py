@@ -1,0 +1,198 @@
+"""Dataset store: immutable, content-addressed versions published atomically.
+
+Layout (a public contract, readable by any Parquet tool)::
+
+    <store>/<dataset>/<version>/manifest.json
+    <store>/<dataset>/<version>/shards/part-NNNNN.parquet
+    <store>/<dataset>/tags/<tag>            (a file holding a version id)
+
+A version is visible if and only if its ``manifest.json`` exists. Locally a version is written into
+``<store>/<dataset>/.staging/`` and made visible by one directory rename; a concurrent publish of the same
+version loses the rename race harmlessly (the content is identical by construction).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from augsvc import __version__
+from augsvc.errors import AugsvcError
+from augsvc.hashing import sha256_bytes, version_id
+from schemas.manifest import Manifest, QuarantineItem, ShardInfo
+
+DEFAULT_STORE = "./augsvc-store"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_store_root(uri: str | None) -> Path:
+    """The store root from ``--store``, else ``AUGSVC_STORE``, else ``./augsvc-store``."""
+    root = uri or os.environ.get("AUGSVC_STORE") or DEFAULT_STORE
+    if "://" in root and not root.startswith("file://"):
+        raise AugsvcError(f"store {root!r}: only local stores are supported so far; pass a local path")
+    return Path(root.removeprefix("file://"))
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise AugsvcError(f"{kind} {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+
+
+@dataclass
+class PublishResult:
+    manifest: Manifest
+    up_to_date: bool
+
+
+@dataclass
+class Staging:
+    """Shards being written for a version that is not visible yet."""
+
+    dir: Path
+    shards: list[ShardInfo] = field(default_factory=list)
+
+    def write_shard(self, table: pa.Table) -> ShardInfo:
+        rel = f"shards/part-{len(self.shards):05d}.parquet"
+        path = self.dir / rel
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
+        path.write_bytes(data)
+        info = ShardInfo(path=rel, rows=table.num_rows, bytes=len(data), sha256=sha256_bytes(data))
+        self.shards.append(info)
+        return info
+
+
+class Store:
+    """A store root holding datasets, their versions and tags."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = resolve_store_root(str(root) if root is not None else None)
+
+    def version_dir(self, dataset: str, version: str) -> Path:
+        return self.root / dataset / version
+
+    def exists(self, dataset: str, version: str) -> bool:
+        return (self.version_dir(dataset, version) / "manifest.json").is_file()
+
+    def datasets(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def versions(self, dataset: str) -> list[str]:
+        d = self.root / dataset
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file())
+
+    def manifest(self, dataset: str, version: str) -> Manifest:
+        path = self.version_dir(dataset, version) / "manifest.json"
+        if not path.is_file():
+            raise AugsvcError(f"{dataset}@{version}: no such version in store {self.root}; see 'augsvc ls'")
+        return Manifest.model_validate_json(path.read_text())
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """``name``, ``name@version`` (or a unique prefix) or ``name@tag`` -> (dataset, version)."""
+        name, _, sel = ref.partition("@")
+        _check_name("dataset", name)
+        sel = sel or "latest"
+        tag = self.root / name / "tags" / sel
+        if tag.is_file():
+            return name, tag.read_text().strip()
+        matches = [v for v in self.versions(name) if v.startswith(sel)]
+        if len(matches) == 1:
+            return name, matches[0]
+        if not matches:
+            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.root}")
+        raise AugsvcError(f"{ref}: {sel!r} matches several versions ({', '.join(matches)}); give more digits")
+
+    def set_tag(self, dataset: str, tag: str, version: str) -> None:
+        """Point a tag at a version; tags are the only mutable names."""
+        _check_name("tag", tag)
+        if not self.exists(dataset, version):
+            raise AugsvcError(f"cannot tag {dataset}@{version}: no such version")
+        tags = self.root / dataset / "tags"
+        tags.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tags, prefix=".tag-")
+        with os.fdopen(fd, "w") as f:
+            f.write(version + "\n")
+        os.replace(tmp, tags / tag)
+
+    def staging(self, dataset: str) -> Staging:
+        _check_name("dataset", dataset)
+        d = self.root / dataset / ".staging" / uuid.uuid4().hex
+        (d / "shards").mkdir(parents=True)
+        return Staging(d)
+
+    def publish(
+        self,
+        staging: Staging,
+        *,
+        dataset: str,
+        definition: dict,
+        modality: str,
+        class_names: list[str],
+        rows_per_class: dict[str, int],
+        parents: list[str] | None = None,
+        seed: int | None = None,
+        quarantine: list[QuarantineItem] | None = None,
+    ) -> PublishResult:
+        """Verify the staged shards, write the manifest, and make the version visible in one rename."""
+        vid = version_id(definition)
+        if self.exists(dataset, vid):
+            shutil.rmtree(staging.dir, ignore_errors=True)
+            self.set_tag(dataset, "latest", vid)
+            return PublishResult(self.manifest(dataset, vid), up_to_date=True)
+        for s in staging.shards:
+            data = (staging.dir / s.path).read_bytes()
+            if sha256_bytes(data) != s.sha256:
+                raise AugsvcError(f"staged shard {s.path} changed while publishing; nothing was published")
+        manifest = Manifest(
+            dataset=dataset,
+            version=vid,
+            modality=modality,
+            class_names=class_names,
+            rows=sum(s.rows for s in staging.shards),
+            rows_per_class=rows_per_class,
+            shards=staging.shards,
+            parents=parents or [],
+            definition=definition,
+            seed=seed,
+            package_version=__version__,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            quarantine=quarantine or [],
+        )
+        (staging.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        target = self.version_dir(dataset, vid)
+        try:
+            os.rename(staging.dir, target)
+        except OSError:
+            if not self.exists(dataset, vid):
+                raise
+            shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
+        self.set_tag(dataset, "latest", vid)
+        return PublishResult(manifest, up_to_date=False)
+
+    def verify(self, dataset: str, version: str) -> list[str]:
+        """Re-hash every shard; return one message per problem (empty when the version is intact)."""
+        m = self.manifest(dataset, version)
+        problems = []
+        for s in m.shards:
+            path = self.version_dir(dataset, version) / s.path
+            if not path.is_file():
+                problems.append(f"{s.path}: missing")
+                continue
+            data = path.read_bytes()
+            if len(data) != s.bytes or sha256_bytes(data) != s.sha256:
+                problems.append(f"{s.path}: sha256 or size differs from manifest (shard was modified)")
+        return problems

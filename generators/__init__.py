@@ -1,0 +1,1 @@
+"""augsvc generators: see docs/architecture.md (not built yet)."""

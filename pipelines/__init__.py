@@ -1,0 +1,1 @@
+"""augsvc pipelines: see docs/architecture.md (not built yet)."""

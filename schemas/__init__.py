@@ -1,0 +1,1 @@
+"""Arrow schemas and pydantic models of the on-disk contract."""

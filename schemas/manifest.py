@@ -1,0 +1,51 @@
+"""Pydantic model of ``<store>/<dataset>/<version>/manifest.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+class ShardInfo(BaseModel):
+    """One immutable Parquet shard of a version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    rows: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    sha256: str = Field(min_length=64, max_length=64)
+
+
+class QuarantineItem(BaseModel):
+    """An input item that was skipped, with where it was and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    line: int | None = None
+    reason: str
+
+
+class Manifest(BaseModel):
+    """Everything that defines and describes one published version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    dataset: str
+    version: str
+    modality: Literal["image", "text", "tabular", "translation"]
+    class_names: list[str] = Field(default_factory=list)
+    rows: int = Field(ge=0)
+    rows_per_class: dict[str, int] = Field(default_factory=dict)
+    shards: list[ShardInfo]
+    parents: list[str] = Field(default_factory=list)
+    definition: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    package_version: str
+    created: str
+    quarantine: list[QuarantineItem] = Field(default_factory=list)
