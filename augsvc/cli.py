@@ -1,4 +1,4 @@
-"""The ``augsvc`` command line (store commands; ingest and build come in later issues)."""
+"""The ``augsvc`` command line. Heavy libraries are imported inside commands so ``--help`` stays fast."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import typer
 from augsvc.errors import AugsvcError
 
 app = typer.Typer(help="augsvc: build, version and serve augmented datasets.", no_args_is_help=True)
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Store root (default: $AUGSVC_STORE or ./augsvc-store).")
-]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store root (default: $AUGSVC_STORE or ./augsvc-store).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -23,9 +21,7 @@ def _store(uri: str | None):
 
 
 @app.command("ls")
-def ls_cmd(
-    name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None, as_json: JsonOpt = False
-):
+def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None, as_json: JsonOpt = False):
     """List datasets, or the versions of NAME."""
     s = _store(store)
     items = s.versions(name) if name else s.datasets()
@@ -47,9 +43,7 @@ def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
     typer.echo(f"{m.dataset}@{m.version}  {m.modality}  {m.rows} rows  created {m.created}")
     for c, n in m.rows_per_class.items():
         typer.echo(f"  {c}: {n}")
-    typer.echo(
-        f"parents: {', '.join(m.parents) or '-'}   shards: {len(m.shards)}   quarantined: {len(m.quarantine)}"
-    )
+    typer.echo(f"parents: {', '.join(m.parents) or '-'}   shards: {len(m.shards)}   quarantined: {len(m.quarantine)}")
 
 
 @app.command()
@@ -75,6 +69,168 @@ def tag(ref: str, tag_name: str, store: StoreOpt = None):
     ds, v = s.resolve(ref)
     s.set_tag(ds, tag_name, v)
     typer.echo(f"{ds}@{tag_name} -> {v}")
+
+
+def _progress(label: str, quiet: bool):
+    """A rich progress bar on stderr (a no-op callback under --json)."""
+    from contextlib import nullcontext
+
+    if quiet:
+        return nullcontext(lambda done, total: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class _Bar:
+        def __enter__(self):
+            self.p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+            self.p.__enter__()
+            self.task = self.p.add_task(label, total=None)
+            return self.update
+
+        def update(self, done: int, total: int) -> None:
+            self.p.update(self.task, completed=done, total=total)
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+def _print_quarantine(items, limit: int = 10) -> None:
+    if not items:
+        return
+    typer.echo(f"quarantined {len(items)} bad item(s):", err=True)
+    for q in items[:limit]:
+        where = f"{q.source}:{q.line}" if q.line is not None else q.source
+        typer.echo(f"  {where}: {q.reason}", err=True)
+    if len(items) > limit:
+        typer.echo(f"  ... and {len(items) - limit} more (augsvc show --json lists all)", err=True)
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="File or folder to ingest.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto, images, idx, npz, csv, tsv, jsonl, lines, tabular, parallel or parquet."),
+    ] = "auto",
+    text_column: Annotated[str | None, typer.Option(help="Text column (name, or index without header).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column (name, or index without header).")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header", help="First line is a header.")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding, e.g. latin-1.")] = "utf-8",
+    delimiter: Annotated[str | None, typer.Option(help="Field delimiter (default by format).")] = None,
+    label_sep: Annotated[str, typer.Option(help="'lines' format: label/text separator.")] = " ",
+    label_level: Annotated[str, typer.Option(help="'lines' format: coarse (DESC) or fine (DESC:manner).")] = "coarse",
+    split: Annotated[str | None, typer.Option(help="Split name for a single-file source.")] = None,
+    resize: Annotated[str | None, typer.Option(help="Resize images to HEIGHTxWIDTH (or one number).")] = None,
+    image_storage: Annotated[str, typer.Option(help="auto, raw, jpeg, png or webp (see docs).")] = "auto",
+    jpeg_quality: Annotated[int, typer.Option(help="Quality for jpeg/webp storage.")] = 95,
+    labels_file: Annotated[str | None, typer.Option(help="Flat image folder: CSV/JSONL file -> label map.")] = None,
+    x_key: Annotated[str, typer.Option(help="NPZ images array name.")] = "x",
+    y_key: Annotated[str, typer.Option(help="NPZ labels array name.")] = "y",
+    src_lang: Annotated[str | None, typer.Option(help="Parallel text: source language suffix.")] = None,
+    tgt_lang: Annotated[str | None, typer.Option(help="Parallel text: target language suffix.")] = None,
+    image_column: Annotated[str | None, typer.Option(help="Parquet source: column of encoded images.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names in label order.")] = None,
+    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad item; skip: quarantine it.")] = "fail",
+    dedupe: Annotated[bool, typer.Option("--dedupe", help="Drop byte-identical duplicates.")] = False,
+    shard_rows: Annotated[int | None, typer.Option(help="Rows per shard (default by modality).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Ingest SOURCE into the store as a new immutable version of NAME."""
+    from pydantic import ValidationError
+
+    from pipelines.ingest import IngestOptions
+    from pipelines.ingest import ingest as run_ingest
+
+    raw = dict(
+        format=fmt, text_column=text_column, label_column=label_column, header=header, encoding=encoding,
+        delimiter=delimiter, label_sep=label_sep, label_level=label_level, split=split, resize=resize,
+        image_storage=image_storage, jpeg_quality=jpeg_quality, labels_file=labels_file, x_key=x_key, y_key=y_key,
+        src_lang=src_lang, tgt_lang=tgt_lang, image_column=image_column,
+        classes=[c.strip() for c in classes.split(",")] if classes else None,
+        on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
+    )  # fmt: skip
+    try:
+        opts = IngestOptions(**raw)
+    except ValidationError as e:
+        raise AugsvcError(_pydantic_message(e)) from None
+    s = _store(store)
+    with _progress(f"ingest {name}", as_json) as bar:
+        rep = run_ingest(source, name=name, store=s, options=opts, workers=workers, address=address, progress=bar)
+    m = rep.manifest
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "dataset": m.dataset,
+                    "version": m.version,
+                    "up_to_date": rep.up_to_date,
+                    "rows": m.rows,
+                    "rows_per_class": m.rows_per_class,
+                    "splits": m.splits,
+                    "quarantined": len(m.quarantine),
+                    "duplicate_groups": len(m.duplicates),
+                    "duplicates_dropped": m.duplicates_dropped,
+                    "seconds": round(rep.seconds, 3),
+                }
+            )
+        )
+        return
+    state = "up to date" if rep.up_to_date else "published"
+    typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
+    for sp, per in m.splits.items():
+        typer.echo(f"  {sp}: " + ", ".join(f"{c} {n}" for c, n in per.items()))
+    if m.duplicates:
+        extra = f", {m.duplicates_dropped} dropped" if m.duplicates_dropped else " (pass --dedupe to drop them)"
+        typer.echo(f"  {len(m.duplicates)} group(s) of byte-identical inputs{extra}")
+    _print_quarantine(m.quarantine)
+
+
+@app.command("split")
+def split_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION] to split.")],
+    val: Annotated[float, typer.Option(help="Fraction of train rows for validation.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Fraction of train rows for test.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the stratified assignment.")] = 0,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Make a stratified child version with val/test carved out of train (duplicates stay together)."""
+    from pipelines.split import split_version
+
+    r = split_version(_store(store), ref, val=val, test=test, seed=seed)
+    m = r.manifest
+    if as_json:
+        typer.echo(
+            json.dumps({"dataset": m.dataset, "version": m.version, "up_to_date": r.up_to_date, "splits": m.splits})
+        )
+        return
+    typer.echo(f"{m.dataset}@{m.version} {'up to date' if r.up_to_date else 'published'} (parent {m.parents[0]})")
+    for sp, per in m.splits.items():
+        typer.echo(f"  {sp}: {sum(per.values())} rows (" + ", ".join(f"{c} {n}" for c, n in per.items()) + ")")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[str, typer.Option(help="Where the demo writes its inputs and store.")] = "./augsvc-demo",
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: all cores).")] = None,
+):
+    """Run the whole flow that exists on the bundled demo data (embedded local Ray)."""
+    from augsvc.demo import run_demo
+
+    run_demo(workdir, workers=workers, echo=typer.echo)
+
+
+def _pydantic_message(e) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "options"
+        lines.append(f"--{key.replace('_', '-')}: {err['msg']}")
+    return "; ".join(lines)
 
 
 def main() -> None:

@@ -71,6 +71,17 @@ class Staging:
         self.shards.append(info)
         return info
 
+    def add_shard_bytes(self, data: bytes, rows: int, split: str | None = None) -> ShardInfo:
+        """Write shard bytes produced elsewhere (a worker) as the next ``part-NNNNN.parquet``."""
+        rel = f"shards/part-{len(self.shards):05d}.parquet"
+        (self.dir / rel).write_bytes(data)
+        info = ShardInfo(path=rel, rows=rows, bytes=len(data), sha256=sha256_bytes(data), split=split)
+        self.shards.append(info)
+        return info
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 class Store:
     """A store root holding datasets, their versions and tags."""
@@ -146,6 +157,7 @@ class Store:
         parents: list[str] | None = None,
         seed: int | None = None,
         quarantine: list[QuarantineItem] | None = None,
+        extra: dict | None = None,
     ) -> PublishResult:
         """Verify the staged shards, write the manifest, and make the version visible in one rename."""
         vid = version_id(definition)
@@ -171,6 +183,7 @@ class Store:
             package_version=__version__,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             quarantine=quarantine or [],
+            **(extra or {}),
         )
         (staging.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         target = self.version_dir(dataset, vid)

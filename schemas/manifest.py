@@ -18,6 +18,7 @@ class ShardInfo(BaseModel):
     rows: int = Field(ge=0)
     bytes: int = Field(ge=0)
     sha256: str = Field(min_length=64, max_length=64)
+    split: str | None = None
 
 
 class QuarantineItem(BaseModel):
@@ -49,3 +50,9 @@ class Manifest(BaseModel):
     package_version: str
     created: str
     quarantine: list[QuarantineItem] = Field(default_factory=list)
+    splits: dict[str, dict[str, int]] = Field(default_factory=dict, description="split -> class -> rows")
+    features: dict[str, str] = Field(default_factory=dict, description="tabular: column -> numeric|categorical")
+    image_storage: str | None = Field(None, description="image storage policy: auto, raw, jpeg, png or webp")
+    soft_labels: bool = False
+    duplicates: list[list[str]] = Field(default_factory=list, description="groups of byte-identical inputs")
+    duplicates_dropped: int = 0

@@ -1,0 +1,95 @@
+"""Readers turn a raw source into a deterministic stream of ``Record`` and ``Bad`` items.
+
+A ``Source`` can be iterated more than once (the driver hashes the input first, then writes shards), and always
+yields items in the same order: files sorted by relative path, lines in file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augsvc.errors import AugsvcError
+from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.records import Bad, Record
+
+
+@dataclass
+class Source:
+    modality: str
+    items: Callable[[], Iterator[Record | Bad]]
+    features: dict[str, str] = field(default_factory=dict)  # tabular: column -> numeric | categorical
+    format: str = ""
+
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the source path; ambiguous cases ask for --format."""
+    if path.is_dir():
+        names = sorted(p.name for p in path.rglob("*") if p.is_file())
+        if any("idx" in n and "ubyte" in n for n in names):
+            return "idx"
+        if any(n.endswith(".parquet") for n in names):
+            return "parquet"
+        if any(Path(n).suffix.lower() in IMAGE_EXTS for n in names):
+            return "images"
+        if any(n.endswith((".gz",)) for n in names) or _looks_parallel(names):
+            return "parallel"
+        raise AugsvcError(f"{path}: cannot tell the format of this folder; pass --format")
+    name = path.name.lower()
+    if "ubyte" in name:
+        return "idx"
+    for suffix, fmt in ((".npz", "npz"), (".jsonl", "jsonl"), (".tsv", "tsv"), (".parquet", "parquet")):
+        if name.endswith(suffix):
+            return fmt
+    if name.endswith(".csv"):
+        return "csv"
+    raise AugsvcError(
+        f"{path}: cannot tell the format from the file name; pass --format "
+        "(images, idx, npz, csv, tsv, jsonl, lines, tabular, parallel, parquet)"
+    )
+
+
+def _looks_parallel(names: list[str]) -> bool:
+    langs = {n.rsplit(".", 2)[-1] for n in names if n.count(".") >= 1}
+    return 1 < len(langs) <= 3
+
+
+def open_source(path: Path, opts: IngestOptions) -> Source:
+    from pipelines.ingest.readers import arrays, images, parallel, parquet, tabular, text
+
+    if not path.exists():
+        raise AugsvcError(f"{path}: no such file or folder")
+    fmt = opts.format if opts.format != "auto" else detect_format(path)
+    makers = {
+        "images": images.source,
+        "idx": arrays.idx_source,
+        "npz": arrays.npz_source,
+        "csv": text.source,
+        "tsv": text.source,
+        "jsonl": text.source,
+        "lines": text.source,
+        "tabular": tabular.source,
+        "parallel": parallel.source,
+        "parquet": parquet.source,
+    }
+    src = makers[fmt](path, opts.model_copy(update={"format": fmt}))
+    src.format = fmt
+    return src
+
+
+def files_of(path: Path, exts: set[str] | None = None) -> list[Path]:
+    """The files of a source, sorted by relative path; a file source is itself."""
+    if path.is_file():
+        return [path]
+    out = [
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    ]
+    if exts is not None:
+        out = [p for p in out if p.suffix.lower() in exts]
+    return sorted(out, key=lambda p: p.relative_to(path).as_posix())

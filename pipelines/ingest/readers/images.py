@@ -1,0 +1,106 @@
+"""Image folders: ``<root>/<class>/*``, ``<root>/<split>/<class>/*``, or a flat folder plus a labels file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from augsvc.errors import AugsvcError
+from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.readers import IMAGE_EXTS, Source, files_of
+from pipelines.ingest.records import Bad, FileRef, Record, relative, split_from_name
+
+SPLIT_DIRS = {"train", "val", "valid", "validation", "dev", "test"}
+
+
+def _subdirs(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _load_labels(path: Path) -> dict[str, str]:
+    """A CSV (header with a file and a label column, or two columns) or JSONL mapping file name -> label."""
+    if not path.is_file():
+        raise AugsvcError(f"labels file {path}: not found")
+    out: dict[str, str] = {}
+    if path.suffix.lower() == ".jsonl":
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                key = next(obj[k] for k in ("file", "filename", "path", "image") if k in obj)
+                out[str(key)] = str(obj["label"])
+            except (json.JSONDecodeError, StopIteration, KeyError, TypeError) as e:
+                raise AugsvcError(
+                    f"labels file {path}:{i}: expected a JSON object with 'file' and 'label' ({e})"
+                ) from e
+        return out
+    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    if not rows:
+        raise AugsvcError(f"labels file {path}: empty")
+    head = [h.strip().lower() for h in rows[0]]
+    fcol = next((head.index(k) for k in ("file", "filename", "path", "image") if k in head), None)
+    lcol = next((head.index(k) for k in ("label", "class", "category") if k in head), None)
+    start = 1
+    if fcol is None or lcol is None:
+        fcol, lcol, start = 0, 1, 0
+    for i, row in enumerate(rows[start:], start + 1):
+        if len(row) <= max(fcol, lcol):
+            raise AugsvcError(f"labels file {path}:{i}: expected a file name and a label, got {row!r}")
+        out[row[fcol].strip()] = row[lcol].strip()
+    return out
+
+
+def source(root: Path, opts: IngestOptions) -> Source:
+    if root.is_file():
+        raise AugsvcError(f"{root}: an image source is a folder (<root>/<class>/*.jpg); got a file")
+    labels = _load_labels(Path(opts.labels_file)) if opts.labels_file else None
+
+    def items() -> Iterator[Record | Bad]:
+        if labels is not None:
+            yield from _flat(root, labels, opts.split or "train")
+            return
+        dirs = _subdirs(root)
+        split_dirs = [d for d in dirs if d.name.lower() in SPLIT_DIRS]
+        if split_dirs:
+            for d in split_dirs:
+                yield from _class_folders(root, d, split_from_name(d.name))
+        else:
+            yield from _class_folders(root, root, opts.split or "train")
+
+    return Source("image", items)
+
+
+def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]:
+    classes = _subdirs(base)
+    if not classes:
+        raise AugsvcError(
+            f"{base}: no class folders; expected <root>/<class>/*.jpg, or pass --labels-file for a flat folder"
+        )
+    for cdir in classes:
+        for f in files_of(cdir):
+            rel = relative(f, root)
+            if f.suffix.lower() not in IMAGE_EXTS:
+                yield Bad(rel, None, f"not an image file (extension {f.suffix or 'none'}; expected {_exts()})")
+                continue
+            yield Record(rel, split, cdir.name, FileRef(str(f)))
+
+
+def _flat(root: Path, labels: dict[str, str], split: str) -> Iterator[Record | Bad]:
+    seen = set()
+    for f in files_of(root, IMAGE_EXTS):
+        rel = relative(f, root)
+        label = labels.get(rel, labels.get(f.name))
+        seen.update({rel, f.name})
+        if label is None or label == "":
+            yield Bad(rel, None, "no label for this file in the labels file")
+            continue
+        yield Record(rel, split, label, FileRef(str(f)))
+    for name in sorted(set(labels) - seen):
+        yield Bad(name, None, "listed in the labels file but no such image file")
+
+
+def _exts() -> str:
+    return ", ".join(sorted(IMAGE_EXTS))

@@ -1,0 +1,83 @@
+"""Parallel text for translation: line-aligned ``<stem>.<src>[.gz]`` / ``<stem>.<tgt>[.gz]`` file pairs.
+
+Each stem is a split (``train``, ``val``, ``test_2016_flickr`` -> test). Languages come from the file suffixes,
+or ``--src-lang``/``--tgt-lang`` when a folder holds more than two.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from collections.abc import Iterator
+from itertools import zip_longest
+from pathlib import Path
+
+from augsvc.errors import AugsvcError
+from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.readers import Source, files_of
+from pipelines.ingest.readers.text import decoded_lines
+from pipelines.ingest.records import Bad, Record, split_from_name
+
+
+def _lang_and_stem(p: Path) -> tuple[str, str]:
+    name = p.name[:-3] if p.name.endswith(".gz") else p.name
+    stem, _, lang = name.rpartition(".")
+    return stem, lang
+
+
+def _plain(path: Path) -> Path:
+    """gzip files are decompressed to a temporary file so lines can be decoded one by one."""
+    if not path.name.endswith(".gz"):
+        return path
+    tmp = tempfile.NamedTemporaryFile(prefix="augsvc-", suffix=".txt", delete=False)
+    with gzip.open(path, "rb") as src, tmp:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            tmp.write(block)
+    return Path(tmp.name)
+
+
+def source(root: Path, opts: IngestOptions) -> Source:
+    if not root.is_dir():
+        raise AugsvcError(f"{root}: a parallel-text source is a folder of <split>.<lang>[.gz] file pairs")
+    by_stem: dict[str, dict[str, Path]] = {}
+    for f in files_of(root):
+        stem, lang = _lang_and_stem(f)
+        if stem and lang:
+            by_stem.setdefault(stem, {})[lang] = f
+    langs = sorted({lang for d in by_stem.values() for lang in d})
+    src, tgt = opts.src_lang, opts.tgt_lang
+    if src is None or tgt is None:
+        if len(langs) != 2:
+            raise AugsvcError(f"{root}: languages {langs}; pass --src-lang and --tgt-lang")
+        src = src or (langs[0] if tgt != langs[0] else langs[1])
+        tgt = tgt or next(lang for lang in langs if lang != src)
+    pairs = []
+    for stem, d in sorted(by_stem.items()):
+        if src not in d or tgt not in d:
+            raise AugsvcError(f"{root}: split {stem!r} has {sorted(d)} but needs both {src} and {tgt}")
+        pairs.append((stem, d[src], d[tgt]))
+
+    def items() -> Iterator[Record | Bad]:
+        for stem, fs, ft in pairs:
+            split = split_from_name(stem)
+            ps, pt = _plain(fs), _plain(ft)
+            try:
+                a = decoded_lines(ps, opts.encoding, fs.name)
+                b = decoded_lines(pt, opts.encoding, ft.name)
+                for (n, s), (_, t) in zip_longest(a, b, fillvalue=(None, None)):
+                    if n is None or s is None or t is None:
+                        yield Bad(f"{fs.name}|{ft.name}", None, f"files have different line counts ({stem})")
+                        break
+                    if isinstance(s, Bad) or isinstance(t, Bad):
+                        yield s if isinstance(s, Bad) else t
+                        continue
+                    if not s.strip() or not t.strip():
+                        yield Bad(f"{fs.name}|{ft.name}", n, "empty source or target sentence")
+                        continue
+                    yield Record(f"{stem}:{n}", split, None, (s, t), n)
+            finally:
+                for p, orig in ((ps, fs), (pt, ft)):
+                    if p != orig:
+                        p.unlink(missing_ok=True)
+
+    return Source("translation", items)

@@ -1,0 +1,81 @@
+"""Tabular CSV: numeric and categorical feature columns, the label column by name (default: a column named
+class/label/target, else the last one). Column types are inferred over the whole file: a column is numeric when
+every non-empty value parses as a number. Empty feature values become nulls; a missing label is a bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from augsvc.errors import AugsvcError
+from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.readers import Source
+from pipelines.ingest.readers.text import LABEL_NAMES, decoded_lines
+from pipelines.ingest.records import Bad, Record, split_from_name
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def source(path: Path, opts: IngestOptions) -> Source:
+    if not path.is_file():
+        raise AugsvcError(f"{path}: a tabular source is one CSV file")
+    rel = path.name
+    delim = opts.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    lines = list(decoded_lines(path, opts.encoding, rel))
+    good = [(n, t) for n, t in lines if not isinstance(t, Bad) and t.strip()]
+    if not good:
+        raise AugsvcError(f"{path}: no rows")
+    parsed = [
+        (n, row) for n, row in zip([n for n, _ in good], csv.reader([t for _, t in good], delimiter=delim), strict=True)
+    ]
+    header = [h.strip() for h in parsed[0][1]]
+    if opts.header is False:
+        header = [f"f{i}" for i in range(len(header))]
+    else:
+        parsed = parsed[1:]
+    if opts.label_column is not None:
+        if opts.label_column not in header:
+            raise AugsvcError(f"--label-column {opts.label_column!r}: no such column (columns: {', '.join(header)})")
+        label_i = header.index(opts.label_column)
+    else:
+        label_i = next((i for i, h in enumerate(header) if LABEL_NAMES.match(h)), len(header) - 1)
+    ncols = len(header)
+    features = [h for i, h in enumerate(header) if i != label_i]
+    ok_rows = [(n, r) for n, r in parsed if len(r) == ncols]
+    kinds = {}
+    for i, h in enumerate(header):
+        if i == label_i:
+            continue
+        values = [r[i].strip() for _, r in ok_rows if r[i].strip() != ""]
+        kinds[h] = "numeric" if values and all(_is_number(v) for v in values) else "categorical"
+    split = opts.split or split_from_name(path.stem, "train")
+
+    def items() -> Iterator[Record | Bad]:
+        for _, t in lines:
+            if isinstance(t, Bad):
+                yield t
+        for n, row in parsed:
+            if len(row) != ncols:
+                yield Bad(rel, n, f"expected {ncols} fields separated by {delim!r}, got {len(row)}")
+                continue
+            label = row[label_i].strip()
+            if not label:
+                yield Bad(rel, n, "missing label")
+                continue
+            values = {}
+            for i, h in enumerate(header):
+                if i == label_i:
+                    continue
+                v = row[i].strip()
+                values[h] = None if v == "" else (float(v) if kinds[h] == "numeric" else v)
+            yield Record(f"{rel}:{n}", split, label, values, n)
+
+    return Source("tabular", items, features={h: kinds[h] for h in features})

@@ -1,0 +1,115 @@
+"""Stratified train/val/test split of a version into a child version.
+
+Rows are carved out of the parent's ``train`` split only (existing ``val``/``test`` rows are kept as they are).
+Byte-identical inputs (the manifest's duplicate groups) move together, so a duplicate never straddles two splits.
+The assignment is a pure function of (seed, class, sorted sample ids): it does not depend on shard layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from augsvc.errors import AugsvcError
+from augsvc.store import PublishResult, Store
+from pipelines.ingest.encode import sample_id as sample_id_of
+from pipelines.ingest.encode import write_parquet
+
+SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
+
+
+def assign(
+    ids: list[str], labels: list[int], groups: list[list[str]], *, val: float, test: float, seed: int
+) -> dict[str, str]:
+    """sample_id -> "train" | "val" | "test" for the given training rows."""
+    if val < 0 or test < 0 or val + test >= 1:
+        raise AugsvcError(f"--val {val} and --test {test}: each must be >= 0 and together < 1")
+    label_of = dict(zip(ids, labels, strict=True))
+    group_of: dict[str, str] = {}
+    for g in groups:
+        members = sorted(sample_id_of(src) for src in g if sample_id_of(src) in label_of)
+        for m in members:
+            group_of[m] = members[0]
+    by_class: dict[int, dict[str, list[str]]] = {}
+    for sid in sorted(ids):
+        head = group_of.get(sid, sid)
+        by_class.setdefault(label_of[head], {}).setdefault(head, []).append(sid)
+    out: dict[str, str] = {}
+    for cls in sorted(by_class):
+        heads = sorted(by_class[cls])
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, SPLIT_STREAM, cls])))
+        order = [heads[i] for i in rng.permutation(len(heads))]
+        n_test = round(test * len(order))
+        n_val = round(val * len(order))
+        for i, head in enumerate(order):
+            split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            for sid in by_class[cls][head]:
+                out[sid] = split
+    return out
+
+
+def split_version(store: Store, ref: str, *, val: float, test: float, seed: int) -> PublishResult:
+    dataset, version = store.resolve(ref)
+    m = store.manifest(dataset, version)
+    if m.modality == "translation":
+        raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")
+    vdir = store.version_dir(dataset, version)
+    present = set(m.splits)
+    for name, frac in (("val", val), ("test", test)):
+        if frac > 0 and name in present:
+            raise AugsvcError(f"{dataset}@{version} already has a {name!r} split; pass --{name} 0 to keep it")
+    ids, labels = [], []
+    for s in m.shards:
+        t = pq.read_table(vdir / s.path, columns=["sample_id", "label", "split"])
+        t = t.filter(pc.equal(t["split"], "train"))
+        ids += t["sample_id"].to_pylist()
+        labels += t["label"].to_pylist()
+    if not ids:
+        raise AugsvcError(f"{dataset}@{version} has no 'train' rows to split")
+    mapping = assign(ids, labels, m.duplicates, val=val, test=test, seed=seed)
+    definition = {"kind": "split", "parent": f"{dataset}@{version}", "val": val, "test": test, "seed": seed}
+    staging = store.staging(dataset)
+    splits: dict[str, dict[str, int]] = {}
+    try:
+        for s in m.shards:
+            table = pq.read_table(vdir / s.path)
+            new = [
+                mapping.get(sid, old)
+                for sid, old in zip(table["sample_id"].to_pylist(), table["split"].to_pylist(), strict=True)
+            ]
+            table = table.set_column(
+                table.schema.get_field_index("split"), table.schema.field("split"), pa.array(new, pa.string())
+            )
+            for name in ("train", "val", "test", *sorted(set(new) - {"train", "val", "test"})):
+                part = table.filter(pc.equal(table["split"], name))
+                if part.num_rows == 0:
+                    continue
+                staging.add_shard_bytes(write_parquet(part), part.num_rows, name)
+                per = splits.setdefault(name, {})
+                for lab in part["label"].to_pylist():
+                    c = m.class_names[lab]
+                    per[c] = per.get(c, 0) + 1
+        return store.publish(
+            staging,
+            dataset=dataset,
+            definition=definition,
+            modality=m.modality,
+            class_names=m.class_names,
+            rows_per_class=m.rows_per_class,
+            parents=[f"{dataset}@{version}"],
+            seed=seed,
+            quarantine=m.quarantine,
+            extra={
+                "splits": {k: splits[k] for k in sorted(splits)},
+                "features": m.features,
+                "image_storage": m.image_storage,
+                "soft_labels": m.soft_labels,
+                "duplicates": m.duplicates,
+                "duplicates_dropped": m.duplicates_dropped,
+            },
+        )
+    except BaseException:
+        staging.discard()
+        raise
