@@ -34,16 +34,29 @@ def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt
 
 @app.command()
 def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
-    """Show rows, classes with counts, lineage and shards of NAME[@VERSION]."""
+    """Show rows, splits, classes with counts, lineage, quarantine and shards of NAME[@VERSION]."""
     s = _store(store)
     m = s.manifest(*s.resolve(ref))
     if as_json:
         typer.echo(m.model_dump_json(indent=2))
         return
-    typer.echo(f"{m.dataset}@{m.version}  {m.modality}  {m.rows} rows  created {m.created}")
-    for c, n in m.rows_per_class.items():
-        typer.echo(f"  {c}: {n}")
-    typer.echo(f"parents: {', '.join(m.parents) or '-'}   shards: {len(m.shards)}   quarantined: {len(m.quarantine)}")
+    typer.echo(f"{m.dataset}@{m.version}  {m.modality}  {m.rows} rows  created {m.created}  augsvc {m.package_version}")
+    typer.echo(f"definition: {m.definition.get('kind', '?')}   parents: {', '.join(m.parents) or '-'}")
+    for sp, n in m.rows_per_split.items():
+        per = m.splits.get(sp, {})
+        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))
+    if m.class_names:
+        typer.echo("classes: " + ", ".join(f"{c}: {m.rows_per_class.get(c, 0)}" for c in m.class_names))
+    if m.features:
+        typer.echo("features: " + ", ".join(f"{k} ({v})" for k, v in m.features.items()))
+    if m.image_storage:
+        typer.echo(f"image storage: {m.image_storage}")
+    typer.echo(
+        f"shards: {len(m.shards)} ({sum(x.bytes for x in m.shards) / 1e6:.1f} MB)   soft labels: {m.soft_labels}"
+    )
+    if m.duplicates:
+        typer.echo(f"duplicate groups: {len(m.duplicates)} ({m.duplicates_dropped} dropped)")
+    _print_quarantine(m.quarantine)
 
 
 @app.command()
@@ -86,7 +99,7 @@ def _progress(label: str, quiet: bool):
             self.task = self.p.add_task(label, total=None)
             return self.update
 
-        def update(self, done: int, total: int) -> None:
+        def update(self, done: int, total: int | None) -> None:
             self.p.update(self.task, completed=done, total=total)
 
         def __exit__(self, *exc):
@@ -171,6 +184,7 @@ def ingest(
                     "up_to_date": rep.up_to_date,
                     "rows": m.rows,
                     "rows_per_class": m.rows_per_class,
+                    "rows_per_split": m.rows_per_split,
                     "splits": m.splits,
                     "quarantined": len(m.quarantine),
                     "duplicate_groups": len(m.duplicates),
@@ -182,8 +196,9 @@ def ingest(
         return
     state = "up to date" if rep.up_to_date else "published"
     typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
-    for sp, per in m.splits.items():
-        typer.echo(f"  {sp}: " + ", ".join(f"{c} {n}" for c, n in per.items()))
+    for sp, n in m.rows_per_split.items():
+        per = m.splits.get(sp, {})
+        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))
     if m.duplicates:
         extra = f", {m.duplicates_dropped} dropped" if m.duplicates_dropped else " (pass --dedupe to drop them)"
         typer.echo(f"  {len(m.duplicates)} group(s) of byte-identical inputs{extra}")

@@ -185,6 +185,12 @@ class Store:
             quarantine=quarantine or [],
             **(extra or {}),
         )
+        if not manifest.rows_per_split:
+            per_split: dict[str, int] = {}
+            for sh in staging.shards:
+                if sh.split is not None:
+                    per_split[sh.split] = per_split.get(sh.split, 0) + sh.rows
+            manifest.rows_per_split = dict(sorted(per_split.items()))
         (staging.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         target = self.version_dir(dataset, vid)
         try:

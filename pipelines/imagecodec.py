@@ -48,6 +48,24 @@ def decode_file_bytes(data: bytes) -> np.ndarray:
     return normalise(arr, bgr=True)
 
 
+def probe_file_bytes(data: bytes) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Decode (validating the whole file) and return the raw OpenCV array plus the stored (h, w, c) shape.
+
+    Cheaper than ``decode_file_bytes`` when the file will be stored as it is: no colour conversion or copy.
+    """
+    if not data:
+        raise ImageDecodeError("empty file")
+    cv2 = _cv2()
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageDecodeError("not a decodable image (corrupt or unsupported format)")
+    if arr.ndim == 2:
+        return arr, (arr.shape[0], arr.shape[1], 1)
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4) and arr.dtype == np.uint8:
+        return arr, (arr.shape[0], arr.shape[1], 1 if arr.shape[2] == 1 else 3)
+    return arr, normalise(arr, bgr=True).shape
+
+
 def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
     """Any 2-D/3-D image array -> contiguous uint8 HWC with 1 (grey) or 3 (RGB) channels."""
     if arr.dtype == np.uint16:

@@ -50,6 +50,7 @@ class Manifest(BaseModel):
     package_version: str
     created: str
     quarantine: list[QuarantineItem] = Field(default_factory=list)
+    rows_per_split: dict[str, int] = Field(default_factory=dict)
     splits: dict[str, dict[str, int]] = Field(default_factory=dict, description="split -> class -> rows")
     features: dict[str, str] = Field(default_factory=dict, description="tabular: column -> numeric|categorical")
     image_storage: str | None = Field(None, description="image storage policy: auto, raw, jpeg, png or webp")

@@ -22,7 +22,7 @@ from pipelines.executor import ensure_ray, run_map
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
-from pipelines.ingest.records import Bad, Record, payload_digest
+from pipelines.ingest.records import Bad, FileRef, Record, payload_digest
 from schemas.manifest import Manifest, QuarantineItem
 
 DEFAULT_SHARD_ROWS = {"image": 512, "text": 20000, "tabular": 20000, "translation": 20000}
@@ -46,86 +46,113 @@ def natural_classes(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
-@dataclass
-class _Scan:
-    keys: list[tuple[str, str]]  # (source, split) of every good record, in order
-    digests: list[bytes]
-    keep: list[bool]
-    labels: set[str]
-    bad: list[Bad]
-    duplicates: list[list[str]]
-    content: str
+class _Tally:
+    """Content hash, labels and duplicate groups, accumulated in item order.
+
+    content_sha256 = sha256(sha256(bad items in order) || sha256((source, split, label, digest) in order)).
+    """
+
+    def __init__(self) -> None:
+        self.h_bad = hashlib.sha256()
+        self.h_good = hashlib.sha256()
+        self.bad: list[Bad] = []
+        self.sources: list[str] = []
+        self.labels: set[str] = set()
+        self._first: dict[bytes, int] = {}
+        self._groups: dict[bytes, list[int]] = {}
+
+    def add_bad(self, b: Bad, opts: IngestOptions) -> None:
+        if opts.on_error == "fail":
+            raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
+        self.bad.append(b)
+        self.h_bad.update(f"{b.source}\0{b.line}\0{b.reason}\n".encode())
+
+    def add(self, source: str, split: str, label: str | None, digest: bytes) -> int:
+        self.h_good.update(f"{source}\0{split}\0{label}\0".encode() + digest)
+        idx = len(self.sources)
+        self.sources.append(source)
+        if label is not None:
+            self.labels.add(label)
+        if digest in self._first:
+            self._groups.setdefault(digest, [self._first[digest]]).append(idx)
+        else:
+            self._first[digest] = idx
+        return idx
+
+    def duplicate_groups(self) -> list[list[int]]:
+        return list(self._groups.values())
+
+    def content(self) -> str:
+        return hashlib.sha256(self.h_bad.digest() + self.h_good.digest()).hexdigest()
 
 
-def _scan(src: Source, opts: IngestOptions) -> _Scan:
-    h = hashlib.sha256()
-    keys, digests, bad, labels = [], [], [], set()
-    first_of: dict[bytes, int] = {}
-    groups: dict[bytes, list[int]] = {}
+def _accepted(item: Record | Bad, opts: IngestOptions) -> Bad | None:
+    """None when a record is usable, else why not (a bad item, or a label outside ``--classes``)."""
+    if isinstance(item, Bad):
+        return item
+    if opts.classes is not None and item.label is not None and item.label not in opts.classes:
+        return Bad(item.source, item.line, f"label {item.label!r} is not one of --classes")
+    return None
+
+
+def _scan(src: Source, opts: IngestOptions) -> tuple[_Tally, list[bytes], list[bool]]:
+    """Pass 1 (two-pass mode): hash every item in the driver; decide what ``--dedupe`` drops."""
+    tally, digests = _Tally(), []
     for item in src.items():
-        if isinstance(item, Bad):
-            if opts.on_error == "fail":
-                raise AugsvcError(f"{item.describe()}; {SKIP_HINT}")
-            bad.append(item)
-            h.update(f"bad\0{item.source}\0{item.line}\0{item.reason}\n".encode())
-            continue
-        if not _accepted(item, opts):
-            b = Bad(item.source, item.line, f"label {item.label!r} is not one of --classes")
-            if opts.on_error == "fail":
-                raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
-            bad.append(b)
+        bad = _accepted(item, opts)
+        if bad is not None:
+            tally.add_bad(bad, opts)
             continue
         d = payload_digest(item.payload)
-        h.update(f"{item.source}\0{item.split}\0{item.label}\0".encode() + d)
-        idx = len(keys)
-        keys.append((item.source, item.split))
+        tally.add(item.source, item.split, item.label, d)
         digests.append(d)
-        if item.label is not None:
-            labels.add(item.label)
-        if d in first_of:
-            groups.setdefault(d, [first_of[d]]).append(idx)
-        else:
-            first_of[d] = idx
-    keep = [True] * len(keys)
-    dup_groups = []
-    for idxs in groups.values():
-        dup_groups.append([keys[i][0] for i in idxs])
-        if opts.dedupe:
+    keep = [True] * len(digests)
+    if opts.dedupe:
+        for idxs in tally.duplicate_groups():
             for i in idxs[1:]:
                 keep[i] = False
-    return _Scan(keys, digests, keep, labels, bad, dup_groups, h.hexdigest())
+    return tally, digests, keep
 
 
-def _accepted(item: Record | Bad, opts: IngestOptions) -> bool:
-    if isinstance(item, Bad):
-        return False
-    return opts.classes is None or item.label is None or item.label in opts.classes
-
-
-def _chunks(src: Source, scan: _Scan, opts: IngestOptions, shard_rows: int) -> Iterator[Chunk]:
-    """Pass 2: the same item stream, checked against pass 1, cut into one-split chunks of ``shard_rows``."""
+def _cut(records: Iterator[tuple[Record, bytes | None]], shard_rows: int) -> Iterator[Chunk]:
+    """Cut a record stream into chunks of at most ``shard_rows`` records, one split per chunk."""
     buf: list[Record] = []
-    digs: list[bytes] = []
+    digs: list[bytes | None] = []
     split = None
     index = 0
-    i = 0
-    for item in src.items():
-        if not _accepted(item, opts):
-            continue
-        if i >= len(scan.keys) or scan.keys[i] != (item.source, item.split):
-            raise AugsvcError(f"{item.source}: the input changed while the ingest was running; run it again")
-        keep, d = scan.keep[i], scan.digests[i]
-        i += 1
-        if not keep:
-            continue
-        if buf and (item.split != split or len(buf) >= shard_rows):
+    for rec, d in records:
+        if buf and (rec.split != split or len(buf) >= shard_rows):
             yield Chunk(index, split, buf, digs)
             index, buf, digs = index + 1, [], []
-        split = item.split
-        buf.append(item)
+        split = rec.split
+        buf.append(rec)
         digs.append(d)
     if buf:
         yield Chunk(index, split, buf, digs)
+
+
+def _pass2_records(src: Source, opts: IngestOptions, digests: list[bytes], keep: list[bool]):
+    """The same item stream as pass 1, checked against it, with the digests pass 1 computed."""
+    i = 0
+    for item in src.items():
+        if _accepted(item, opts) is not None:
+            continue
+        if i >= len(digests):
+            raise AugsvcError(f"{item.source}: the input changed while the ingest was running; run it again")
+        d, k = digests[i], keep[i]
+        i += 1
+        if k:
+            yield item, d
+
+
+def _streaming_records(src: Source, opts: IngestOptions, tally: _Tally):
+    """Single-pass mode: bad items go to the tally now; file digests are computed by the workers."""
+    for item in src.items():
+        bad = _accepted(item, opts)
+        if bad is not None:
+            tally.add_bad(bad, opts)
+            continue
+        yield item, (None if isinstance(item.payload, FileRef) else payload_digest(item.payload))
 
 
 def ingest(
@@ -136,7 +163,7 @@ def ingest(
     options: IngestOptions | None = None,
     workers: int | None = None,
     address: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> IngestReport:
     """Ingest ``path`` into ``store`` as dataset ``name``; returns the published (or existing) version.
 
@@ -146,23 +173,37 @@ def ingest(
     opts = options or IngestOptions()
     path = Path(path)
     src = open_source(path, opts)
-    scan = _scan(src, opts)
-    if not scan.keys:
-        raise AugsvcError(f"{path}: no usable items found" + (f" ({len(scan.bad)} bad)" if scan.bad else ""))
-    class_names = opts.classes or natural_classes(scan.labels)
+    shard_rows = opts.shard_rows or DEFAULT_SHARD_ROWS[src.modality]
+    known_classes = opts.classes or src.class_names
+    streaming = known_classes is not None and not opts.dedupe
     definition = {
         "kind": "ingest",
         "format": src.format,
         "modality": src.modality,
         "options": opts.model_copy(update={"format": src.format}).definition(),
         "features": src.features,
-        "content_sha256": scan.content,
     }
-    vid = version_id(definition)
-    if store.exists(name, vid):
-        store.set_tag(name, "latest", vid)
-        m = store.manifest(name, vid)
-        return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates)
+    if streaming:
+        # One pass: listing, hashing and decoding overlap; the version id is known once every file was read.
+        tally = _Tally()
+        records = _streaming_records(src, opts, tally)
+        class_names = list(known_classes)
+        expected = None
+    else:
+        # Two passes: hash first, so an existing version is reported without starting Ray.
+        tally, digests, keep = _scan(src, opts)
+        if not tally.sources:
+            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+        class_names = opts.classes or natural_classes(tally.labels)
+        vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
+        if store.exists(name, vid):
+            store.set_tag(name, "latest", vid)
+            m = store.manifest(name, vid)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates)
+        records = _pass2_records(src, opts, digests, keep)
+        expected = sum(keep)
+        if workers is None and not address and expected <= shard_rows:
+            workers = 0  # one chunk: nothing to parallelise, so don't pay Ray's start-up (same bytes either way)
 
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     ray_s = 0.0
@@ -171,51 +212,62 @@ def ingest(
         ensure_ray(n_workers, address)
         ray_s = time.perf_counter() - t_ray
     class_index = {c: i for i, c in enumerate(class_names)}
-    shard_rows = opts.shard_rows or DEFAULT_SHARD_ROWS[src.modality]
     staging = store.staging(name)
-    quarantine = [QuarantineItem(source=b.source, line=b.line, reason=b.reason) for b in scan.bad]
     splits: dict[str, dict[str, int]] = {}
-    total = sum(scan.keep)
+    worker_bad: list[Bad] = []
+    chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
     done = 0
+
+    def tasks():
+        for c in _cut(records, shard_rows):
+            chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
+            yield (c, src.modality, src.features, class_index, opts)
+
     try:
-        args = ((c, src.modality, src.features, class_index, opts) for c in _chunks(src, scan, opts, shard_rows))
-        for res in run_map(encode_chunk, args, workers=n_workers, address=address):
+        for res in run_map(encode_chunk, tasks(), workers=n_workers, address=address):
+            keys = chunk_keys.pop(res.index)
+            if streaming:
+                for (source, split_name, label), d in zip(keys, res.digests, strict=True):
+                    tally.add(source, split_name, label, d)
             for b in res.bad:
                 if opts.on_error == "fail":
                     raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
-                quarantine.append(QuarantineItem(source=b.source, line=b.line, reason=b.reason))
+                worker_bad.append(b)
             if res.data is not None:
-                split = res.split
-                staging.add_shard_bytes(res.data, res.rows, split)
-                per = splits.setdefault(split, {})
+                staging.add_shard_bytes(res.data, res.rows, res.split)
+                per = splits.setdefault(res.split, {})
                 for lab, n in sorted(res.label_counts.items()):
                     per[class_names[lab]] = per.get(class_names[lab], 0) + n
-            done += res.rows + len(res.bad)
+            done += len(keys)
             if progress:
-                progress(done, total)
+                progress(done, expected)
+        if not tally.sources:
+            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+        vid_def = definition | {"content_sha256": tally.content(), "class_names": class_names}
         rows_per_class: dict[str, int] = {}
         for per in splits.values():
             for c, n in per.items():
                 rows_per_class[c] = rows_per_class.get(c, 0) + n
+        quarantine = [QuarantineItem(source=b.source, line=b.line, reason=b.reason) for b in tally.bad + worker_bad]
+        groups = tally.duplicate_groups()
         result = store.publish(
             staging,
             dataset=name,
-            definition=definition,
+            definition=vid_def,
             modality=src.modality,
             class_names=class_names,
             rows_per_class={c: rows_per_class.get(c, 0) for c in class_names},
             quarantine=quarantine,
             extra={
-                "splits": splits,
+                "splits": {k: splits[k] for k in sorted(splits)},
                 "features": src.features,
                 "image_storage": opts.image_storage if src.modality == "image" else None,
-                "duplicates": scan.duplicates,
-                "duplicates_dropped": len(scan.keep) - total,
+                "duplicates": [[tally.sources[i] for i in g] for g in groups],
+                "duplicates_dropped": sum(len(g) - 1 for g in groups) if opts.dedupe else 0,
             },
         )
     except BaseException:
         staging.discard()
         raise
-    return IngestReport(
-        result.manifest, result.up_to_date, time.perf_counter() - t0, ray_s, quarantine, scan.duplicates
-    )
+    m = result.manifest
+    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +26,7 @@ class Chunk:
     index: int
     split: str
     records: list[Record]
-    digests: list[bytes]
+    digests: list[bytes | None]  # None: a file the worker hashes as it reads it
 
 
 @dataclass
@@ -38,6 +37,7 @@ class ChunkResult:
     rows: int
     label_counts: dict[int, int] = field(default_factory=dict)
     bad: list[Bad] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)  # content digest of every record of the chunk, in order
 
 
 def sample_id(source: str) -> str:
@@ -51,75 +51,93 @@ def write_parquet(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _image_cell(rec: Record, digest: bytes, opts: IngestOptions) -> dict[str, Any]:
+def _read_file(rec: Record, digest: bytes | None) -> tuple[bytes, bytes]:
+    with open(rec.payload.path, "rb") as f:
+        data = f.read()
+    got = hashlib.sha256(data).digest()
+    if digest is not None and got != digest:
+        raise imagecodec.ImageDecodeError("file changed while the ingest was running; run it again")
+    return data, got
+
+
+def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[bytes, str, int, int, int]:
+    """(stored bytes, image_format, height, width, channels) for one image record."""
     payload = rec.payload
-    source_fmt = None
-    data = None
-    if isinstance(payload, FileRef):
-        with open(payload.path, "rb") as f:
-            data = f.read()
-        if hashlib.sha256(data).digest() != digest:
-            raise imagecodec.ImageDecodeError("file changed while the ingest was running; run it again")
-    elif isinstance(payload, bytes):
+    if isinstance(payload, bytes):
         data = payload
     if data is not None:
         source_fmt = imagecodec.sniff_format(data)
-        img = imagecodec.decode_file_bytes(data)
+        raw, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
+        store = opts.image_storage
+        if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH:
+            store = source_fmt
+        if store == source_fmt and opts.resize is None:
+            return data, store, *shape  # the original file passes through: no re-encoding loss or cost
+        img = imagecodec.normalise(raw, bgr=True)
     else:
         img = imagecodec.normalise(np.asarray(payload))
     if opts.resize is not None:
         img = imagecodec.resize(img, *opts.resize)
     store = opts.image_storage
     if store == "auto":
-        if data is not None and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH:
-            store = source_fmt
-        elif img.shape[0] * img.shape[1] <= RAW_AUTO_MAX_PIXELS:
-            store = "raw"
-        else:
-            store = "jpeg"
-    if store == source_fmt and opts.resize is None and data is not None:
-        blob = data  # pass the original file through: no re-encoding loss, no encoding cost
-    else:
-        blob = imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality)
+        store = "raw" if img.shape[0] * img.shape[1] <= RAW_AUTO_MAX_PIXELS else "jpeg"
     h, w, c = img.shape
-    return {"image": blob, "image_format": store, "height": h, "width": w, "channels": c}
+    return imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality), store, h, w, c
 
 
 def encode_chunk(
     chunk: Chunk, modality: str, features: dict[str, str], class_index: dict[str, int], opts: IngestOptions
 ) -> ChunkResult:
     schema = schema_for(modality, features)
-    cols: dict[str, list] = {f.name: [] for f in schema}
-    counts: dict[int, int] = {}
+    keep: list[Record] = []
+    payload_cols: dict[str, list] = {f.name: [] for f in schema if f.name not in _COMMON}
     bad: list[Bad] = []
+    digests: list[bytes] = []
     for rec, digest in zip(chunk.records, chunk.digests, strict=True):
         if modality == "image":
+            data = None
             try:
-                cell = _image_cell(rec, digest, opts)
+                if isinstance(rec.payload, FileRef):
+                    data, digest = _read_file(rec, digest)
+                cell = _image_cell(rec, data, opts)
             except (imagecodec.ImageDecodeError, OSError) as e:
-                bad.append(Bad(rec.source, rec.line, str(e)))
+                digests.append(digest or hashlib.sha256(b"unreadable\0" + rec.source.encode()).digest())
+                reason = f"cannot read the file ({e.strerror})" if isinstance(e, OSError) else str(e)
+                bad.append(Bad(rec.source, rec.line, reason))
                 continue
+            digests.append(digest)
+            for k, v in zip(_IMAGE_COLS, cell, strict=True):
+                payload_cols[k].append(v)
         elif modality == "text":
-            cell = {"text": rec.payload}
+            payload_cols["text"].append(rec.payload)
         elif modality == "translation":
-            cell = {"src": rec.payload[0], "tgt": rec.payload[1]}
+            payload_cols["src"].append(rec.payload[0])
+            payload_cols["tgt"].append(rec.payload[1])
         else:
-            cell = dict(rec.payload)
-        label = None if rec.label is None else class_index[rec.label]
-        if label is not None:
-            counts[label] = counts.get(label, 0) + 1
-        row = {
-            "sample_id": sample_id(rec.source),
-            "label": label,
-            "soft_label": None,
-            "split": rec.split,
-            "source": rec.source,
-            "lineage": None,
-        } | cell
-        for k in cols:
-            cols[k].append(row.get(k))
-    n = len(cols["sample_id"])
+            for k in payload_cols:
+                payload_cols[k].append(rec.payload.get(k))
+        if modality != "image":
+            digests.append(digest)
+        keep.append(rec)
+    counts: dict[int, int] = {}
+    labels = [None if r.label is None else class_index[r.label] for r in keep]
+    for lab in labels:
+        if lab is not None:
+            counts[lab] = counts.get(lab, 0) + 1
+    n = len(keep)
     if n == 0:
-        return ChunkResult(chunk.index, chunk.split, None, 0, counts, bad)
+        return ChunkResult(chunk.index, chunk.split, None, 0, counts, bad, digests)
+    cols = {
+        "sample_id": [sample_id(r.source) for r in keep],
+        "label": labels,
+        "soft_label": [None] * n,
+        "split": [r.split for r in keep],
+        "source": [r.source for r in keep],
+        "lineage": [None] * n,
+    } | payload_cols
     table = pa.Table.from_pydict(cols, schema=schema)
-    return ChunkResult(chunk.index, chunk.split, write_parquet(table), n, counts, bad)
+    return ChunkResult(chunk.index, chunk.split, write_parquet(table), n, counts, bad, digests)
+
+
+_COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage"}
+_IMAGE_COLS = ("image", "image_format", "height", "width", "channels")

@@ -21,6 +21,7 @@ class Source:
     items: Callable[[], Iterator[Record | Bad]]
     features: dict[str, str] = field(default_factory=dict)  # tabular: column -> numeric | categorical
     format: str = ""
+    class_names: list[str] | None = None  # known before reading any item (image class folders)
 
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,15 @@ def source(root: Path, opts: IngestOptions) -> Source:
         else:
             yield from _class_folders(root, root, opts.split or "train")
 
-    return Source("image", items)
+    class_names = None
+    if labels is None:
+        dirs = _subdirs(root)
+        split_dirs = [d for d in dirs if d.name.lower() in SPLIT_DIRS]
+        bases = split_dirs or [root]
+        class_names = sorted({c.name for b in bases for c in _subdirs(b)})
+        if class_names and all(c.isdigit() for c in class_names):
+            class_names.sort(key=int)
+    return Source("image", items, class_names=class_names or None)
 
 
 def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]:
@@ -79,13 +88,30 @@ def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]
         raise AugsvcError(
             f"{base}: no class folders; expected <root>/<class>/*.jpg, or pass --labels-file for a flat folder"
         )
+    prefix = "" if base == root else f"{relative(base, root)}/"
     for cdir in classes:
-        for f in files_of(cdir):
-            rel = relative(f, root)
-            if f.suffix.lower() not in IMAGE_EXTS:
-                yield Bad(rel, None, f"not an image file (extension {f.suffix or 'none'}; expected {_exts()})")
+        cdir_s = str(cdir)
+        for name in _listing(cdir_s):
+            rel = f"{prefix}{cdir.name}/{name}"
+            ext = os.path.splitext(name)[1].lower()
+            if ext not in IMAGE_EXTS:
+                yield Bad(rel, None, f"not an image file (extension {ext or 'none'}; expected {_exts()})")
                 continue
-            yield Record(rel, split, cdir.name, FileRef(str(f)))
+            yield Record(rel, split, cdir.name, FileRef(os.path.join(cdir_s, name)))
+
+
+def _listing(d: str, prefix: str = "") -> list[str]:
+    """Relative names of the files under ``d`` (recursively, hidden entries skipped), sorted."""
+    out = []
+    with os.scandir(d) as it:
+        for e in it:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                out += _listing(e.path, f"{prefix}{e.name}/")
+            elif e.is_file():
+                out.append(prefix + e.name)
+    return sorted(out)
 
 
 def _flat(root: Path, labels: dict[str, str], split: str) -> Iterator[Record | Bad]:

@@ -1,0 +1,155 @@
+"""Ingest throughput: augsvc ingest (Ray, 1 and 2 workers) against a plain single-process loop.
+
+The baseline reads each file, decodes it with OpenCV (as validation; ingest does the same) and writes one
+Parquet file with pyarrow. Ray start-up is measured and reported apart; steady state is measured on flowers5
+read ten times (symlinks to the same files, so the page cache serves them alike to both contenders) and on
+MNIST IDX. Peak memory (this process + Ray workers) is compared between 1x and 10x flowers input.
+
+    python bench/ingest.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from bench._util import PeakRSS, emit, shared  # noqa: E402
+
+
+def replicate(src: Path, dst: Path, times: int) -> int:
+    """``dst/<class>/<k>_<name>`` symlinks to every image of ``src``, ``times`` over."""
+    n = 0
+    for cdir in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / cdir.name).mkdir(parents=True, exist_ok=True)
+        for f in sorted(cdir.iterdir()):
+            for k in range(times):
+                (dst / cdir.name / f"{k}_{f.name}").symlink_to(f)
+                n += 1
+    return n
+
+
+def baseline_images(root: Path, out: Path) -> int:
+    cv2.setNumThreads(1)
+    images, labels, sources = [], [], []
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    for ci, c in enumerate(classes):
+        for f in sorted((root / c).iterdir()):
+            data = f.read_bytes()
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                continue
+            images.append(data)
+            labels.append(ci)
+            sources.append(f"{c}/{f.name}")
+    pq.write_table(pa.table({"image": images, "label": labels, "source": sources}), out, compression="zstd")
+    return len(images)
+
+
+def baseline_idx(root: Path, out: Path) -> int:
+    import gzip
+
+    with gzip.open(root / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        x = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 28, 28)
+    with gzip.open(root / "t10k-labels-idx1-ubyte.gz", "rb") as f:
+        y = np.frombuffer(f.read()[8:], np.uint8)
+    pq.write_table(pa.table({"image": [a.tobytes() for a in x], "label": y.astype(np.int32)}), out, compression="zstd")
+    return len(x)
+
+
+def run_ours(src: Path, store_dir: Path, workers: int) -> tuple[float, int]:
+    from augsvc.store import Store
+    from pipelines.ingest import ingest
+
+    shutil.rmtree(store_dir, ignore_errors=True)
+    t = time.perf_counter()
+    rep = ingest(src, name="b", store=Store(store_dir), workers=workers)
+    return time.perf_counter() - t, rep.manifest.rows
+
+
+def best(fn, repeats: int) -> tuple[float, int]:
+    runs = [fn() for _ in range(repeats)]
+    return min(r[0] for r in runs), runs[0][1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="flowers x3 instead of x10, one repeat")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    times = 3 if args.quick else 10
+    repeats = 1 if args.quick else 2
+    tmp = Path(tempfile.mkdtemp(prefix="augsvc-bench-"))
+    results: dict = {"cores": os.cpu_count()}
+    try:
+        flowers = shared("flowers5")
+        big = tmp / f"flowers_x{times}"
+        replicate(flowers, big, times)
+        import ray
+
+        from pipelines.executor import ensure_ray
+
+        t = time.perf_counter()
+        ensure_ray(2)
+        results["ray_start_s"] = round(time.perf_counter() - t, 2)
+        print(f"Ray start-up: {results['ray_start_s']:.1f} s (excluded from the rates below)")
+        run_ours(flowers, tmp / "warm", 2)  # warm the workers' imports once
+
+        for label, src, base_fn in (
+            (f"flowers5 x{times}", big, baseline_images),
+            ("mnist10k idx", shared("mnist10k"), baseline_idx),
+        ):
+            b_s, b_n = best(lambda src=src, base_fn=base_fn: _timed(base_fn, src, tmp / "b.parquet"), repeats)
+            row = {"rows": b_n, "baseline_img_s": round(b_n / b_s)}
+            for w in (1, 2):
+                o_s, o_n = best(lambda src=src, w=w: run_ours(src, tmp / f"s{w}", w), repeats)
+                assert o_n == b_n, (o_n, b_n)
+                row[f"ours_{w}w_img_s"] = round(o_n / o_s)
+                row[f"ours_{w}w_img_s_per_core"] = round(o_n / o_s / w)
+                row[f"ratio_{w}w"] = round(b_s / o_s, 2)
+            results[label] = row
+            print(
+                f"{label:16s} {b_n:6d} rows | baseline 1 proc {row['baseline_img_s']:6d} img/s | "
+                f"ours 1 worker {row['ours_1w_img_s']:6d} img/s ({row['ratio_1w']:.2f}x) | "
+                f"ours 2 workers {row['ours_2w_img_s']:6d} img/s ({row['ratio_2w']:.2f}x, "
+                f"{row['ours_2w_img_s_per_core']} per core)   target 2w >= 1.70x"
+            )
+        ray.shutdown()
+        mem = {}
+        for k, src in (("x1", flowers), (f"x{times}", big)):
+            with PeakRSS() as p:
+                ensure_ray(2)
+                run_ours(src, tmp / "m", 2)
+                ray.shutdown()
+            mem[k] = round(p.peak / 2**20)
+        results["peak_rss_mib"] = mem
+        ratio = mem[f"x{times}"] / mem["x1"]
+        print(f"peak RSS (driver + Ray workers): x1 {mem['x1']} MiB, x{times} {mem[f'x{times}']} MiB "
+              f"-> {ratio:.2f}x for {times}x the input (flat = ~1.0)")  # fmt: skip
+        results["peak_rss_ratio"] = round(ratio, 2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    emit(results, args.json)
+
+
+def _timed(fn, src: Path, out: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    n = fn(src, out)
+    return time.perf_counter() - t, n
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Texts per second on one core for our text ops against nlpaug's equivalent augmenters, in the same run.
+
+    python bench/text_ops.py [--quick] [--data sms|trec|synthetic] [--n 2000]
+
+Data: ``/work/shared/data/sms_spam/SMSSpamCollection`` (TSV, header ``Label<TAB>SMS``) or
+``/work/shared/data/trec6/TREC.train`` (latin-1, ``COARSE:fine question``); synthetic sentences when missing.
+Each op runs over the same texts at ``aug_p=0.1`` (at most 10 words), one call per text; the best of
+``--repeats`` passes is reported. Our ops draw from one ``np.random.Generator``; nlpaug from Python's ``random``.
+
+Pairs: random_swap vs ``RandomWordAug(action="swap")``, random_delete vs ``RandomWordAug(action="delete")``,
+keyboard_typo vs ``KeyboardAug`` (one character per chosen word). synonym_replace has no nlpaug counterpart
+here: ``SynonymAug`` needs NLTK's WordNet, which is not installed, and nlpaug would call ``nltk.download``
+(blocked in this script), so it is timed alone with a thesaurus built from the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.update({k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from pipelines.transforms.text.char import KeyboardTypo  # noqa: E402
+from pipelines.transforms.text.synonyms import ENGLISH_STOPWORDS  # noqa: E402
+from pipelines.transforms.text.tokenize import Tokens  # noqa: E402
+from pipelines.transforms.text.word import RandomDelete, RandomSwap, SynonymReplace  # noqa: E402
+
+DATA = Path("/work/shared/data")
+
+
+def load_texts(which: str, n: int) -> tuple[str, list[str]]:
+    sms, trec = DATA / "sms_spam" / "SMSSpamCollection", DATA / "trec6" / "TREC.train"
+    if which == "sms" and sms.exists():
+        lines = sms.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+        return str(sms), [line.split("\t", 1)[1] for line in lines if "\t" in line][:n]
+    if which == "trec" and trec.exists():
+        lines = trec.read_bytes().decode("latin-1").splitlines()
+        return str(trec), [line.split(" ", 1)[1] for line in lines if " " in line][:n]
+    rng = np.random.default_rng(0)
+    vocab = "the a quick brown fox jumps over lazy dog it was not amused cat sat on mat today".split()
+    texts = [" ".join(rng.choice(vocab, rng.integers(5, 25))).capitalize() + "." for _ in range(n)]
+    return "synthetic", texts
+
+
+def thesaurus_from(texts: list[str], n_words: int = 300) -> dict[str, list[str]]:
+    """Map each of the most frequent non-stop words to three others (a stand-in thesaurus for timing)."""
+    counts = Counter(w.lower() for t in texts for w in Tokens.from_text(t).words)
+    common = [w for w, _ in counts.most_common() if w not in ENGLISH_STOPWORDS and w.isalpha()][:n_words]
+    return {w: [common[(i + k) % len(common)] for k in (1, 2, 3)] for i, w in enumerate(common)}
+
+
+def rate(fn, texts: list[str], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for t in texts:
+            fn(t)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def ours(op):
+    rng = np.random.default_rng(0)
+    return lambda t: op(t, rng)[0]
+
+
+def nlpaug_augmenters() -> tuple[dict[str, object], str | None]:
+    try:
+        import nltk
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("nltk.download blocked by bench/text_ops.py (offline run)")
+
+        nltk.download = refuse
+    except ImportError:
+        pass
+    try:
+        import nlpaug.augmenter.char as nac
+        import nlpaug.augmenter.word as naw
+    except ImportError as e:
+        return {}, f"nlpaug not importable ({e})"
+    augs = {
+        "random_swap": naw.RandomWordAug(action="swap", aug_p=0.1, aug_min=1, aug_max=10),
+        "random_delete": naw.RandomWordAug(action="delete", aug_p=0.1, aug_min=1, aug_max=10),
+        "keyboard_typo": nac.KeyboardAug(
+            aug_word_p=0.1,
+            aug_word_min=1,
+            aug_word_max=10,
+            aug_char_min=1,
+            aug_char_max=1,
+            min_char=3,
+            include_special_char=False,
+            include_numeric=False,
+        ),
+    }
+    return augs, None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="500 texts, 1 pass")
+    ap.add_argument("--data", choices=["sms", "trec", "synthetic"], default="sms")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    n, repeats = (500, 1) if args.quick else (args.n, args.repeats)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    source, texts = load_texts(args.data, n)
+    print(
+        f"data: {source}, {len(texts)} texts, {np.mean([len(Tokens.from_text(t).words) for t in texts]):.1f} words avg"
+    )
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+    augs, why = nlpaug_augmenters()
+    ops = {
+        "synonym_replace": SynonymReplace(aug_p=0.1, synonyms=thesaurus_from(texts)),
+        "random_swap": RandomSwap(aug_p=0.1),
+        "random_delete": RandomDelete(aug_p=0.1),
+        "keyboard_typo": KeyboardTypo(aug_p=0.1),
+    }
+    print(f"{'op':16s} {'ours texts/s':>13s} {'nlpaug texts/s':>15s} {'ratio':>7s}")
+    sample = texts[3]
+    examples = []
+    for name, op in ops.items():
+        ours_rate = rate(ours(op), texts, repeats)
+        aug = augs.get(name)
+        if aug is None:
+            reason = why or ("SynonymAug needs WordNet (not installed; nlpaug would download it)")
+            print(f"{name:16s} {ours_rate:13,.0f} {'n/a':>15s} {'n/a':>7s}  ({reason})")
+        else:
+            theirs = rate(aug.augment, texts, repeats)
+            print(f"{name:16s} {ours_rate:13,.0f} {theirs:15,.0f} {ours_rate / theirs:6.1f}x")
+            examples.append((name, aug.augment(sample)))
+        examples.append((name, op(sample, np.random.default_rng(1))[0]))
+    print(f"\nexample input: {sample!r}")
+    for i, (name, out) in enumerate(examples):
+        who = "ours  " if i + 1 == len(examples) or examples[i + 1][0] != name else "nlpaug"
+        print(f"  {name:16s} {who} {out!r}")
+
+
+if __name__ == "__main__":
+    main()
