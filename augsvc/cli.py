@@ -230,6 +230,115 @@ def split_cmd(
 
 
 @app.command()
+def build(
+    recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and expected rows; build nothing.")
+    ] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Build the recipe: augment its input version and publish a new immutable version."""
+    from pipelines.runner import build as run_build
+    from schemas.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    s = _store(store)
+    with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
+        rep = run_build(recipe, s, workers=workers, address=address, dry_run=dry_run, progress=bar)
+    plan = rep.plan
+    rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
+    if as_json:
+        out = {
+            "dataset": recipe.output,
+            "version": rep.version,
+            "dry_run": dry_run,
+            "up_to_date": rep.up_to_date,
+            "rows_in": rep.rows_in,
+            "rows_out": rows_out,
+            "counts_in": plan.counts_in,
+            "counts_out": plan.counts_out,
+            "seconds": round(rep.seconds, 3),
+            "ray_start_seconds": round(rep.ray_start_seconds, 3),
+        }
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"{recipe.input} -> {recipe.output}@{rep.version}")
+    for st in plan.stages:
+        copies = ", ".join(f"{plan.class_names[k]} x{v}" for k, v in sorted(st.copies.items()))
+        typer.echo(f"  stage {st.index} {st.name}: copies {copies or 'none'}"
+                   + (f" (+1 for {len(st.extra)} rows)" if st.extra else "")
+                   + ("" if st.keep_originals else ", originals dropped"))  # fmt: skip
+    for sp in sorted(set(plan.counts_in) | set(plan.counts_out)):
+        a, b = plan.counts_in.get(sp, {}), plan.counts_out.get(sp, {})
+        per = ", ".join(f"{c} {a.get(c, 0)}->{b.get(c, 0)}" for c in plan.class_names)
+        typer.echo(f"  {sp}: {sum(a.values())} -> {sum(b.values())} rows ({per})")
+    if dry_run:
+        typer.echo("dry run: nothing built" + (" (this version already exists)" if rep.up_to_date else ""))
+        return
+    if rep.up_to_date:
+        typer.echo("up to date: this version already exists")
+        return
+    rate = rows_out / max(rep.seconds - rep.ray_start_seconds, 1e-9)
+    reused = f", reused {rep.reused_shards} finished shard(s)" if rep.reused_shards else ""
+    typer.echo(f"published {rows_out} rows in {rep.seconds:.1f} s ({rate:.0f} rows/s after Ray start-up "
+               f"{rep.ray_start_seconds:.1f} s{reused})")  # fmt: skip
+
+
+@app.command()
+def preview(
+    recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
+    out: Annotated[str, typer.Option("--out", help="PNG file to write.")] = "preview.png",
+    n: Annotated[int, typer.Option("-n", help="Number of source images.")] = 16,
+    copies: Annotated[int, typer.Option(help="Augmented copies shown beside each original.")] = 4,
+    size: Annotated[int, typer.Option(help="Cell size in pixels.")] = 96,
+    store: StoreOpt = None,
+):
+    """Render originals beside augmented copies (the recipe's stages, same seeds as a build) as one PNG grid."""
+    from pipelines.preview import render_preview
+    from schemas.recipe import load_recipe
+
+    path = render_preview(load_recipe(recipe_path), _store(store), out, n=n, copies=copies, cell=size)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("ops")
+def ops_cmd(
+    name: Annotated[str | None, typer.Argument(help="Show one op.")] = None,
+    as_json: JsonOpt = False,
+):
+    """List the registered ops with their parameters and defaults."""
+    from pipelines.transforms.base import get_op_class, registry
+
+    ops = {name: get_op_class(name)} if name else registry()
+    info = {}
+    for op_name, cls in ops.items():
+        params = {}
+        for f, fi in cls.model_fields.items():
+            default = None if fi.is_required() else fi.get_default(call_default_factory=True)
+            params[f] = {"default": _jsonable(default), "description": fi.description or ""}
+        info[op_name] = {"modality": cls.modality, "doc": (cls.__doc__ or "").strip().split("\n")[0], "params": params}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for op_name, d in info.items():
+        typer.echo(f"{op_name} [{d['modality']}]  {d['doc']}")
+        for f, p in d["params"].items():
+            typer.echo(f"    {f} = {p['default']!r}  {p['description']}")
+
+
+def _jsonable(v):
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(v)
+    except Exception:  # noqa: BLE001
+        return repr(v)
+
+
+@app.command()
 def demo(
     workdir: Annotated[str, typer.Option(help="Where the demo writes its inputs and store.")] = "./augsvc-demo",
     workers: Annotated[int | None, typer.Option(help="Parallel workers (default: all cores).")] = None,

@@ -145,6 +145,13 @@ class Store:
         (d / "shards").mkdir(parents=True)
         return Staging(d)
 
+    def staging_keyed(self, dataset: str, key: str) -> Staging:
+        """A staging folder with a stable name, so an interrupted job can find and reuse its finished work."""
+        _check_name("dataset", dataset)
+        d = self.root / dataset / ".staging" / key
+        (d / "shards").mkdir(parents=True, exist_ok=True)
+        return Staging(d)
+
     def publish(
         self,
         staging: Staging,

@@ -49,20 +49,23 @@ def run_map(
     workers: int = 0,
     address: str | None = None,
     max_in_flight: int | None = None,
+    shared: Any = None,
 ) -> Iterator[Any]:
     """Yield ``fn(*a)`` for each ``a`` in ``args``, in submission order.
 
     ``workers=0`` runs in this process (no Ray). Otherwise at most ``workers`` tasks run at once and at most
     ``max_in_flight`` (default ``2 * workers``) are running or finished-but-unread, so memory stays bounded by
-    a few chunks whatever the input size.
+    a few chunks whatever the input size. ``shared``, when given, is passed as the first argument of every call
+    (put into Ray's object store once, not shipped with every task).
     """
     if workers <= 0 and not address:
         for a in args:
-            yield fn(*a)
+            yield fn(shared, *a) if shared is not None else fn(*a)
         return
     import ray
 
     ensure_ray(workers, address)
+    shared_ref = ray.put(shared) if shared is not None else None
     remote = _REMOTE_CACHE.get(fn)
     if remote is None:
         remote = _REMOTE_CACHE[fn] = ray.remote(num_cpus=1, max_retries=2)(fn)
@@ -81,9 +84,9 @@ def run_map(
                 except StopIteration:
                     exhausted = True
                     break
-                running[remote.remote(*a)] = i
+                running[remote.remote(shared_ref, *a) if shared_ref is not None else remote.remote(*a)] = i
             if next_out in done:
-                yield ray.get(done.pop(next_out))
+                yield _get(ray, done.pop(next_out))
                 next_out += 1
                 continue
             if not running:
@@ -94,3 +97,14 @@ def run_map(
     finally:
         for ref in running:
             ray.cancel(ref, force=False)
+
+
+def _get(ray, ref: Any) -> Any:
+    """ray.get, turning a task's AugsvcError back into a plain one-line AugsvcError."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, AugsvcError):
+            raise AugsvcError(str(cause)) from None
+        raise

@@ -1,0 +1,94 @@
+"""``augsvc preview``: originals beside augmented copies, one PNG grid, before building 100,000 images.
+
+Copy ``c`` of a row goes through every stage with the same generators a build uses for copy ``c``
+(``rng_for(seed, stage, c, sample_id)``), so what you see is what the build makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from augsvc.errors import AugsvcError
+from augsvc.store import Store
+from pipelines import imagecodec
+from pipelines.rng import rng_for
+from schemas.recipe import Recipe
+
+
+def _fit(img: np.ndarray, cell: int) -> np.ndarray:
+    import cv2
+
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    h, w = img.shape[:2]
+    scale = cell / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_NEAREST if scale >= 2 else cv2.INTER_AREA
+    small = cv2.resize(img, (nw, nh), interpolation=interp)
+    out = np.full((cell, cell, 3), 255, np.uint8)
+    y0, x0 = (cell - nh) // 2, (cell - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = small
+    return out
+
+
+def pick_rows(store: Store, recipe: Recipe, n: int) -> list[dict]:
+    """n rows of the augmented splits, spread over the classes, chosen by a seeded hash (not file order)."""
+    ds, v = store.resolve(recipe.input)
+    m = store.manifest(ds, v)
+    if m.modality != "image":
+        raise AugsvcError(f"preview renders images; {ds}@{v} holds {m.modality} rows")
+    by_class: dict[int, list[tuple[bytes, dict]]] = {}
+    for s in m.shards:
+        if s.split is not None and s.split not in recipe.splits:
+            continue
+        for row in pq.read_table(store.version_dir(ds, v) / s.path).to_pylist():
+            if row["split"] not in recipe.splits:
+                continue
+            key = hashlib.blake2b(f"{recipe.seed}/preview/{row['sample_id']}".encode(), digest_size=8).digest()
+            by_class.setdefault(row["label"], []).append((key, row))
+    if not by_class:
+        raise AugsvcError(f"{ds}@{v} has no rows in splits {recipe.splits}")
+    queues = [sorted(v_, key=lambda kv: kv[0]) for _, v_ in sorted(by_class.items())]
+    picked: list[dict] = []
+    i = 0
+    while len(picked) < n and any(i < len(q) for q in queues):
+        for q in queues:
+            if i < len(q) and len(picked) < n:
+                picked.append(q[i][1])
+        i += 1
+    return picked
+
+
+def render_preview(
+    recipe: Recipe, store: Store, out: str | Path, *, n: int = 16, copies: int = 4, cell: int = 96
+) -> Path:
+    import cv2
+
+    rows = pick_rows(store, recipe, n)
+    pad = 4
+    grid_rows = []
+    for row in rows:
+        orig = imagecodec.decode(row["image"], row["image_format"], row["height"], row["width"], row["channels"])
+        cells = [_fit(orig, cell)]
+        for c in range(copies):
+            x = orig
+            for k, st in enumerate(recipe.stages):
+                x, _ = st.built(x, rng_for(recipe.seed, k, c, row["sample_id"]))
+            cells.append(_fit(x, cell))
+        line = np.full((cell, (cell + pad) * len(cells) + pad * 3, 3), 255, np.uint8)
+        xpos = 0
+        for j, im in enumerate(cells):
+            line[:, xpos : xpos + cell] = im
+            xpos += cell + pad + (pad * 3 if j == 0 else 0)  # a wider gap after the original
+        grid_rows.append(line)
+    sep = np.full((pad, grid_rows[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([x for r in grid_rows for x in (r, sep)], axis=0)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), grid[:, :, ::-1]):
+        raise AugsvcError(f"{out}: could not write the PNG (check the folder and the .png extension)")
+    return out

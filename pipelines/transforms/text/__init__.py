@@ -1,0 +1,3 @@
+"""Text ops (word and character level); importing this package registers them."""
+
+from pipelines.transforms.text import char, word  # noqa: F401

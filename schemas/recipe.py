@@ -1,0 +1,139 @@
+"""Recipe: what a build does to a source version. One pydantic model, YAML round trip, validated at load time.
+
+```yaml
+schema_version: 1
+input: flowers            # NAME, NAME@VERSION or NAME@TAG
+output: flowers_aug       # dataset name of the published version
+seed: 0
+splits: [train]           # splits that are augmented; other rows pass through unchanged
+stages:
+  - name: fliprotate
+    op: [{op: hflip, p: 0.5}, {op: rotate, limit: 30}]   # a list is a sequence
+    copies: 4             # augmented copies per row (or per-class targets, below)
+    keep_originals: true
+    classes: null         # only rows of these classes get copies
+    target_per_class: null  # {class: rows} or an int for every class: add copies until reached
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from augsvc.errors import AugsvcError
+
+RECIPE_SCHEMA_VERSION = 1
+
+
+class Stage(BaseModel):
+    """One recipe stage: an op (or composition) and how its output joins the dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="label for logs and lineage (default: stage-<index>)")
+    op: dict[str, Any] | list[dict[str, Any]] = Field(description="op spec, or a list of specs run in sequence")
+    copies: int = Field(1, ge=0, le=1000, description="augmented copies per selected row")
+    keep_originals: bool = Field(True, description="keep the stage's input rows in its output")
+    classes: list[str] | None = Field(None, description="only rows of these classes get copies")
+    target_per_class: int | dict[str, int] | None = Field(
+        None, description="add copies until each class (or each named class) has this many rows"
+    )
+    _op: Any = PrivateAttr(None)
+
+    @field_validator("op")
+    @classmethod
+    def _op_spec(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty op list does nothing; give at least one op")
+        return v
+
+    @model_validator(mode="after")
+    def _build(self) -> Stage:
+        from pipelines.transforms.compose import build_op
+
+        spec = {"op": "sequence", "ops": self.op} if isinstance(self.op, list) else self.op
+        try:
+            self._op = build_op(spec)
+        except AugsvcError as e:  # reported by pydantic with this stage's location
+            raise ValueError(str(e)) from None
+        if self.target_per_class is not None and self.copies != 1:
+            raise ValueError("give either copies or target_per_class, not both")
+        return self
+
+    @property
+    def built(self) -> Any:
+        return self._op
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = RECIPE_SCHEMA_VERSION
+    input: str = Field(description="source dataset: NAME, NAME@VERSION or NAME@TAG")
+    output: str = Field(description="name of the dataset the build publishes")
+    seed: int = Field(0, ge=0, description="root of every random draw")
+    splits: list[str] = Field(default_factory=lambda: ["train"], description="splits that are augmented")
+    output_image_format: Literal["auto", "raw", "jpeg", "png", "webp"] = Field(
+        "auto", description="codec of augmented images (auto: raw up to 64x64 pixels, else jpeg)"
+    )
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    stages: list[Stage] = Field(min_length=1)
+
+    def definition(self) -> dict[str, Any]:
+        """What the build's bytes depend on (the output name is not part of it)."""
+        return self.model_dump(mode="json", exclude={"output"})
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _format(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = e["loc"]
+        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            model = Stage if "stages" in loc else Recipe
+            allowed = list(model.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: missing required key {key!r}")
+        else:
+            for i, line in enumerate(msg.splitlines()):
+                lines.append(f"{where}: {key or 'recipe'}: {line}" if i == 0 else f"    {line}")
+    return "\n".join(lines)
+
+
+def load_recipe(source: str | Path | dict) -> Recipe:
+    """Load and validate a recipe from a YAML file path or a dict; every problem raises one clear AugsvcError."""
+    import yaml
+
+    where = "recipe"
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise AugsvcError(f"{path}: recipe file not found")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise AugsvcError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise AugsvcError(f"{where}: a recipe is a mapping with input, output, seed and stages")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise AugsvcError(_format(e, where)) from None
+    except AugsvcError as e:
+        raise AugsvcError(f"{where}: {e}") from None
