@@ -54,7 +54,10 @@ def make_inputs(root: Path) -> dict[str, Path]:
 def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[[str], None] = print) -> None:
     from augsvc.store import Store
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.preview import render_preview
+    from pipelines.runner import build
     from pipelines.split import split_version
+    from schemas.recipe import load_recipe
 
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,6 +91,51 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     )
     tab = IngestOptions(format="tabular", label_column="species")
     report("4. ingest iris table", ingest(inputs["iris"], name="iris", store=store, options=tab, workers=workers))
+    digits_recipe = load_recipe(
+        {
+            "input": "digits",
+            "output": "digits_aug",
+            "seed": 0,
+            "stages": [
+                {"name": "geometry+value", "copies": 3, "op": [
+                    {"op": "rotate", "limit": 15, "fill_mode": "constant"},
+                    {"op": "shift", "limit": 0.1},
+                    {"op": "sometimes", "p": 0.5, "ops": [{"op": "brightness"}, {"op": "contrast"}]},
+                ]},
+            ],
+        }
+    )  # fmt: skip
+    b = build(digits_recipe, store, workers=workers)
+    m = b.manifest
+    echo(f"\n== 5. build digits_aug@{b.version}: {b.rows_in} -> {m.rows} rows "
+         f"(train {sum(m.splits['train'].values())}, val/test untouched) in {b.seconds:.1f} s")  # fmt: skip
+    grid = render_preview(digits_recipe, store, work / "digits_preview.png", n=8, copies=4, cell=64)
+    echo(f"   preview of originals beside 4 copies: {grid}")
+    reviews_recipe = load_recipe(
+        {
+            "input": "reviews",
+            "output": "reviews_aug",
+            "seed": 0,
+            "stages": [{"name": "eda", "copies": 2, "op": {"op": "one_of", "ops": [
+                {"op": "random_swap"}, {"op": "random_delete"}, {"op": "keyboard_typo"}]}}],
+        }
+    )  # fmt: skip
+    b = build(reviews_recipe, store, workers=workers)
+    echo(f"\n== 6. build reviews_aug@{b.version}: {b.rows_in} -> {b.manifest.rows} rows; for example:")
+    _show_text_example(store, b.manifest, echo)
     problems = [p for ds in store.datasets() for v in store.versions(ds) for p in store.verify(ds, v)]
-    echo(f"\n== 5. verify every version: {'ok' if not problems else problems}")
+    echo(f"\n== 7. verify every version: {'ok' if not problems else problems}")
     echo(f"\nNext: augsvc --store {store.root} ls | show digits | verify digits")
+
+
+def _show_text_example(store, manifest, echo: Callable[[str], None]) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(store.version_dir(manifest.dataset, manifest.version) / manifest.shards[0].path)
+    rows = table.to_pylist()
+    originals = {r["sample_id"]: r["text"] for r in rows if not r["lineage"]}
+    for r in [r for r in rows if r["lineage"]][:3]:
+        parent = json.loads(r["lineage"])[-1]["parent"]
+        echo(f"   {originals.get(parent, '?')!r}\n     -> {r['text']!r}")
