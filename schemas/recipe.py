@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from augsvc.errors import AugsvcError
+from pipelines.mixing import MixSpec
 
 RECIPE_SCHEMA_VERSION = 1
 
@@ -35,7 +36,11 @@ class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="label for logs and lineage (default: stage-<index>)")
-    op: dict[str, Any] | list[dict[str, Any]] = Field(description="op spec, or a list of specs run in sequence")
+    op: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        None, description="per-row op spec, or a list of specs run in sequence"
+    )
+    mix: MixSpec | None = Field(None, description="label-mixing stage: pairs rows across the whole dataset")
+    generator: dict[str, Any] | None = Field(None, description="generator stage, e.g. {method: smote, k_neighbors: 5}")
     copies: int = Field(1, ge=0, le=1000, description="augmented copies per selected row")
     keep_originals: bool = Field(True, description="keep the stage's input rows in its output")
     classes: list[str] | None = Field(None, description="only rows of these classes get copies")
@@ -55,18 +60,34 @@ class Stage(BaseModel):
     def _build(self) -> Stage:
         from pipelines.transforms.compose import build_op
 
-        spec = {"op": "sequence", "ops": self.op} if isinstance(self.op, list) else self.op
-        try:
-            self._op = build_op(spec)
-        except AugsvcError as e:  # reported by pydantic with this stage's location
-            raise ValueError(str(e)) from None
+        given = [k for k in ("op", "mix", "generator") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a stage has exactly one of op, mix or generator (got {', '.join(given) or 'none'})")
+        if self.op is not None:
+            spec = {"op": "sequence", "ops": self.op} if isinstance(self.op, list) else self.op
+            try:
+                self._op = build_op(spec)
+            except AugsvcError as e:  # reported by pydantic with this stage's location
+                raise ValueError(str(e)) from None
+        if self.generator is not None:
+            from generators import build_generator
+
+            try:
+                self._op = build_generator(self.generator)
+            except AugsvcError as e:
+                raise ValueError(str(e)) from None
         if self.target_per_class is not None and self.copies != 1:
             raise ValueError("give either copies or target_per_class, not both")
         return self
 
     @property
     def built(self) -> Any:
+        """The built op (op stages) or generator parameters (generator stages)."""
         return self._op
+
+    @property
+    def kind(self) -> str:
+        return "op" if self.op is not None else "mix" if self.mix is not None else "generator"
 
 
 class Recipe(BaseModel):

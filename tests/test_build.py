@@ -152,20 +152,20 @@ def test_failing_op_names_sample_and_stage_and_publishes_nothing(source: Store, 
 
 
 def test_interrupted_build_resumes_with_same_bytes(source: Store, monkeypatch) -> None:
-    real = runner.build_shard
+    real = runner.rows_task
     calls = []
 
-    def flaky(plan, index, path):
-        calls.append(index)
-        if index == 2:
+    def flaky(plan, key, files):
+        calls.append(key)
+        if key == "s0-p2":
             raise KeyboardInterrupt  # the user pressed Ctrl-C while shard 2 was being built
-        return real(plan, index, path)
+        return real(plan, key, files)
 
-    monkeypatch.setattr(runner, "build_shard", flaky)
+    monkeypatch.setattr(runner, "rows_task", flaky)
     with pytest.raises(KeyboardInterrupt):
         build(recipe(), source, workers=0)
     assert source.versions("aug") == []
-    monkeypatch.setattr(runner, "build_shard", real)
+    monkeypatch.setattr(runner, "rows_task", real)
     rep = build(recipe(), source, workers=0)
     assert rep.reused_shards == 2
     build(recipe(output="clean"), source, workers=0)
