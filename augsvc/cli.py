@@ -290,17 +290,25 @@ def build(
 @app.command()
 def preview(
     recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
-    out: Annotated[str, typer.Option("--out", help="PNG file to write.")] = "preview.png",
+    out: Annotated[
+        str | None, typer.Option("--out", help="Image recipes: PNG to write (default preview.png). Text: .md/.html.")
+    ] = None,
     n: Annotated[int, typer.Option("-n", help="Number of source images.")] = 16,
     copies: Annotated[int, typer.Option(help="Augmented copies shown beside each original.")] = 4,
     size: Annotated[int, typer.Option(help="Cell size in pixels.")] = 96,
     store: StoreOpt = None,
 ):
-    """Render originals beside augmented copies (the recipe's stages, same seeds as a build) as one PNG grid."""
-    from pipelines.preview import render_preview
+    """Show originals beside augmented copies (same seeds as a build): a PNG grid for images, a table for text."""
+    from pipelines.preview import render_preview, render_text_preview
     from schemas.recipe import load_recipe
 
-    path = render_preview(load_recipe(recipe_path), _store(store), out, n=n, copies=copies, cell=size)
+    recipe = load_recipe(recipe_path)
+    s = _store(store)
+    if s.manifest(*s.resolve(recipe.input)).modality == "text":
+        table = render_text_preview(recipe, s, n=n, copies=copies, out=out)
+        typer.echo(f"wrote {out}" if out else table)
+        return
+    path = render_preview(recipe, s, out or "preview.png", n=n, copies=copies, cell=size)
     typer.echo(f"wrote {path}")
 
 

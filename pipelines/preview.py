@@ -92,3 +92,49 @@ def render_preview(
     if not cv2.imwrite(str(out), grid[:, :, ::-1]):
         raise AugsvcError(f"{out}: could not write the PNG (check the folder and the .png extension)")
     return out
+
+
+def render_text_preview(
+    recipe: Recipe, store: Store, *, n: int = 10, copies: int = 3, out: str | Path | None = None
+) -> str:
+    """Originals vs augmented copies of text rows as a Markdown table (or HTML when ``out`` ends in .html).
+
+    Copies are made exactly as a build makes them (same generators, same mutation cap)."""
+    import html
+
+    from pipelines.runner import apply_stage_op
+
+    ds, v = store.resolve(recipe.input)
+    m = store.manifest(ds, v)
+    if m.modality != "text":
+        raise AugsvcError(f"text preview needs a text version; {ds}@{v} holds {m.modality} rows")
+    picked: list[dict] = []
+    for s in m.shards:
+        if len(picked) >= n:
+            break
+        if s.split is not None and s.split not in recipe.splits:
+            continue
+        table = pq.read_table(store.version_dir(ds, v) / s.path)
+        picked += [r for r in table.to_pylist() if r["split"] in recipe.splits]
+    picked = picked[:n]
+    lines = []
+    for row in picked:
+        variants = []
+        for c in range(copies):
+            x = row["text"]
+            for k, st in enumerate(recipe.stages):
+                if st.kind == "op":
+                    x, _ = apply_stage_op(recipe, k, x, rng_for(recipe.seed, k, c, row["sample_id"]), "text")
+            variants.append(x)
+        lines.append((m.class_names[row["label"]], row["text"], variants))
+    if out is not None and str(out).endswith(".html"):
+        cells = [(html.escape(lab), html.escape(t), "<br>".join(html.escape(x) for x in vs)) for lab, t, vs in lines]
+        body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in cells)
+        text = f"<table><tr><th>label</th><th>original</th><th>augmented</th></tr>{body}</table>\n"
+    else:
+        esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        rows_md = [f"| {esc(lab)} | {esc(t)} | {'<br>'.join(esc(x) for x in vs)} |" for lab, t, vs in lines]
+        text = "\n".join(["| label | original | augmented |", "|---|---|---|", *rows_md]) + "\n"
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    return text

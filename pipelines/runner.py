@@ -220,12 +220,21 @@ def _set_payload(row: dict, value: Any, modality: str) -> None:
         row["src"] = value
 
 
+def apply_stage_op(recipe: Recipe, k: int, x: Any, rng: np.random.Generator, modality: str) -> tuple[Any, Any]:
+    """Stage ``k``'s op on one payload. Text chains run under the recipe's mutation cap (see docs/text_ops.md)."""
+    op = recipe.stages[k].built
+    if modality == "text" and recipe.max_mutation_fraction is not None:
+        from pipelines.textcap import apply_capped
+
+        return apply_capped(op, x, rng, max_fraction=recipe.max_mutation_fraction)
+    return op(x, rng)
+
+
 def augment_rows(plan: BuildPlan, rows: list[dict]) -> list[dict]:
     """Apply every stage to the rows of one shard (in order: each kept row, then its copies)."""
     recipe = _recipe(plan)
     aug_splits = set(recipe.splits)
     for sp in plan.stages:
-        op = recipe.stages[sp.index].built
         out = []
         for row in rows:
             if sp.keep_originals:
@@ -237,7 +246,8 @@ def augment_rows(plan: BuildPlan, rows: list[dict]) -> list[dict]:
             steps = json.loads(row["lineage"]) if row["lineage"] else []
             for c in range(n):
                 try:
-                    y, rec = op(_payload(row, plan.modality), rng_for(recipe.seed, sp.index, c, sid))
+                    x = _payload(row, plan.modality)
+                    y, rec = apply_stage_op(recipe, sp.index, x, rng_for(recipe.seed, sp.index, c, sid), plan.modality)
                 except AugsvcError:
                     raise
                 except Exception as e:  # noqa: BLE001  (name the sample and stage, whatever the op raised)

@@ -102,6 +102,9 @@ class Recipe(BaseModel):
         "auto", description="codec of augmented images (auto: raw up to 64x64 pixels, else jpeg)"
     )
     jpeg_quality: int = Field(95, ge=1, le=100)
+    max_mutation_fraction: float | None = Field(
+        0.2, ge=0, le=1, description="text: most words edited per copy, as a fraction (EDA); null: no cap"
+    )
     stages: list[Stage] = Field(min_length=1)
 
     def definition(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from augsvc.errors import AugsvcError
+from pipelines.textcap import current_budget
 from pipelines.transforms.base import Op, OpRecord
 from pipelines.transforms.text.synonyms import Protection
 from pipelines.transforms.text.tokenize import Tokens
@@ -55,7 +56,10 @@ class TextOp(Op):
     def __call__(self, x: Any, rng: np.random.Generator) -> tuple[Any, OpRecord | None]:
         if self.p < 1.0 and rng.random() >= self.p:
             return x, None
-        out, params = self.run(x, rng)
+        box = current_budget()  # set by pipelines.textcap.apply_capped (the recipe's mutation cap)
+        out, params = self.run(x, rng, budget=None if box is None else box[0])
+        if box is not None:
+            box[0] = max(0, box[0] - self.edit_count(params))
         return out, {"op": self.name, "params": params}
 
     def edit_count(self, params: dict[str, Any]) -> int:
