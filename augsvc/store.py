@@ -79,6 +79,16 @@ class Staging:
         self.shards.append(info)
         return info
 
+    def adopt_file(self, path: str | Path, rows: int, sha256: str, nbytes: int, split: str | None = None) -> ShardInfo:
+        """Move a shard a worker wrote inside this staging folder into place as the next ``part-NNNNN.parquet``.
+
+        The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible."""
+        rel = f"shards/part-{len(self.shards):05d}.parquet"
+        os.replace(path, self.dir / rel)
+        info = ShardInfo(path=rel, rows=rows, bytes=nbytes, sha256=sha256, split=split)
+        self.shards.append(info)
+        return info
+
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -2,7 +2,7 @@
 
 The baseline reads each file, decodes it with OpenCV (as validation; ingest does the same) and writes one
 Parquet file with pyarrow. Ray start-up is measured and reported apart; steady state is measured on flowers5
-read ten times (symlinks to the same files, so the page cache serves them alike to both contenders) and on
+read ten times (copied to a temporary folder, read once before timing so both contenders find it cached) and on
 MNIST IDX. Peak memory (this process + Ray workers) is compared between 1x and 10x flowers input.
 
     python bench/ingest.py [--quick] [--json out.json]
@@ -31,13 +31,14 @@ from bench._util import PeakRSS, emit, shared  # noqa: E402
 
 
 def replicate(src: Path, dst: Path, times: int) -> int:
-    """``dst/<class>/<k>_<name>`` symlinks to every image of ``src``, ``times`` over."""
+    """``dst/<class>/<k>_<name>``: copies of every image of ``src``, ``times`` over (real files, as users have;
+    symlinks would add a stat per file to our listing that a real folder does not have)."""
     n = 0
     for cdir in sorted(p for p in src.iterdir() if p.is_dir()):
         (dst / cdir.name).mkdir(parents=True, exist_ok=True)
         for f in sorted(cdir.iterdir()):
             for k in range(times):
-                (dst / cdir.name / f"{k}_{f.name}").symlink_to(f)
+                shutil.copyfile(f, dst / cdir.name / f"{k}_{f.name}")
                 n += 1
     return n
 

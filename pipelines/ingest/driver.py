@@ -213,6 +213,8 @@ def ingest(
         ray_s = time.perf_counter() - t_ray
     class_index = {c: i for i, c in enumerate(class_names)}
     staging = store.staging(name)
+    chunk_dir = staging.dir / "chunks"  # workers write shards here; the driver renames them into place in order
+    chunk_dir.mkdir()
     splits: dict[str, dict[str, int]] = {}
     worker_bad: list[Bad] = []
     chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
@@ -221,7 +223,7 @@ def ingest(
     def tasks():
         for c in _cut(records, shard_rows):
             chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
-            yield (c, src.modality, src.features, class_index, opts)
+            yield (c, src.modality, src.features, class_index, opts, str(chunk_dir))
 
     try:
         for res in run_map(encode_chunk, tasks(), workers=n_workers, address=address):
@@ -233,8 +235,8 @@ def ingest(
                 if opts.on_error == "fail":
                     raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
                 worker_bad.append(b)
-            if res.data is not None:
-                staging.add_shard_bytes(res.data, res.rows, res.split)
+            if res.path is not None:
+                staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
                 per = splits.setdefault(res.split, {})
                 for lab, n in sorted(res.label_counts.items()):
                     per[class_names[lab]] = per.get(class_names[lab], 0) + n
@@ -243,6 +245,7 @@ def ingest(
                 progress(done, expected)
         if not tally.sources:
             raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+        chunk_dir.rmdir()
         vid_def = definition | {"content_sha256": tally.content(), "class_names": class_names}
         rows_per_class: dict[str, int] = {}
         for per in splits.values():

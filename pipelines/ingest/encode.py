@@ -7,6 +7,7 @@ worker ran it.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,23 @@ class Chunk:
     records: list[Record]
     digests: list[bytes | None]  # None: a file the worker hashes as it reads it
 
+    def __getstate__(self) -> tuple:
+        # Plain tuples (file payloads as their path) pickle ~25x faster than named tuples through cloudpickle,
+        # which matters because the driver pickles every chunk it sends.
+        files = [isinstance(r.payload, FileRef) for r in self.records]
+        rows = [
+            (r.source, r.split, r.label, r.payload.path if f else r.payload, r.line)
+            for r, f in zip(self.records, files, strict=True)
+        ]
+        return (self.index, self.split, rows, files, self.digests)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.index, self.split, rows, files, self.digests = state
+        self.records = [
+            Record(s, sp, lab, FileRef(p) if f else p, line)
+            for (s, sp, lab, p, line), f in zip(rows, files, strict=True)
+        ]
+
 
 @dataclass
 class ChunkResult:
@@ -38,6 +56,9 @@ class ChunkResult:
     label_counts: dict[int, int] = field(default_factory=dict)
     bad: list[Bad] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)  # content digest of every record of the chunk, in order
+    path: str | None = None  # where the worker wrote the shard (when given an out_dir), with its sha256 and size
+    sha256: str | None = None
+    nbytes: int = 0
 
 
 def sample_id(source: str) -> str:
@@ -86,8 +107,15 @@ def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[b
 
 
 def encode_chunk(
-    chunk: Chunk, modality: str, features: dict[str, str], class_index: dict[str, int], opts: IngestOptions
+    chunk: Chunk,
+    modality: str,
+    features: dict[str, str],
+    class_index: dict[str, int],
+    opts: IngestOptions,
+    out_dir: str | None = None,
 ) -> ChunkResult:
+    """Encode one chunk. With ``out_dir`` the worker writes the shard there itself (``chunk-NNNNN.parquet``) and
+    returns only its path, hash and size, so shard bytes never travel through Ray's object store or the driver."""
     schema = schema_for(modality, features)
     keep: list[Record] = []
     payload_cols: dict[str, list] = {f.name: [] for f in schema if f.name not in _COMMON}
@@ -136,7 +164,16 @@ def encode_chunk(
         "lineage": [None] * n,
     } | payload_cols
     table = pa.Table.from_pydict(cols, schema=schema)
-    return ChunkResult(chunk.index, chunk.split, write_parquet(table), n, counts, bad, digests)
+    data = write_parquet(table)
+    if out_dir is None:
+        return ChunkResult(chunk.index, chunk.split, data, n, counts, bad, digests)
+    path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    sha = hashlib.sha256(data).hexdigest()
+    return ChunkResult(chunk.index, chunk.split, None, n, counts, bad, digests, path, sha, len(data))
 
 
 _COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage"}

@@ -6,6 +6,7 @@ yields items in the same order: files sorted by relative path, lines in file ord
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,30 @@ class Source:
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+def _sample_names(path: Path, limit: int = 200) -> list[str]:
+    """Names of up to ``limit`` files within two levels of ``path`` (enough to recognise a format, cheap)."""
+    names: list[str] = []
+    stack = [(path, 0)]
+    while stack and len(names) < limit:
+        d, depth = stack.pop()
+        with os.scandir(d) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir():
+                    if depth < 2:
+                        stack.append((Path(e.path), depth + 1))
+                else:
+                    names.append(e.name)
+                    if len(names) >= limit:
+                        break
+    return sorted(names)
+
+
 def detect_format(path: Path) -> str:
     """Guess the format from the source path; ambiguous cases ask for --format."""
     if path.is_dir():
-        names = sorted(p.name for p in path.rglob("*") if p.is_file())
+        names = _sample_names(path)
         if any("idx" in n and "ubyte" in n for n in names):
             return "idx"
         if any(n.endswith(".parquet") for n in names):
