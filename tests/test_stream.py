@@ -1,0 +1,156 @@
+"""Streaming iterator invariants: exactly once per epoch across ranks and workers, seeded order, resume,
+soft labels, shard integrity, on-the-fly augmentation, torch DataLoader."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from augsvc.errors import AugsvcError
+from augsvc.store import Store
+from augsvc.stream import Stream, as_torch_dataset
+from pipelines.ingest import IngestOptions, ingest
+from schemas.arrow import text_schema
+from tests.conftest import write_image
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    tmp = tmp_path_factory.mktemp("stream")
+    rng = np.random.default_rng(0)
+    for c in ("a", "b", "c"):
+        for i in range(9):
+            write_image(tmp / "imgs" / c / f"{i}.png", rng, size=8)
+    s = Store(tmp / "store")
+    ingest(tmp / "imgs", name="img", store=s, options=IngestOptions(shard_rows=4), workers=0)  # 27 rows, 7 shards
+    st = s.staging("soft")
+    rows = [{"sample_id": f"s{i:02d}", "label": i % 2, "soft_label": [0.25, 0.75] if i % 3 else None, "split": "train",
+             "source": f"x:{i}", "lineage": None, "text": f"text {i}"} for i in range(10)]  # fmt: skip
+    st.write_shard(pa.Table.from_pylist(rows, schema=text_schema()))
+    s.publish(st, dataset="soft", definition={"k": 1}, modality="text", class_names=["n", "p"],
+              rows_per_class={"n": 5, "p": 5}, extra={"soft_labels": True})  # fmt: skip
+    return s
+
+
+def ids(stream: Stream) -> list[str]:
+    return [sid for b in stream for sid in b["sample_id"]]
+
+
+@pytest.mark.parametrize("world_size,workers", [(1, 1), (2, 1), (3, 2), (4, 3), (1, 8)])
+def test_every_sample_exactly_once_per_epoch(store: Store, world_size: int, workers: int) -> None:
+    seen = Counter()
+    for rank in range(world_size):
+        for w in range(workers):
+            s = Stream("img", store=store, batch_size=5, seed=1, epoch=2, rank=rank, world_size=world_size,
+                       worker=w, num_workers=workers, shuffle_window=6)  # fmt: skip
+            seen.update(ids(s))
+    assert len(seen) == 27 and set(seen.values()) == {1}
+
+
+def test_order_is_a_function_of_seed_and_epoch(store: Store) -> None:
+    a = ids(Stream("img", store=store, seed=1, epoch=0, batch_size=4))
+    assert a == ids(Stream("img", store=store, seed=1, epoch=0, batch_size=7))
+    assert a != ids(Stream("img", store=store, seed=1, epoch=1, batch_size=4))
+    assert a != ids(Stream("img", store=store, seed=2, epoch=0, batch_size=4))
+    plain = ids(Stream("img", store=store, shuffle=False))
+    m = store.manifest(*store.resolve("img"))
+    import pyarrow.parquet as pq
+
+    stored = [
+        sid
+        for sh in m.shards
+        for sid in pq.read_table(store.version_dir("img", m.version) / sh.path)["sample_id"].to_pylist()
+    ]
+    assert plain == stored
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 5])
+def test_resume_equals_uninterrupted(store: Store, stop_after: int) -> None:
+    full = ids(Stream("img", store=store, seed=3, epoch=1, batch_size=3, rank=1, world_size=2))
+    s = Stream("img", store=store, seed=3, epoch=1, batch_size=3, rank=1, world_size=2)
+    got = []
+    for i, b in enumerate(s):
+        got += list(b["sample_id"])
+        if i + 1 == stop_after:
+            break
+    state = s.state_dict()
+    resumed = Stream("img", store=store, seed=3, batch_size=3, rank=1, world_size=2)
+    resumed.load_state_dict(state)
+    assert got + ids(resumed) == full
+    other = Stream("img", store=store, seed=3, batch_size=3, rank=0, world_size=3)
+    with pytest.raises(AugsvcError, match="cannot resume: .*consumers=2"):
+        other.load_state_dict(state)
+
+
+def test_drop_last_and_pad_equalise_ranks(store: Store) -> None:
+    counts = [len(ids(Stream("img", store=store, rank=r, world_size=3, pad=True, batch_size=2))) for r in range(3)]
+    assert len(set(counts)) == 1
+    dropped = [len(ids(Stream("img", store=store, rank=r, world_size=3, drop_last=True, batch_size=2)))
+               for r in range(3)]  # fmt: skip
+    assert len(set(dropped)) == 1 and dropped[0] % 2 == 0
+
+
+def test_soft_labels_pass_through_and_one_hot(store: Store) -> None:
+    batches = list(Stream("soft", store=store, batch_size=10, shuffle=False))
+    soft = batches[0]["soft_label"]
+    assert soft.shape == (10, 2) and np.allclose(soft[1], [0.25, 0.75]) and np.allclose(soft[0], [1, 0])
+    b = next(iter(Stream("img", store=store, batch_size=4, one_hot=True)))
+    assert b["image"].shape == (4, 8, 8, 3) and b["image"].dtype == np.uint8
+    assert np.array_equal(b["soft_label"].argmax(1), b["label"])
+
+
+def test_tampered_or_missing_shard_is_named(store: Store, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(store.root, root)
+    s2 = Store(root)
+    m = s2.manifest(*s2.resolve("img"))
+    p = s2.version_dir("img", m.version) / m.shards[2].path
+    p.write_bytes(p.read_bytes()[:-3] + b"xyz")
+    with pytest.raises(AugsvcError, match="shard shards/part-00002.parquet does not match its sha256"):
+        ids(Stream("img", store=s2, shuffle=False))
+    p.unlink()
+    with pytest.raises(AugsvcError, match="shard shards/part-00002.parquet is missing"):
+        ids(Stream("img", store=s2, shuffle=False))
+
+
+def test_on_the_fly_augmentation_replays_per_epoch(store: Store) -> None:
+    recipe = {"input": "img", "output": "x", "seed": 5, "stages": [{"op": [{"op": "rotate", "limit": 45}]}]}
+
+    def images(epoch: int) -> dict:
+        out = {}
+        for b in Stream("img", store=store, batch_size=9, epoch=epoch, recipe=recipe, shuffle=False):
+            out.update(zip(b["sample_id"], b["image"], strict=True))
+        return out
+
+    e0, e0b, e1 = images(0), images(0), images(1)
+    plain = {
+        sid: img
+        for b in Stream("img", store=store, shuffle=False)
+        for sid, img in zip(b["sample_id"], b["image"], strict=True)
+    }
+    assert all(np.array_equal(e0[k], e0b[k]) for k in e0)
+    assert any(not np.array_equal(e0[k], e1[k]) for k in e0)
+    assert any(not np.array_equal(e0[k], plain[k]) for k in e0)
+
+
+def test_batch_mixing_in_the_stream(store: Store) -> None:
+    b = next(iter(Stream("img", store=store, batch_size=6, mix={"method": "mixup", "alpha": 0.4})))
+    assert b["soft_label"].shape == (6, 3) and np.allclose(b["soft_label"].sum(1), 1) and len(b["lam"]) == 6
+
+
+def test_torch_dataloader_two_workers_sees_everything_once(store: Store) -> None:
+    import torch
+
+    ds = as_torch_dataset("img", store=str(store.root), batch_size=4, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    seen = Counter()
+    for b in loader:
+        assert isinstance(b["image"], torch.Tensor) and b["image"].dtype == torch.uint8
+        seen.update(b["sample_id"])
+    assert len(seen) == 27 and set(seen.values()) == {1}
