@@ -365,6 +365,15 @@ def _pydantic_message(e) -> str:
     return "; ".join(lines)
 
 
+def _register_trainer() -> None:
+    from augsvc.trainer.cli import register  # typer only; torch is imported inside the commands
+
+    register(app)
+
+
+_register_trainer()
+
+
 def main() -> None:
     try:
         app()

@@ -40,7 +40,7 @@ from schemas.arrow import schema_for
 from schemas.manifest import Manifest, ShardInfo
 from schemas.recipe import Recipe
 
-BUILD_FORMAT_VERSION = 2
+BUILD_FORMAT_VERSION = 3
 MIX_TAG = 0x3A1C  # SeedSequence entry of mixing pair/coin draws (never collides with op draws)
 OUT_SHARD_ROWS = {"image": 1024, "text": 20000, "tabular": 20000, "translation": 20000}
 RAW_MAX_PIXELS = 64 * 64
@@ -162,6 +162,8 @@ def _estimate_global(recipe: Recipe, k: int, rows: list, names: list[str]) -> li
     st = recipe.stages[k]
     aug = set(recipe.splits)
     selected = {names.index(c) for c in st.classes} if st.classes else set(range(len(names)))
+    if st.kind == "teacher":
+        return rows
     out = [r for r in rows if st.keep_originals or r[2] not in aug]
     if st.kind == "mix":
         for sid, lab, split in rows:
@@ -556,6 +558,47 @@ def gen_task(plan: GenPlan, key: str, all_files: list[str], split: str, label: i
     return _write_rows(base, key, out)
 
 
+# -- teacher -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TeacherPlan:
+    base: BuildPlan
+    stage: int
+    checkpoint: str
+    batch_size: int
+
+
+def teacher_task(plan: TeacherPlan, key: str, files: list[str]) -> PartOut:
+    """Logits of a trained model for every row of one part, on the rows as they are at this stage (augmented
+    inputs included); the model is loaded once per worker process."""
+    from augsvc.trainer.teacher import logits_for_rows
+
+    _worker_setup()
+    base = plan.base
+    rows = _read_part(files).to_pylist()
+    batch: dict[str, Any] = {"label": np.array([r["label"] for r in rows])}
+    if base.modality == "image":
+        imgs = [_payload(r, "image") for r in rows]
+        if len({im.shape for im in imgs}) != 1:
+            raise AugsvcError(f"stage {plan.stage} (teacher): images of several sizes; ingest with --resize")
+        batch["image"] = np.stack(imgs)
+    elif base.modality == "text":
+        batch["text"] = np.array([r["text"] for r in rows], dtype=object)
+    else:
+        for f in base.features:
+            batch[f] = np.array([r[f] for r in rows], dtype=object)
+    logits = logits_for_rows(plan.checkpoint, batch, plan.batch_size) if rows else np.zeros((0, 0), np.float32)
+    if logits.shape[1:] != (len(base.class_names),):
+        raise AugsvcError(
+            f"stage {plan.stage} (teacher): the model predicts {logits.shape[1]} classes but the data has "
+            f"{len(base.class_names)}"
+        )
+    for r, lg in zip(rows, logits, strict=True):
+        r["teacher_logits"] = lg.tolist()
+    return _write_rows(base, key, rows)
+
+
 # -- driver ------------------------------------------------------------------------------------------------------
 
 
@@ -742,6 +785,12 @@ def build(
                 (f"s{si}-p{i}", (parts[i], sorted(delivered.get(i, [])), pairs.get(i, []))) for i in range(len(parts))
             ]
             res = run(mix_task, mplan, keys)
+            parts = [res[key] for key, _ in keys]
+        elif kind == "teacher":
+            k = ks[0]
+            tplan = TeacherPlan(plan, k, recipe.stages[k].teacher.checkpoint, recipe.stages[k].teacher.batch_size)
+            keys = [(f"s{si}-p{i}", (files,)) for i, files in enumerate(parts)]
+            res = run(teacher_task, tplan, keys)
             parts = [res[key] for key, _ in keys]
         else:
             k = ks[0]

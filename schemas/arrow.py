@@ -17,6 +17,7 @@ COMMON_FIELDS = [
     pa.field("split", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),  # where the row came from: "path", "path:line", "path#i"
     pa.field("lineage", pa.string()),  # JSON: op chain and sampled parameters; null for ingested rows
+    pa.field("teacher_logits", pa.list_(pa.float32())),  # written by a teacher stage; null otherwise
 ]
 
 IMAGE_FIELDS = [

@@ -30,6 +30,15 @@ from pipelines.mixing import MixSpec
 RECIPE_SCHEMA_VERSION = 1
 
 
+class TeacherSpec(BaseModel):
+    """A teacher stage: a run directory (or best.pt) of ``augsvc train`` whose logits every row gets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = Field(description="run directory or .pt file of a trained model")
+    batch_size: int = Field(256, ge=1)
+
+
 class Stage(BaseModel):
     """One recipe stage: an op (or composition) and how its output joins the dataset."""
 
@@ -41,6 +50,7 @@ class Stage(BaseModel):
     )
     mix: MixSpec | None = Field(None, description="label-mixing stage: pairs rows across the whole dataset")
     generator: dict[str, Any] | None = Field(None, description="generator stage, e.g. {method: smote, k_neighbors: 5}")
+    teacher: TeacherSpec | None = Field(None, description="model stage: write teacher_logits from a trained run")
     copies: int = Field(1, ge=0, le=1000, description="augmented copies per selected row")
     keep_originals: bool = Field(True, description="keep the stage's input rows in its output")
     classes: list[str] | None = Field(None, description="only rows of these classes get copies")
@@ -60,9 +70,11 @@ class Stage(BaseModel):
     def _build(self) -> Stage:
         from pipelines.transforms.compose import build_op
 
-        given = [k for k in ("op", "mix", "generator") if getattr(self, k) is not None]
+        given = [k for k in ("op", "mix", "generator", "teacher") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a stage has exactly one of op, mix or generator (got {', '.join(given) or 'none'})")
+            raise ValueError(
+                f"a stage has exactly one of op, mix, generator or teacher (got {', '.join(given) or 'none'})"
+            )
         if self.op is not None:
             spec = {"op": "sequence", "ops": self.op} if isinstance(self.op, list) else self.op
             try:
@@ -87,7 +99,10 @@ class Stage(BaseModel):
 
     @property
     def kind(self) -> str:
-        return "op" if self.op is not None else "mix" if self.mix is not None else "generator"
+        for kind in ("op", "mix", "generator", "teacher"):
+            if getattr(self, kind) is not None:
+                return kind
+        raise AssertionError("validated: one kind is set")
 
 
 class Recipe(BaseModel):

@@ -433,3 +433,13 @@ def test_results_do_not_depend_on_workers_or_global_random_state():
         chunks = list(pool.map(_augment, [ids[i::3] for i in range(3)]))
     parallel = {sid: out for i, chunk in enumerate(chunks) for sid, out in zip(ids[i::3], chunk, strict=True)}
     assert [parallel[sid] for sid in ids] == sequential
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pipelines.transforms.text import budget, tokenize
+
+    for module in (tokenize, budget):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0

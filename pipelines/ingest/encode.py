@@ -162,6 +162,7 @@ def encode_chunk(
         "split": [r.split for r in keep],
         "source": [r.source for r in keep],
         "lineage": [None] * n,
+        "teacher_logits": [None] * n,
     } | payload_cols
     table = pa.Table.from_pydict(cols, schema=schema)
     data = write_parquet(table)
@@ -176,5 +177,5 @@ def encode_chunk(
     return ChunkResult(chunk.index, chunk.split, None, n, counts, bad, digests, path, sha, len(data))
 
 
-_COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage"}
+_COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage", "teacher_logits"}
 _IMAGE_COLS = ("image", "image_format", "height", "width", "channels")

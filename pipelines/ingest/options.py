@@ -10,7 +10,7 @@ Format = Literal["auto", "images", "idx", "npz", "csv", "tsv", "jsonl", "lines",
 ImageStorage = Literal["auto", "raw", "jpeg", "png", "webp"]
 
 # Bumped whenever ingest code changes the bytes it writes for the same input and options.
-INGEST_FORMAT_VERSION = 1
+INGEST_FORMAT_VERSION = 2
 
 
 class IngestOptions(BaseModel):

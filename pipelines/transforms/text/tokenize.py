@@ -121,7 +121,7 @@ def split_units(text: str, unit: str = "sentence") -> tuple[str, list[str], list
     blank lines). ``prefix + units[0] + separators[0] + ... + units[-1] + suffix == text``.
 
     >>> split_units(" Hi there. How are you?  Fine. ")
-    (' ', ['Hi there.', 'How are you?', 'Fine.'], ['  ', ' '], ' ')
+    (' ', ['Hi there.', 'How are you?', 'Fine.'], [' ', '  '], ' ')
     """
     core = text.strip()
     if not core:

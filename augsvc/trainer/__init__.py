@@ -1,0 +1,1 @@
+"""Companion trainer: fine-tune and distil on published versions (PyTorch, imported lazily)."""
