@@ -123,8 +123,19 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     b = build(reviews_recipe, store, workers=workers)
     echo(f"\n== 6. build reviews_aug@{b.version}: {b.rows_in} -> {b.manifest.rows} rows; for example:")
     _show_text_example(store, b.manifest, echo)
+    from augsvc.trainer.loop import compare, load_config, train
+
+    runs = work / "runs"
+    base_cfg = {"val_data": "digits", "val_split": "val", "epochs": 8, "batch_size": 32, "lr": 0.003, "width": 0.5}
+    echo("\n== 7. train a small CNN on digits, without and with the augmented copies (validation: digits val)")
+    results = {}
+    for name, data in (("baseline", "digits"), ("augmented", "digits_aug")):
+        results[name] = train(load_config(base_cfg | {"data": data}), store, runs / name, progress=False)
+        echo(f"   {name:9s} best val acc {results[name]['best_val_acc']:.3f} ({results[name]['epochs']} epochs)")
+    rows = compare([runs / "baseline", runs / "augmented"], work / "compare.png")
+    echo(f"   plot of both runs: {work / 'compare.png'} ({len(rows)} runs)")
     problems = [p for ds in store.datasets() for v in store.versions(ds) for p in store.verify(ds, v)]
-    echo(f"\n== 7. verify every version: {'ok' if not problems else problems}")
+    echo(f"\n== 8. verify every version: {'ok' if not problems else problems}")
     echo(f"\nNext: augsvc --store {store.root} ls | show digits | verify digits")
 
 

@@ -25,3 +25,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     m = store.manifest(*store.resolve("digits_aug"))
     assert m.rows == 930 and m.splits["train"]["0"] == 21 * 4
     assert (tmp_path / "demo" / "digits_preview.png").stat().st_size > 1000
+    assert (tmp_path / "demo" / "compare.png").stat().st_size > 1000
+    assert "baseline  best val acc" in out and "augmented best val acc" in out
