@@ -1,3 +1,3 @@
 """Text ops (word and character level); importing this package registers them."""
 
-from pipelines.transforms.text import char, word  # noqa: F401
+from pipelines.transforms.text import char, contextual, word  # noqa: F401
