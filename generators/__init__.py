@@ -27,9 +27,10 @@ def build_generator(spec: dict[str, Any]) -> Any:
     except ValidationError as e:
         msgs = []
         for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "generator"
+            key = ".".join(str(p) for p in err["loc"][:1])
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msgs.append(f"generator: unknown key {key!r}; allowed keys: {', '.join(SmoteParams.model_fields)}")
             else:
-                msgs.append(f"generator: {key}: {err['msg']}")
+                msgs.append(f"generator: {key}: {msg}" if key else f"generator: {msg}")
         raise AugsvcError("; ".join(msgs)) from None

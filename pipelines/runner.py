@@ -536,7 +536,7 @@ def gen_task(plan: GenPlan, key: str, all_files: list[str], split: str, label: i
     seed = int(np.random.SeedSequence([recipe.seed, plan.stage, label, sample_key(split)]).generate_state(1)[0])
     syn = smote.generate(X, y, target_class=label, n_new=n_new, params=params, seed=seed, categorical_mask=mask)
     out = []
-    for i in range(n_new):
+    for i in range(len(syn.X_new)):  # ADASYN rounding and Borderline danger sets can differ from n_new
         a, b = int(syn.parent_a[i]), int(syn.parent_b[i])
         ra, rb = rows[a], rows[b]
         sid = hashlib.blake2b(
