@@ -136,7 +136,7 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     echo(f"   plot of both runs: {work / 'compare.png'} ({len(rows)} runs)")
     problems = [p for ds in store.datasets() for v in store.versions(ds) for p in store.verify(ds, v)]
     echo(f"\n== 8. verify every version: {'ok' if not problems else problems}")
-    echo(f"\nNext: augsvc --store {store.root} ls | show digits | verify digits")
+    echo(f"\nNext: augsvc ls --store {store.root}; augsvc show digits --store {store.root}")
 
 
 def _show_text_example(store, manifest, echo: Callable[[str], None]) -> None:

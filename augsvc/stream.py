@@ -1,56 +1,99 @@
 """Training-time streaming iterator over a published version: deterministic, resumable, distributed.
 
-Scheme (see docs/streaming.md):
-1. *Consumers*: ``world_size`` ranks x DataLoader workers; consumer ``c = rank * num_workers + worker``.
-2. *Shard order*: a permutation of the shards seeded from ``SeedSequence([seed, STREAM_TAG, epoch])``
-   (``shuffle=False``: storage order). With at least as many shards as consumers, consumer ``c`` owns the shards
-   at positions ``c, c + C, ...``; otherwise every consumer walks all shards and keeps rows ``i % C == c``.
-3. *Window shuffle*: each consumer streams its rows through a buffer of ``shuffle_window`` row indices, drawing
-   from a generator seeded ``SeedSequence([seed, STREAM_TAG, epoch, c])``.
-The whole per-epoch schedule is a list of (shard, row) computed from the manifest alone, so every sample is seen
-exactly once per epoch across consumers, resuming is "skip the first ``seen`` entries", and only the shards the
-next rows need are held in memory (a shard is dropped once its last scheduled row is out). Shards are read in a
-background thread, checked against the manifest's sha256, and decoded into numpy batches.
+Scheme (details and numbers in docs/streaming.md):
+
+1. *Epoch order*: the eligible shards (all, or those of ``split``) in a permutation drawn from
+   ``SeedSequence([STREAM_TAG, SHARD_ORDER, seed, epoch])`` (``shuffle=False``: storage order), their rows in
+   storage order, give one global list of N (shard, row) entries, computed from the manifest alone.
+2. *Consumers*: ``C = world_size x num_workers`` (ranks x DataLoader workers); consumer ``c = rank * num_workers
+   + worker`` owns the contiguous range ``[c*N//C, (c+1)*N//C)`` of that list. So every sample is owned exactly
+   once; a consumer gets whole shards plus at most two partial ones at its ends (with fewer shards than consumers,
+   a shard is split by rows between consumers); ranges differ by at most one row.
+3. *Window shuffle*: a consumer cuts its range at shard boundaries into blocks of at least ``shuffle_window``
+   rows and permutes each block with ``SeedSequence([STREAM_TAG, WINDOW, seed, epoch, C, c, block])``; memory is
+   one or two blocks plus ``prefetch`` shards.
+4. *Uneven splits*: ``drop_last`` cuts every consumer to ``N//C`` rows and then to whole batches; ``pad`` repeats
+   the consumer's first samples up to ``ceil(N/C)`` (flagged in the batch's ``padded`` column).
+5. *Resume*: the order is a pure function of (version, seed, epoch, shuffle, window, C, c), so ``state_dict()``
+   is just those plus the samples already yielded, and resuming skips them.
+
+Every random seed list holds the stream tag, a purpose and each value as two 32-bit words, so no two (purpose,
+seed, epoch, ...) tuples share a seed (unlike ``seed + epoch``). Shards are read in a background thread and
+checked against the manifest's sha256 on every read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from augsvc.errors import AugsvcError
-from augsvc.hashing import sha256_bytes
 from augsvc.store import Store
 
 STREAM_TAG = 0x57E4
-_VERIFIED: set[tuple] = set()  # (path, size, mtime_ns, sha256) of shards already hashed in this process
+SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
+READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
+_META = ("image_format", "height", "width", "channels")
+_NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
+
+__all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
+
+
+def stream_rng(purpose: int, *values: int) -> np.random.Generator:
+    """``Generator(PCG64(SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])))``: one seed per value tuple."""
+    words = [STREAM_TAG, purpose]
+    for v in values:
+        v = int(v)
+        if not 0 <= v < 1 << 64:
+            raise AugsvcError(f"stream seeds, epochs and keys are integers in [0, 2**64), got {v}")
+        words += [v & 0xFFFFFFFF, v >> 32]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
 
 
 def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    try:
-        import torch.distributed as dist
+    """Fill missing rank/world size from torch.distributed when it is initialised (never imports torch)."""
+    import sys
 
+    if (rank is None or world_size is None) and "torch" in sys.modules:
+        dist = sys.modules["torch"].distributed
         if dist.is_available() and dist.is_initialized():
-            return (dist.get_rank() if rank is None else rank), (
-                dist.get_world_size() if world_size is None else world_size
-            )
-    except ImportError:
-        pass
-    return rank or 0, world_size or 1
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+    return (rank or 0), (world_size or 1)
+
+
+@dataclass
+class _Plan:
+    """One consumer's epoch: entries (shard, row, padded) in order, cut into blocks of whole shards."""
+
+    shard: np.ndarray  # int64 shard index per entry
+    row: np.ndarray  # int64 row within the shard
+    padded: np.ndarray  # bool
+    bounds: list[int]  # block b covers entries [bounds[b], bounds[b+1])
+    total: int  # rows of the epoch over all consumers (N)
+
+    def block_shards(self, b: int) -> list[int]:
+        s = self.shard[self.bounds[b] : self.bounds[b + 1]]
+        return list(dict.fromkeys(s.tolist()))
 
 
 class Stream:
-    """Iterable of batches (dict: column -> numpy array) over one version; see the module docstring."""
+    """Iterable of batches (dict: column -> numpy array) over one version; see the module docstring.
+
+    Batches hold ``sample_id`` (object array) always; ``label`` (int64, -1 where null); ``soft_label`` (N, K)
+    float32 when the version has soft labels, ``one_hot`` is set or ``mix`` is given; the payload (``image``: uint8
+    (N, H, W, C) when the batch shares one shape, else a list of HWC arrays; ``text``; ``src``/``tgt``; tabular
+    feature columns); any other stored column (e.g. ``teacher_logits``); ``padded`` (bool) when ``pad`` is set.
+    ``columns`` limits the output to ``sample_id`` plus those names (``source``, ``lineage`` and ``split`` are only
+    returned when named). ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker.
+    """
 
     def __init__(
         self,
@@ -82,15 +125,25 @@ class Stream:
         self.rank, self.world_size = _dist_defaults(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise AugsvcError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
+        if not 0 <= worker < num_workers:
+            raise AugsvcError(f"worker {worker} is not in [0, num_workers={num_workers})")
         if drop_last and pad:
             raise AugsvcError("choose drop_last or pad for uneven splits, not both")
+        if batch_size < 1 or shuffle_window < 1 or prefetch < 1:
+            raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1")
+        if seed < 0 or epoch < 0:
+            raise AugsvcError(f"seed and epoch must be >= 0 (got seed={seed}, epoch={epoch})")
+        if split is not None and self.manifest.rows_per_split and split not in self.manifest.rows_per_split:
+            have = ", ".join(self.manifest.rows_per_split)
+            raise AugsvcError(f"{self.dataset}@{self.version} has no split {split!r} (has {have})")
         self.batch_size, self.seed, self.epoch, self.shuffle = batch_size, seed, epoch, shuffle
         self.worker, self.num_workers = worker, num_workers
         self.columns, self.split, self.mix = columns, split, mix
         self.drop_last, self.pad, self.window, self.prefetch = drop_last, pad, shuffle_window, prefetch
         self.decode_images, self.one_hot = decode_images, one_hot
-        self.recipe = _load_recipe(recipe)
+        self.recipe, self.aug_stages = _load_recipe(recipe)
         self.seen = 0  # samples of this epoch already yielded by this consumer
+        self._split_rows: dict[int, np.ndarray] = {}  # shard -> rows of ``split`` (shards without a split tag)
 
     # -- schedule ---------------------------------------------------------------------------------------------
     @property
@@ -101,240 +154,345 @@ class Stream:
     def consumer(self) -> int:
         return self.rank * self.num_workers + self.worker
 
-    def _shards(self) -> list[int]:
-        shards = [i for i, s in enumerate(self.manifest.shards) if self.split is None or s.split in (None, self.split)]
+    def _eligible_rows(self, i: int) -> np.ndarray | None:
+        """Rows of shard ``i`` in this stream's split (None: all of them)."""
+        info = self.manifest.shards[i]
+        if self.split is None or info.split == self.split:
+            return None
+        if info.split is not None:
+            return np.empty(0, np.int64)
+        if i not in self._split_rows:  # untagged shard: read its split column once
+            import pyarrow.parquet as pq
+
+            col = pq.read_table(self._shard_path(i), columns=["split"])["split"].to_numpy(zero_copy_only=False)
+            self._split_rows[i] = np.flatnonzero(col == self.split)
+        return self._split_rows[i]
+
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's global (shard, row) order over all consumers."""
+        shards = list(range(len(self.manifest.shards)))
         if self.shuffle:
-            g = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, STREAM_TAG, self.epoch])))
-            shards = [shards[i] for i in g.permutation(len(shards))]
-        return shards
+            shards = [shards[i] for i in stream_rng(SHARD_ORDER, self.seed, self.epoch).permutation(len(shards))]
+        sh, rw = [], []
+        for i in shards:
+            rows = self._eligible_rows(i)
+            rows = np.arange(self.manifest.shards[i].rows, dtype=np.int64) if rows is None else rows
+            sh.append(np.full(len(rows), i, np.int64))
+            rw.append(rows)
+        if not sh:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(sh), np.concatenate(rw)
 
-    def _rows_of(self, consumer: int) -> list[tuple[int, int]]:
-        shards, C = self._shards(), self.consumers
-        if len(shards) >= C:
-            return [(s, r) for s in shards[consumer::C] for r in range(self.manifest.shards[s].rows)]
-        flat = [(s, r) for s in shards for r in range(self.manifest.shards[s].rows)]
-        return flat[consumer::C]
-
-    def _window_shuffle(self, rows: list[tuple[int, int]], consumer: int) -> list[tuple[int, int]]:
-        if not self.shuffle or self.window <= 1:
-            return rows
-        g = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, STREAM_TAG, self.epoch, consumer])))
-        buf: list[tuple[int, int]] = []
-        out = []
-        for item in rows:
-            buf.append(item)
-            if len(buf) >= self.window:
-                j = int(g.integers(0, len(buf)))
-                buf[j], buf[-1] = buf[-1], buf[j]
-                out.append(buf.pop())
-        while buf:
-            j = int(g.integers(0, len(buf)))
-            buf[j], buf[-1] = buf[-1], buf[j]
-            out.append(buf.pop())
-        return out
+    def plan(self) -> _Plan:
+        """This consumer's entries for the epoch (a pure function of the manifest and the stream's settings)."""
+        g_shard, g_row = self._order()
+        n, C, c = len(g_shard), self.consumers, self.consumer
+        lo, hi = c * n // C, (c + 1) * n // C
+        shard, row = g_shard[lo:hi], g_row[lo:hi]
+        bounds, start = [0], 0
+        cuts = np.flatnonzero(np.diff(shard)) + 1  # shard boundaries inside the range
+        for cut in [*cuts.tolist(), len(shard)]:
+            if cut - start >= self.window or cut == len(shard):
+                if cut > bounds[-1]:
+                    bounds.append(cut)
+                start = cut
+        if self.shuffle:
+            for b in range(len(bounds) - 1):
+                s, e = bounds[b], bounds[b + 1]
+                p = stream_rng(WINDOW, self.seed, self.epoch, C, c, b).permutation(e - s) + s
+                shard[s:e], row[s:e] = shard[p], row[p]
+        padded = np.zeros(len(shard), bool)
+        if self.drop_last:
+            keep = n // C
+            keep -= keep % self.batch_size
+            shard, row, padded = shard[:keep], row[:keep], padded[:keep]
+            bounds = [min(b, keep) for b in bounds]
+            bounds = [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
+        elif self.pad and n and len(shard) < -(-n // C):
+            extra = -(-n // C) - len(shard)
+            src_s, src_r = (shard, row) if len(shard) else (g_shard, g_row)
+            idx = np.arange(extra) % len(src_s) if len(shard) else (np.arange(extra) + c) % n
+            shard = np.concatenate([shard, src_s[idx]])
+            row = np.concatenate([row, src_r[idx]])
+            padded = np.concatenate([padded, np.ones(extra, bool)])
+            bounds.append(len(shard))
+        return _Plan(shard, row, padded, bounds, n)
 
     def schedule(self) -> list[tuple[int, int]]:
-        """This consumer's (shard, row) order for the epoch (split filtering happens when rows are read)."""
-        mine = self._window_shuffle(self._rows_of(self.consumer), self.consumer)
-        if self.drop_last or self.pad:
-            counts = [len(self._rows_of(c)) for c in range(self.consumers)]
-            target = min(counts) if self.drop_last else max(counts)
-            if len(mine) > target:
-                mine = mine[:target]
-            elif len(mine) < target and mine:
-                mine = mine + [mine[i % len(mine)] for i in range(target - len(mine))]
-        if self.drop_last:
-            mine = mine[: len(mine) - len(mine) % self.batch_size]
-        return mine
+        """This consumer's (shard, row) order for the epoch."""
+        p = self.plan()
+        return list(zip(p.shard.tolist(), p.row.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        """Batches this consumer yields in a whole epoch."""
+        return -(-len(self.plan().shard) // self.batch_size)
 
     # -- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Small JSON-able resume point: what fixes the order, plus the samples already yielded this epoch."""
         return {"dataset": self.dataset, "version": self.version, "epoch": self.epoch, "seen": self.seen,
-                "seed": self.seed, "consumers": self.consumers, "consumer": self.consumer,
-                "batch_size": self.batch_size, "shuffle": self.shuffle}  # fmt: skip
+                "seed": self.seed, "shuffle": self.shuffle, "shuffle_window": self.window, "split": self.split,
+                "batch_size": self.batch_size, "drop_last": self.drop_last, "pad": self.pad,
+                "world_size": self.world_size, "num_workers": self.num_workers, "rank": self.rank,
+                "worker": self.worker}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("version", "seed", "consumers", "consumer", "shuffle"):
-            mine = self.state_dict()[key]
-            if state.get(key) != mine:
+        """Continue from ``state``: the next batches are exactly those the saved stream had not yielded yet."""
+        mine = self.state_dict()
+        for key in ("version", "seed", "shuffle", "shuffle_window", "split", "batch_size", "drop_last", "pad",
+                    "world_size", "num_workers", "rank", "worker"):  # fmt: skip
+            if state.get(key) != mine[key]:
                 raise AugsvcError(
-                    f"cannot resume: the saved stream has {key}={state.get(key)!r} but this one has {mine!r}; "
-                    "resume with the same version, seed, shuffle and number of ranks x workers"
+                    f"cannot resume: the saved stream has {key}={state.get(key)!r} but this one has {mine[key]!r}; "
+                    "the sample order depends on it, so resume with the same version, seed, shuffle, window, "
+                    "split, batch settings and the same ranks x DataLoader workers (or start a new epoch)"
                 )
         self.epoch, self.seen = int(state["epoch"]), int(state["seen"])
 
     def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its beginning on the next iteration."""
+        if epoch < 0:
+            raise AugsvcError(f"epoch must be >= 0, got {epoch}")
         self.epoch, self.seen = epoch, 0
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _read_shard(self, i: int) -> pa.Table:
+    def _shard_path(self, i: int) -> Path:
+        return self.store.version_dir(self.dataset, self.version) / self.manifest.shards[i].path
+
+    def _read_columns(self) -> list[str] | None:
+        if self.columns is None:
+            return None
+        want = set(self.columns) | {"sample_id"}
+        if self.one_hot or self.mix or "soft_label" in want:
+            want |= {"label", "soft_label"}
+        if "image" in want:
+            want |= set(_META)
+        return sorted(want)
+
+    def _read_shard(self, i: int) -> dict[str, Any]:
+        """Read, verify and convert one shard to numpy columns (runs in the reader thread)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         info = self.manifest.shards[i]
-        path = self.store.version_dir(self.dataset, self.version) / info.path
+        path = self._shard_path(i)
+        where = f"{self.dataset}@{self.version}: shard {info.path}"
         try:
-            st = path.stat()
             data = path.read_bytes()
-        except OSError:
-            raise AugsvcError(f"{self.dataset}@{self.version}: shard {info.path} is missing ({path})") from None
-        key = (str(path), st.st_size, st.st_mtime_ns, info.sha256)
-        if key not in _VERIFIED:  # hashed once per process (first epoch); later epochs only re-check size/mtime
-            if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
-                raise AugsvcError(
-                    f"{self.dataset}@{self.version}: shard {info.path} does not match its sha256 in the manifest "
-                    "(modified or corrupt); run 'augsvc verify'"
-                )
-            _VERIFIED.add(key)
-        skip = {"source", "lineage"} if self.columns is None else set()
+        except OSError as e:
+            raise AugsvcError(f"{where} is missing or unreadable ({path}: {e.strerror}); run 'augsvc verify'") from None
+        if len(data) != info.bytes or hashlib.sha256(data).hexdigest() != info.sha256:
+            raise AugsvcError(
+                f"{where} does not match its sha256 in the manifest (modified or corrupt: {path}); run 'augsvc verify'"
+            )
         pf = pq.ParquetFile(pa.BufferReader(data))
-        names = [n for n in pf.schema_arrow.names if n not in skip]
-        if self.columns is not None:
-            needed = set(self.columns) | {"sample_id", "label", "soft_label", "split", "image_format", "height",
-                                          "width", "channels"}  # fmt: skip
-            names = [n for n in names if n in needed]
-        return pf.read(columns=names)
+        wanted = self._read_columns()
+        names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in _NEVER_DEFAULT)]
+        cols = self._to_numpy(pf.read(columns=names))
+        return cols
 
-    def _batches(self) -> Iterator[dict]:
-        sched = self.schedule()[self.seen :]
-        remaining: dict[int, int] = {}
-        for sh, _ in sched:
-            remaining[sh] = remaining.get(sh, 0) + 1
-        cache: dict[int, pa.Table] = {}
-        index = self.seen // self.batch_size
-        for start in range(0, len(sched), self.batch_size):
-            part = sched[start : start + self.batch_size]
-            if len(part) < self.batch_size and self.drop_last:
-                return
-            by_shard: dict[int, list[int]] = {}
-            for sh, r in part:
-                if sh not in cache:
-                    cache[sh] = self._read_shard(sh)
-                by_shard.setdefault(sh, []).append(r)
-            order = list(by_shard)
-            pieces = [cache[sh].take(pa.array(by_shard[sh], pa.int64())) for sh in order]
-            table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-            # rows come grouped by shard; put them back in schedule order
-            pos: dict[tuple[int, int], list[int]] = {}
-            k = 0
-            for sh in order:
-                for r in by_shard[sh]:
-                    pos.setdefault((sh, r), []).append(k)
-                    k += 1
-            perm = [pos[item].pop(0) for item in part]
-            if perm != list(range(len(perm))):
-                table = table.take(pa.array(perm, pa.int64()))
-            for sh, _ in part:
-                remaining[sh] -= 1
-                if remaining[sh] == 0:
-                    cache.pop(sh, None)
-            if self.split is not None:
-                table = table.filter(pc.equal(table["split"], self.split))
-                if table.num_rows == 0:
+    def _to_numpy(self, t: Any) -> dict[str, Any]:
+        n, k = t.num_rows, len(self.manifest.class_names)
+        out: dict[str, Any] = {}
+        for name in t.column_names:
+            col = t[name]
+            if name == "image" and self.decode_images:
+                out["image"] = _raw_images(t) if {"image_format", "height"} <= set(t.column_names) else None
+                if out["image"] is None:  # encoded or mixed shapes: decoded per batch
+                    out["image"] = col.to_numpy(zero_copy_only=False)
+            elif name == "label":
+                out["label"] = col.fill_null(-1).to_numpy().astype(np.int64)
+            elif name == "soft_label":
+                continue
+            else:  # list columns (e.g. teacher_logits) give object arrays of arrays, None where null
+                out[name] = col.to_numpy(zero_copy_only=False)
+        if "label" in out and (self.manifest.soft_labels or self.one_hot or self.mix):
+            soft = np.zeros((n, k), np.float32)
+            labels = out.get("label", np.full(n, -1))
+            ok = labels >= 0
+            soft[np.flatnonzero(ok), labels[ok]] = 1.0
+            col = t["soft_label"].combine_chunks() if "soft_label" in t.column_names else None
+            if col is not None and self.manifest.soft_labels and col.null_count < n:
+                valid = np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))
+                values = col.drop_null().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+                soft[valid] = values.reshape(len(valid), k)
+            out["soft_label"] = soft
+        return out
+
+    # -- iteration --------------------------------------------------------------------------------------------
+    def _reader(self, plan: _Plan, first_block: int, q: queue.Queue, stop: threading.Event) -> None:
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
                     continue
-            yield self._collate(table, index)
-            index += 1
+            return False
 
-    def _augment(self, sample_id: str, x: Any) -> Any:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(min(self.prefetch, READ_THREADS), thread_name_prefix="augsvc-stream-read")
+        pending: deque = deque()
+        try:
+            for b in range(first_block, len(plan.bounds) - 1):
+                for i in plan.block_shards(b):
+                    pending.append((b, i, pool.submit(self._read_shard, i)))
+                    if len(pending) >= self.prefetch:
+                        b0, i0, f = pending.popleft()
+                        if not put((b0, i0, f.result())):
+                            return
+            while pending:
+                b0, i0, f = pending.popleft()
+                if not put((b0, i0, f.result())):
+                    return
+            put(None)
+        except BaseException as e:  # noqa: BLE001  (re-raised in the consuming thread)
+            put(e)
+        finally:
+            for *_, f in pending:
+                f.cancel()
+            pool.shutdown(wait=False)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        plan = self.plan()
+        n = len(plan.shard)
+        if self.seen >= n:  # a finished epoch iterates again from its start
+            self.seen = 0
+        pos = self.seen
+        first_block = int(np.searchsorted(plan.bounds, pos, side="right")) - 1
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        t = threading.Thread(target=self._reader, args=(plan, first_block, q, stop), daemon=True)
+        t.start()
+        loaded: dict[int, dict[int, dict]] = {}  # block -> shard -> columns
+        index = pos // self.batch_size
+        try:
+            while pos < n:
+                end = min(pos + self.batch_size, n)
+                last_block = int(np.searchsorted(plan.bounds, end - 1, side="right")) - 1
+                while last_block not in loaded or len(loaded[last_block]) < len(plan.block_shards(last_block)):
+                    item = q.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is None:
+                        raise AugsvcError("internal: the shard reader stopped early")
+                    b, i, cols = item
+                    loaded.setdefault(b, {})[i] = cols
+                batch = self._collate(plan, pos, end, loaded, index)
+                for b in [b for b in loaded if plan.bounds[b + 1] <= end]:
+                    del loaded[b]
+                self.seen = pos = end
+                index += 1
+                yield batch
+        finally:
+            stop.set()
+
+    def _collate(self, plan: _Plan, start: int, end: int, loaded: dict, index: int) -> dict[str, Any]:
+        shard, row = plan.shard[start:end], plan.row[start:end]
+        blocks = np.searchsorted(plan.bounds, np.arange(start, end), side="right") - 1
+        parts = []  # (positions in the batch, shard columns, rows)
+        for b in np.unique(blocks).tolist():
+            for i, cols in loaded[b].items():
+                where = np.flatnonzero((blocks == b) & (shard == i))
+                if len(where):
+                    parts.append((where, cols, row[where]))
+        m = end - start
+        out: dict[str, Any] = {}
+        for name in parts[0][1]:
+            if name in _META and self.decode_images and "image" in parts[0][1]:
+                continue
+            out[name] = _gather(name, parts, m)
+        img = out.get("image")
+        if self.decode_images and isinstance(img, np.ndarray) and img.dtype == object:
+            meta = {k: _gather(k, parts, m) for k in _META}
+            out["image"] = _decode(out["image"], meta)
+        if self.pad:
+            out["padded"] = plan.padded[start:end].copy()
+        if self.recipe is not None and self.aug_stages:
+            self._augment(out)
+        if self.mix and isinstance(out.get("image"), np.ndarray):
+            from pipelines.mixing import mix_batch
+
+            g = stream_rng(MIX, self.seed, self.epoch, self.consumers, self.consumer, index)
+            out["image"], out["soft_label"], out["lam"] = mix_batch(out["image"], out["soft_label"], rng=g, **self.mix)
+        if self.columns is not None:
+            keep = {"sample_id", *self.columns}
+            out = {k: v for k, v in out.items() if k in keep or k in ("padded", "lam")}
+        return out
+
+    def _augment(self, out: dict[str, Any]) -> None:
+        """One augmented view per sample: each label-invariant op stage, seeded per (seed, epoch, stage, sample)."""
         from pipelines.rng import sample_key
         from pipelines.runner import apply_stage_op
 
-        for k, st in enumerate(self.recipe.stages):
-            if st.kind != "op":
-                continue
-            g = np.random.Generator(np.random.PCG64(
-                np.random.SeedSequence([self.recipe.seed, STREAM_TAG, self.epoch, k, sample_key(sample_id)])
-            ))  # fmt: skip
-            x, _ = apply_stage_op(self.recipe, k, x, g, self.manifest.modality)
-        return x
-
-    def _images(self, table: pa.Table) -> Any:
-        from pipelines import imagecodec
-
-        fmts = set(table["image_format"].to_pylist())
-        dims = set(
-            zip(table["height"].to_pylist(), table["width"].to_pylist(), table["channels"].to_pylist(), strict=True)
-        )
-        blobs = table["image"].to_pylist()
-        if fmts == {"raw"} and len(dims) == 1:
-            h, w, c = dims.pop()
-            return np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), h, w, c)
-        hs, ws, cs = (table[k].to_pylist() for k in ("height", "width", "channels"))
-        fs = table["image_format"].to_pylist()
-        return [imagecodec.decode(b, f, h, w, c) for b, f, h, w, c in zip(blobs, fs, hs, ws, cs, strict=True)]
-
-    def _collate(self, table: pa.Table, index: int) -> dict[str, Any]:
-        n_cls = len(self.manifest.class_names)
-        ids = table["sample_id"].to_pylist()
-        out: dict[str, Any] = {"sample_id": np.array(ids, dtype=object)}
-        if self.manifest.modality != "translation":
-            out["label"] = table["label"].to_numpy().astype(np.int64)
-        want = lambda c: self.columns is None or c in self.columns  # noqa: E731
-        xs: Any = None
-        key = None
-        if self.manifest.modality == "image" and want("image") and self.decode_images:
-            xs, key = self._images(table), "image"
-        elif self.manifest.modality == "text":
-            xs, key = table["text"].to_pylist(), "text"
-        if xs is not None and self.recipe is not None:
-            xs = [self._augment(sid, x) for sid, x in zip(ids, xs, strict=True)]
+        key = {"image": "image", "text": "text", "translation": "src"}.get(self.manifest.modality)
+        if key not in out:
+            return
+        xs = list(out[key])
+        for j, sid in enumerate(out["sample_id"]):
+            x = xs[j]
+            for k in self.aug_stages:
+                g = stream_rng(AUGMENT, self.recipe.seed, self.epoch, k, sample_key(sid))
+                x, _ = apply_stage_op(self.recipe, k, x, g, self.manifest.modality)
+            xs[j] = x
         if key == "image":
-            stackable = isinstance(xs, np.ndarray) or len({x.shape for x in xs}) == 1
-            out["image"] = (xs if isinstance(xs, np.ndarray) else np.stack(xs)) if stackable else xs
-        elif key == "text":
-            out["text"] = np.array(xs, dtype=object)
-        if self.manifest.soft_labels or self.one_hot or self.mix:
-            soft = np.zeros((table.num_rows, n_cls), np.float32)
-            soft[np.arange(table.num_rows), out["label"]] = 1.0
-            if self.manifest.soft_labels:
-                for i, v in enumerate(table["soft_label"].to_pylist()):
-                    if v is not None:
-                        soft[i] = v
-            out["soft_label"] = soft
-        skip = {"image", "text", "soft_label", "label", "sample_id", "image_format", "height", "width", "channels",
-                "lineage", "source", "split"}  # fmt: skip
-        for c in table.column_names:
-            if c not in skip and want(c):
-                out[c] = table[c].to_numpy(zero_copy_only=False)
-        if self.mix and "image" in out and isinstance(out["image"], np.ndarray):
-            from pipelines.mixing import mix_batch
+            out[key] = np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
+        else:
+            out[key] = np.array(xs, dtype=object)
 
-            g = np.random.Generator(np.random.PCG64(
-                np.random.SeedSequence([self.seed, STREAM_TAG, self.epoch, self.consumer, index, 1])
-            ))  # fmt: skip
-            out["image"], out["soft_label"], out["lam"] = mix_batch(out["image"], out["soft_label"], rng=g, **self.mix)
-        return out
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        q: queue.Queue = queue.Queue(maxsize=max(1, self.prefetch))
-        stop = threading.Event()
-        done = object()
+def _raw_images(t: Any) -> np.ndarray | None:
+    """Zero-copy (n, H, W, C) uint8 view of a shard's image column when every row is raw with one shape."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-        def produce() -> None:
-            try:
-                for b in self._batches():
-                    while not stop.is_set():
-                        try:
-                            q.put(b, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(done)
-            except BaseException as e:  # noqa: BLE001  (re-raised in the consumer thread)
-                q.put(e)
+    n = t.num_rows
+    if n == 0 or t["image"].null_count or not pc.all(pc.equal(t["image_format"], "raw")).as_py():
+        return None
+    dims = [pc.min_max(t[k]) for k in ("height", "width", "channels")]
+    if any(d["min"].as_py() != d["max"].as_py() for d in dims):
+        return None
+    h, w, c = (int(d["min"].as_py()) for d in dims)
+    arr = t["image"].combine_chunks()
+    wide = pa.types.is_large_binary(arr.type)
+    offs = np.frombuffer(arr.buffers()[1], np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
+    size = h * w * c
+    if not (np.diff(offs) == size).all():
+        return None
+    return np.frombuffer(arr.buffers()[2], np.uint8, count=n * size, offset=int(offs[0])).reshape(n, h, w, c)
 
-        t = threading.Thread(target=produce, daemon=True)
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                self.seen += len(item["sample_id"])
-                yield item
-        finally:
-            stop.set()
+
+def _gather(name: str, parts: list, m: int) -> Any:
+    """Column ``name`` of the batch: rows ``rows`` of each shard's column placed at ``positions``."""
+    cols = [cols[name] for _, cols, _ in parts]
+    first = cols[0]
+    if len(parts) == 1 and len(parts[0][0]) == m and np.array_equal(parts[0][0], np.arange(m)):
+        return first[parts[0][2]]
+    same = all(c.dtype == first.dtype and c.shape[1:] == first.shape[1:] for c in cols)
+    out = np.empty((m, *first.shape[1:]), first.dtype) if same else np.empty(m, object)
+    for (pos, _, rows), col in zip(parts, cols, strict=True):
+        if same:
+            out[pos] = col[rows]
+        else:
+            for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
+                out[p] = col[r]
+    return out
+
+
+def _decode(blobs: np.ndarray, meta: dict[str, np.ndarray]) -> Any:
+    """Encoded (or raw of mixed shapes) image rows to uint8 HWC; stacked when they share a shape."""
+    from pipelines import imagecodec
+
+    imgs = []
+    for j, b in enumerate(blobs):
+        if isinstance(b, np.ndarray):  # a row of a raw shard view
+            imgs.append(b)
+        else:
+            f, h, w, c = (meta[k][j] for k in _META)
+            imgs.append(imagecodec.decode(b, str(f), int(h), int(w), int(c)))
+    return np.stack(imgs) if len({i.shape for i in imgs}) == 1 else imgs
 
 
 def stream(ref: str, **kwargs: Any) -> Stream:
@@ -342,47 +500,128 @@ def stream(ref: str, **kwargs: Any) -> Stream:
     return Stream(ref, **kwargs)
 
 
-def _load_recipe(recipe: Any) -> Any:
+def _label_invariant(op: Any) -> bool:
+    return bool(getattr(op, "label_invariant", True)) and all(_label_invariant(c) for c in getattr(op, "ops", []) or [])
+
+
+def _load_recipe(recipe: Any) -> tuple[Any, list[int]]:
+    """The recipe and the indices of its op stages that keep labels (mix/generator/teacher stages are skipped)."""
     if recipe is None:
-        return None
+        return None, []
     from schemas.recipe import Recipe, load_recipe
 
-    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    return r, [k for k, st in enumerate(r.stages) if st.kind == "op" and _label_invariant(st.built)]
 
 
-def as_torch_dataset(ref: str, **kwargs: Any) -> Any:
-    """A ``torch.utils.data.IterableDataset`` of tensor batches; use ``DataLoader(ds, batch_size=None)``.
+# -- torch ------------------------------------------------------------------------------------------------------
+def _worker_progress(batches: int, per_worker: list[int]) -> list[int]:
+    """Batches each worker has delivered after ``batches`` in-order DataLoader batches (round robin, skipping
+    exhausted workers), starting from worker 0."""
+    done = [0] * len(per_worker)
+    while batches > 0 and any(d < t for d, t in zip(done, per_worker, strict=True)):
+        for w, t in enumerate(per_worker):
+            if batches and done[w] < t:
+                done[w] += 1
+                batches -= 1
+    return done
 
-    Work is split across DataLoader workers (and ranks) as consumers of the same schedule.
-    """
-    import torch
-    from torch.utils.data import IterableDataset, get_worker_info
+
+def _make_torch_stream() -> type:
+    from torch.utils.data import IterableDataset
 
     class TorchStream(IterableDataset):
-        def __init__(self) -> None:
-            self.kwargs = kwargs
-            self.epoch = kwargs.pop("epoch", 0)
+        """Tensor batches for ``DataLoader(ds, batch_size=None, num_workers=W)``: each DataLoader worker is one
+        consumer (see the module docstring); rank and world size come from torch.distributed when initialised.
+
+        Resume: ``ds.state_dict(batches_consumed, num_workers=W)`` after the loop consumed that many batches, and
+        ``ds.load_state_dict(state)`` on a fresh dataset before building the new DataLoader (same W)."""
+
+        def __init__(self, ref: str, **kwargs: Any) -> None:
+            rank, world = _dist_defaults(kwargs.pop("rank", None), kwargs.pop("world_size", None))
+            self.ref, self.epoch, self.kwargs = (
+                ref,
+                kwargs.pop("epoch", 0),
+                {**kwargs, "rank": rank, "world_size": world},
+            )
+            self._resume: dict | None = None
 
         def set_epoch(self, epoch: int) -> None:
-            self.epoch = epoch
+            self.epoch, self._resume = epoch, None
 
-        def __iter__(self):
+        def _stream(self, worker: int, num_workers: int) -> Stream:
+            return Stream(self.ref, epoch=self.epoch, worker=worker, num_workers=num_workers, **self.kwargs)
+
+        def state_dict(self, batches: int, num_workers: int) -> dict:
+            base = self._resume or {"offset": 0, "seen": [0] * max(1, num_workers)}
+            w = max(1, num_workers)
+            if len(base["seen"]) != w:
+                raise AugsvcError(f"cannot resume: state saved with {len(base['seen'])} workers, asked for {w}")
+            streams = [self._stream(r, w) for r in range(w)]
+            left = [-(-(len(s.plan().shard) - base["seen"][r]) // s.batch_size) for r, s in enumerate(streams)]
+            rot = [(base["offset"] + j) % w for j in range(w)]  # loader worker j plays role rot[j]
+            done = _worker_progress(batches, [left[r] for r in rot])
+            seen = list(base["seen"])
+            for j, r in enumerate(rot):
+                seen[r] = min(len(streams[r].plan().shard), seen[r] + done[j] * streams[r].batch_size)
+            s0 = streams[0].state_dict()
+            fixed = {k: s0[k] for k in ("version", "seed", "world_size", "rank", "batch_size")}
+            offset = (base["offset"] + batches) % w
+            return {**fixed, "epoch": self.epoch, "num_workers": w, "seen": seen, "offset": offset}
+
+        def load_state_dict(self, state: dict) -> None:
+            self.epoch, self._resume = int(state["epoch"]), dict(state)
+
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            import torch
+            from torch.utils.data import get_worker_info
+
             info = get_worker_info()
             worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
-            s = Stream(ref, epoch=self.epoch, worker=worker, num_workers=n, **self.kwargs)
+            role = worker
+            s = self._stream(worker, n)
+            if self._resume is not None:
+                st = self._resume
+                if st["num_workers"] != n or st["world_size"] != s.world_size:
+                    raise AugsvcError(
+                        f"cannot resume: the state was saved with {st['world_size']} ranks x {st['num_workers']} "
+                        f"DataLoader workers, this loader has {s.world_size} x {n}; use the same layout"
+                    )
+                role = (worker + st["offset"]) % n
+                s = self._stream(role, n)
+                s.load_state_dict({**s.state_dict(), "epoch": self.epoch, "seen": st["seen"][role]})
+                if s.seen >= len(s.plan().shard):
+                    return
             for b in s:
                 yield {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) and v.dtype != object else v)
                        for k, v in b.items()}  # fmt: skip
 
-    return TorchStream()
+    TorchStream.__module__ = __name__
+    return TorchStream
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TorchStream":  # built on first use so that importing this module does not import torch
+        globals()["TorchStream"] = _make_torch_stream()
+        return globals()["TorchStream"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def as_torch_dataset(ref: str, **kwargs: Any) -> Any:
+    """``TorchStream(ref, **kwargs)``: a ``torch.utils.data.IterableDataset`` of tensor batches."""
+    cls = globals().get("TorchStream") or __getattr__("TorchStream")
+    return cls(ref, **kwargs)
 
 
 def to_ray_dataset(ref: str, store: str | Path | Store | None = None) -> Any:
     """The version as a Ray Dataset over its shards (for Ray Train's ``iter_torch_batches``)."""
+    import pyarrow.parquet as pq
     import ray.data
 
     s = store if isinstance(store, Store) else Store(store)
     ds, v = s.resolve(ref)
     m = s.manifest(ds, v)
     paths = [str(s.version_dir(ds, v) / sh.path) for sh in m.shards]
+    if not paths:
+        raise AugsvcError(f"{ds}@{v} has no shards")
     return ray.data.read_parquet(paths, schema=pq.read_schema(paths[0]))

@@ -3,6 +3,7 @@ soft labels, shard integrity, on-the-fly augmentation, torch DataLoader."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +52,23 @@ def test_every_sample_exactly_once_per_epoch(store: Store, world_size: int, work
     assert len(seen) == 27 and set(seen.values()) == {1}
 
 
+def test_torch_dataloader_resume_equals_uninterrupted(store: Store) -> None:
+    import torch
+
+    def loader(ds):
+        return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+
+    ds = as_torch_dataset("img", store=store, batch_size=2, seed=4, epoch=1, shuffle_window=5)
+    full = [list(b["sample_id"]) for b in loader(ds)]
+    for stop in (3, 8):
+        ds2 = as_torch_dataset("img", store=store, batch_size=2, seed=4, epoch=1, shuffle_window=5)
+        ds2.load_state_dict(ds.state_dict(stop, num_workers=2))
+        assert full[:stop] + [list(b["sample_id"]) for b in loader(ds2)] == full
+    with pytest.raises(AugsvcError, match="3 workers"):
+        ds.load_state_dict({**ds.state_dict(2, num_workers=2), "seen": [0, 0, 0]})
+        ds.state_dict(1, num_workers=2)
+
+
 def test_order_is_a_function_of_seed_and_epoch(store: Store) -> None:
     a = ids(Stream("img", store=store, seed=1, epoch=0, batch_size=4))
     assert a == ids(Stream("img", store=store, seed=1, epoch=0, batch_size=7))
@@ -68,27 +86,53 @@ def test_order_is_a_function_of_seed_and_epoch(store: Store) -> None:
     assert plain == stored
 
 
-@pytest.mark.parametrize("stop_after", [1, 2, 5])
+@pytest.mark.parametrize("stop_after", [1, 2, 4])
 def test_resume_equals_uninterrupted(store: Store, stop_after: int) -> None:
-    full = ids(Stream("img", store=store, seed=3, epoch=1, batch_size=3, rank=1, world_size=2))
-    s = Stream("img", store=store, seed=3, epoch=1, batch_size=3, rank=1, world_size=2)
+    kw = {"store": store, "seed": 3, "batch_size": 3, "rank": 1, "world_size": 2, "shuffle_window": 5}
+    full = ids(Stream("img", epoch=1, **kw))
+    s = Stream("img", epoch=1, **kw)
     got = []
     for i, b in enumerate(s):
         got += list(b["sample_id"])
         if i + 1 == stop_after:
             break
-    state = s.state_dict()
-    resumed = Stream("img", store=store, seed=3, batch_size=3, rank=1, world_size=2)
+    state = json.loads(json.dumps(s.state_dict()))
+    resumed = Stream("img", **kw)
     resumed.load_state_dict(state)
     assert got + ids(resumed) == full
-    other = Stream("img", store=store, seed=3, batch_size=3, rank=0, world_size=3)
-    with pytest.raises(AugsvcError, match="cannot resume: .*consumers=2"):
+    other = Stream("img", **{**kw, "rank": 0, "world_size": 3})
+    with pytest.raises(AugsvcError, match="cannot resume: .*world_size=2"):
         other.load_state_dict(state)
 
 
+def test_text_version_exactly_once_and_split_filter(store: Store) -> None:
+    for world_size in (1, 3, 12):  # 12 consumers > 10 rows: some consumers get nothing, none twice
+        seen = Counter(sid for r in range(world_size) for sid in ids(Stream("soft", store=store, batch_size=3,
+                                                                           rank=r, world_size=world_size)))  # fmt: skip
+        assert len(seen) == 10 and set(seen.values()) == {1}
+    b = next(iter(Stream("soft", store=store, batch_size=10, split="train")))
+    assert len(b["text"]) == 10 and b["text"].dtype == object
+    assert ids(Stream("soft", store=store, split="val")) == []  # untagged shard: rows filtered by their split
+
+
+def test_seeds_cannot_collide() -> None:
+    from augsvc.stream import SHARD_ORDER, stream_rng
+
+    a = stream_rng(SHARD_ORDER, 1, 0).permutation(50)
+    assert not np.array_equal(a, stream_rng(SHARD_ORDER, 0, 1).permutation(50))
+    assert not np.array_equal(a, stream_rng(SHARD_ORDER, 1 << 32, 0).permutation(50))
+    assert np.array_equal(a, stream_rng(SHARD_ORDER, 1, 0).permutation(50))
+
+
 def test_drop_last_and_pad_equalise_ranks(store: Store) -> None:
-    counts = [len(ids(Stream("img", store=store, rank=r, world_size=3, pad=True, batch_size=2))) for r in range(3)]
-    assert len(set(counts)) == 1
+    padded = [list(Stream("img", store=store, rank=r, world_size=4, pad=True, batch_size=2)) for r in range(4)]
+    counts = [sum(len(b["sample_id"]) for b in bs) for bs in padded]
+    assert counts == [7, 7, 7, 7]  # 27 rows over 4 ranks: one rank repeats one sample, flagged
+    flags = np.concatenate([b["padded"] for bs in padded for b in bs])
+    real = Counter(
+        sid for bs in padded for b in bs for sid, p in zip(b["sample_id"], b["padded"], strict=True) if not p
+    )
+    assert flags.sum() == 1 and len(real) == 27 and set(real.values()) == {1}
     dropped = [len(ids(Stream("img", store=store, rank=r, world_size=3, drop_last=True, batch_size=2)))
                for r in range(3)]  # fmt: skip
     assert len(set(dropped)) == 1 and dropped[0] % 2 == 0

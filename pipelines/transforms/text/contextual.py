@@ -36,7 +36,6 @@ def load_masked_lm(path: str) -> tuple[Any, Any]:
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
     except ImportError as e:
         raise AugsvcError("contextual text ops need transformers: pip install 'augsvc[text-models]'") from e
@@ -47,7 +46,6 @@ def load_masked_lm(path: str) -> tuple[Any, Any]:
         raise AugsvcError(f"model_path {path!r}: not a loadable masked language model ({e})") from None
     if tok.mask_token is None:
         raise AugsvcError(f"model_path {path!r}: the tokenizer has no mask token; use a masked LM (BERT-like)")
-    torch.set_grad_enabled(False)
     _MODELS[key] = (tok, model)
     return tok, model
 

@@ -1,0 +1,109 @@
+"""``TrainConfig``: every key of ``augsvc train CONFIG.yaml``, with its default, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from augsvc.errors import AugsvcError
+
+
+class MixConfig(BaseModel):
+    """Batch mixing while streaming (``pipelines.mixing.mix_batch``); images only."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["mixup", "cutmix", "average"] = "mixup"
+    alpha: float = Field(0.4, gt=0)
+
+
+class DistillConfig(BaseModel):
+    """Hinton distillation from the version's ``teacher_logits`` column (written by a teacher build stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(4.0, gt=0)
+    lambda_hard: float = Field(0.1, ge=0)
+    lambda_soft: float = Field(0.9, ge=0)
+
+
+class TrainConfig(BaseModel):
+    """``augsvc train CONFIG.yaml``: every key, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="training version: NAME, NAME@VERSION or NAME@TAG")
+    train_split: str = "train"
+    val_data: str | None = Field(None, description="validation version (default: the training version)")
+    val_split: str = "val"
+    model: Literal["cnn", "text_cnn", "mlp", "hf"] | None = Field(None, description="default by modality")
+    hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
+    width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
+    max_len: int = Field(64, ge=1, description="text: tokens per example")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    seed: int = 0
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: str | dict | None = Field(None, description="recipe (path or mapping) applied on the fly while streaming")
+    mix: MixConfig | None = None
+    distill: DistillConfig | None = Field(None, description="distil from the version's teacher_logits column")
+    patience: int | None = Field(None, ge=1, description="early stopping: epochs without a better val accuracy")
+    finetune_from: str | None = Field(None, description="run dir or checkpoint to start from (same model family)")
+    freeze_epochs: int = Field(0, ge=0, description="fine-tuning: epochs training only the (new) head")
+    unfreeze_groups: int | None = Field(None, ge=0, description="fine-tuning: layer groups below the head to unfreeze "
+                                        "after freeze_epochs (default: all)")  # fmt: skip
+    base_lr_scale: float = Field(0.1, gt=0, le=1, description="fine-tuning: lr factor per layer group below the head")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores, at most 8)")
+
+    @model_validator(mode="after")
+    def _hf_needs_path(self) -> TrainConfig:
+        if self.model == "hf" and not self.hf_path:
+            raise ValueError("model: hf needs hf_path (a local Hugging Face model folder)")
+        if self.hf_path and self.model != "hf":
+            raise ValueError("hf_path is only used with model: hf")
+        if self.distill and (self.mix or self.augment):
+            raise ValueError(
+                "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "
+                "put the augmentation in the build before the teacher stage instead"
+            )
+        return self
+
+    @property
+    def pretrained(self) -> bool:
+        """Fine-tuning: a pretrained base (a previous run or a Hugging Face model) under a new head."""
+        return self.finetune_from is not None or self.model == "hf"
+
+
+def load_config(source: str | Path | dict) -> TrainConfig:
+    """Validate a YAML file or a mapping; errors name the key (and list the allowed keys for unknown ones)."""
+    import yaml
+
+    where = "config"
+    if not isinstance(source, dict):
+        where = str(source)
+        if not Path(source).is_file():
+            raise AugsvcError(f"{source}: config file not found")
+        try:
+            source = yaml.safe_load(Path(source).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise AugsvcError(f"{where}: not valid YAML: {e}") from None
+        if not isinstance(source, dict):
+            raise AugsvcError(f"{where}: expected a mapping of keys (data, epochs, ...), got {type(source).__name__}")
+    try:
+        return TrainConfig.model_validate(source)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                parent = {"mix": MixConfig, "distill": DistillConfig}.get(str(err["loc"][0]), TrainConfig)
+                allowed = ", ".join(parent.model_fields)
+                msgs.append(f"{where}: unknown key {key!r}; allowed keys: {allowed}")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                msgs.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+        raise AugsvcError("\n".join(msgs)) from None
