@@ -31,3 +31,15 @@ def image_folder(tmp_path: Path) -> Path:
             write_image(root / c / f"{c}{i}.{'jpg' if i % 2 else 'png'}", rng)
     (root / "eel" / "eel_copy.png").write_bytes((root / "cat" / "cat0.png").read_bytes())
     return root
+
+
+@pytest.fixture(scope="module")
+def ray_module():
+    """Embedded local Ray with 2 CPUs for one test module (starting it costs 6-8 s, so never per test)."""
+    import ray
+
+    from pipelines.executor import ensure_ray
+
+    ensure_ray(2)
+    yield
+    ray.shutdown()

@@ -22,15 +22,7 @@ from schemas.recipe import load_recipe
 FLIPROTATE = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 30, "fill_mode": "reflect"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-
-    from pipelines.executor import ensure_ray
-
-    ensure_ray(2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_module")  # embedded Ray, started once per module
 
 
 @pytest.fixture

@@ -20,15 +20,7 @@ from schemas.recipe import load_recipe
 COLOURS = {"black": 0, "grey": 128, "white": 255}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-
-    from pipelines.executor import ensure_ray
-
-    ensure_ray(2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_module")  # embedded Ray, started once per module
 
 
 @pytest.fixture
