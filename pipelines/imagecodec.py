@@ -39,13 +39,17 @@ def sniff_format(data: bytes) -> str | None:
 
 def decode_file_bytes(data: bytes) -> np.ndarray:
     """Decode an image file to uint8 HWC, C in (1, 3); raise ImageDecodeError with the reason otherwise."""
+    return normalise(_imdecode(data), bgr=True)
+
+
+def _imdecode(data: bytes) -> np.ndarray:
     if not data:
         raise ImageDecodeError("empty file")
     cv2 = _cv2()
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageDecodeError("not a decodable image (corrupt or unsupported format)")
-    return normalise(arr, bgr=True)
+    return arr
 
 
 def probe_file_bytes(data: bytes) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -53,12 +57,7 @@ def probe_file_bytes(data: bytes) -> tuple[np.ndarray, tuple[int, int, int]]:
 
     Cheaper than ``decode_file_bytes`` when the file will be stored as it is: no colour conversion or copy.
     """
-    if not data:
-        raise ImageDecodeError("empty file")
-    cv2 = _cv2()
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ImageDecodeError("not a decodable image (corrupt or unsupported format)")
+    arr = _imdecode(data)
     if arr.ndim == 2:
         return arr, (arr.shape[0], arr.shape[1], 1)
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4) and arr.dtype == np.uint8:

@@ -188,6 +188,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    # Layer init and dropout only draw from torch's default generator; train() runs this inside
+    # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
     torch.manual_seed(cfg.seed)
 
     base = _load_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
