@@ -10,7 +10,13 @@ import typer
 from augsvc.errors import AugsvcError
 
 app = typer.Typer(help="augsvc: build, version and serve augmented datasets.", no_args_is_help=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store root (default: $AUGSVC_STORE or ./augsvc-store).")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store root: a path or URI such as s3://bucket/prefix (default: $AUGSVC_STORE or ./augsvc-store).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

@@ -142,9 +142,7 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
 def _show_text_example(store, manifest, echo: Callable[[str], None]) -> None:
     import json
 
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(store.version_dir(manifest.dataset, manifest.version) / manifest.shards[0].path)
+    table = store.read_shard(manifest.dataset, manifest.version, manifest.shards[0].path)
     rows = table.to_pylist()
     originals = {r["sample_id"]: r["text"] for r in rows if not r["lineage"]}
     for r in [r for r in rows if r["lineage"]][:3]:

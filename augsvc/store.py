@@ -9,11 +9,16 @@ Layout (a public contract, readable by any Parquet tool)::
 A version is visible if and only if its ``manifest.json`` exists. Locally a version is written into
 ``<store>/<dataset>/.staging/`` and made visible by one directory rename; a concurrent publish of the same
 version loses the rename race harmlessly (the content is identical by construction).
+
+A remote store (``s3://bucket/prefix``, any URI of :mod:`augsvc.storefs`) stages on local disk (``AUGSVC_STAGING``,
+default ``~/.cache/augsvc/staging``), then uploads the shards and writes ``manifest.json`` last, in one put: a crash
+before that put leaves shard objects that no reader lists (the next publish of that version overwrites them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import shutil
@@ -21,25 +26,31 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augsvc import __version__
+from augsvc import __version__, storefs
 from augsvc.errors import AugsvcError
 from augsvc.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 DEFAULT_STORE = "./augsvc-store"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def resolve_store_root(uri: str | None) -> Path:
+def resolve_store_uri(uri: str | None) -> str:
     """The store root from ``--store``, else ``AUGSVC_STORE``, else ``./augsvc-store``."""
-    root = uri or os.environ.get("AUGSVC_STORE") or DEFAULT_STORE
-    if "://" in root and not root.startswith("file://"):
-        raise AugsvcError(f"store {root!r}: only local stores are supported so far; pass a local path")
-    return Path(root.removeprefix("file://"))
+    return uri or os.environ.get("AUGSVC_STORE") or DEFAULT_STORE
+
+
+def _staging_root(uri: str) -> Path:
+    base = Path(os.environ.get("AUGSVC_STAGING") or Path.home() / ".cache" / "augsvc" / "staging")
+    return base / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -94,47 +105,98 @@ class Staging:
 
 
 class Store:
-    """A store root holding datasets, their versions and tags."""
+    """A store root holding datasets, their versions and tags: a local folder or a remote URI."""
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = resolve_store_root(str(root) if root is not None else None)
+        self.uri = resolve_store_uri(str(root) if root is not None else None)
+        self.local = storefs.is_local(self.uri)
+        #: the local root folder (remote stores: their local staging folder)
+        self.root = Path(self.uri.removeprefix("file://")) if self.local else _staging_root(self.uri)
+
+    def __repr__(self) -> str:
+        return f"Store({self.uri!r})"
+
+    # -- references --------------------------------------------------------------------------------------------
+    def ref(self, *parts: str) -> str:
+        """A path (local) or URI (remote) under the store root that any process can read with :mod:`storefs`."""
+        return str(self.root.joinpath(*parts)) if self.local else storefs.join(self.uri, *parts)
+
+    def shard_ref(self, dataset: str, version: str, rel: str) -> str:
+        return self.ref(dataset, version, rel)
+
+    def read_shard(self, dataset: str, version: str, rel: str, columns: list[str] | None = None) -> pa.Table:
+        return storefs.read_table(self.shard_ref(dataset, version, rel), columns)
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """(pyarrow filesystem, root path inside it): for tools that take a filesystem (Ray Data, DuckDB)."""
+        return storefs.resolve(self.ref())
 
     def version_dir(self, dataset: str, version: str) -> Path:
+        """The local folder of a version (local stores only; use :meth:`shard_ref` for either kind)."""
+        if not self.local:
+            raise AugsvcError(f"store {self.uri} is remote: it has no local version folder")
         return self.root / dataset / version
 
+    def _isfile(self, *parts: str) -> bool:
+        if self.local:
+            return self.root.joinpath(*parts).is_file()
+        import pyarrow.fs as pafs
+
+        fs, path = storefs.resolve(self.ref(*parts))
+        return fs.get_file_info(path).type == pafs.FileType.File
+
+    def _subdirs(self, *parts: str) -> list[str]:
+        if self.local:
+            d = self.root.joinpath(*parts)
+            return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        import pyarrow.fs as pafs
+
+        fs, path = storefs.resolve(self.ref(*parts))
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def _read_text(self, *parts: str) -> str:
+        return storefs.read_bytes(self.ref(*parts)).decode()
+
+    def _write(self, data: bytes, *parts: str) -> None:
+        """Replace one small file atomically (a rename locally, a single put remotely)."""
+        if not self.local:
+            storefs.write_bytes(self.ref(*parts), data)
+            return
+        target = self.root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    # -- reading -----------------------------------------------------------------------------------------------
     def exists(self, dataset: str, version: str) -> bool:
-        return (self.version_dir(dataset, version) / "manifest.json").is_file()
+        return self._isfile(dataset, version, "manifest.json")
 
     def datasets(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        return [d for d in self._subdirs() if not d.startswith(".") and self.versions(d)]
 
     def versions(self, dataset: str) -> list[str]:
-        d = self.root / dataset
-        if not d.is_dir():
-            return []
-        return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file())
+        return [v for v in self._subdirs(dataset) if v not in ("tags", ".staging") and self.exists(dataset, v)]
 
     def manifest(self, dataset: str, version: str) -> Manifest:
-        path = self.version_dir(dataset, version) / "manifest.json"
-        if not path.is_file():
-            raise AugsvcError(f"{dataset}@{version}: no such version in store {self.root}; see 'augsvc ls'")
-        return Manifest.model_validate_json(path.read_text())
+        if not self.exists(dataset, version):
+            raise AugsvcError(f"{dataset}@{version}: no such version in store {self.uri}; see 'augsvc ls'")
+        return Manifest.model_validate_json(self._read_text(dataset, version, "manifest.json"))
 
     def resolve(self, ref: str) -> tuple[str, str]:
         """``name``, ``name@version`` (or a unique prefix) or ``name@tag`` -> (dataset, version)."""
         name, _, sel = ref.partition("@")
         _check_name("dataset", name)
         sel = sel or "latest"
-        tag = self.root / name / "tags" / sel
-        if tag.is_file():
-            return name, tag.read_text().strip()
+        if _NAME_RE.match(sel) and self._isfile(name, "tags", sel):
+            return name, self._read_text(name, "tags", sel).strip()
         matches = [v for v in self.versions(name) if v.startswith(sel)]
         if len(matches) == 1:
             return name, matches[0]
         if not matches:
-            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.root}")
+            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.uri}")
         raise AugsvcError(f"{ref}: {sel!r} matches several versions ({', '.join(matches)}); give more digits")
 
     def set_tag(self, dataset: str, tag: str, version: str) -> None:
@@ -142,13 +204,9 @@ class Store:
         _check_name("tag", tag)
         if not self.exists(dataset, version):
             raise AugsvcError(f"cannot tag {dataset}@{version}: no such version")
-        tags = self.root / dataset / "tags"
-        tags.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tags, prefix=".tag-")
-        with os.fdopen(fd, "w") as f:
-            f.write(version + "\n")
-        os.replace(tmp, tags / tag)
+        self._write((version + "\n").encode(), dataset, "tags", tag)
 
+    # -- writing -----------------------------------------------------------------------------------------------
     def staging(self, dataset: str) -> Staging:
         _check_name("dataset", dataset)
         d = self.root / dataset / ".staging" / uuid.uuid4().hex
@@ -176,7 +234,7 @@ class Store:
         quarantine: list[QuarantineItem] | None = None,
         extra: dict | None = None,
     ) -> PublishResult:
-        """Verify the staged shards, write the manifest, and make the version visible in one rename."""
+        """Verify the staged shards, write the manifest, and make the version visible in one step."""
         vid = version_id(definition)
         if self.exists(dataset, vid):
             shutil.rmtree(staging.dir, ignore_errors=True)
@@ -208,14 +266,21 @@ class Store:
                 if sh.split is not None:
                     per_split[sh.split] = per_split.get(sh.split, 0) + sh.rows
             manifest.rows_per_split = dict(sorted(per_split.items()))
-        (staging.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        target = self.version_dir(dataset, vid)
-        try:
-            os.rename(staging.dir, target)
-        except OSError:
-            if not self.exists(dataset, vid):
-                raise
-            shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
+        body = manifest.model_dump_json(indent=2).encode()
+        if self.local:
+            (staging.dir / "manifest.json").write_bytes(body)
+            target = self.version_dir(dataset, vid)
+            try:
+                os.rename(staging.dir, target)
+            except OSError:
+                if not self.exists(dataset, vid):
+                    raise
+                shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
+        else:
+            for s in staging.shards:  # shards first; the manifest put below is what makes the version visible
+                storefs.write_bytes(self.shard_ref(dataset, vid, s.path), (staging.dir / s.path).read_bytes())
+            self._write(body, dataset, vid, "manifest.json")
+            shutil.rmtree(staging.dir, ignore_errors=True)
         self.set_tag(dataset, "latest", vid)
         return PublishResult(manifest, up_to_date=False)
 
@@ -224,11 +289,11 @@ class Store:
         m = self.manifest(dataset, version)
         problems = []
         for s in m.shards:
-            path = self.version_dir(dataset, version) / s.path
-            if not path.is_file():
+            try:
+                data = storefs.read_bytes(self.shard_ref(dataset, version, s.path))
+            except (FileNotFoundError, OSError):
                 problems.append(f"{s.path}: missing")
                 continue
-            data = path.read_bytes()
             if len(data) != s.bytes or sha256_bytes(data) != s.sha256:
                 problems.append(f"{s.path}: sha256 or size differs from manifest (shard was modified)")
         return problems

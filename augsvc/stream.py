@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from augsvc import storefs
 from augsvc.errors import AugsvcError
 from augsvc.store import Store
 
@@ -162,9 +163,7 @@ class Stream:
         if info.split is not None:
             return np.empty(0, np.int64)
         if i not in self._split_rows:  # untagged shard: read its split column once
-            import pyarrow.parquet as pq
-
-            col = pq.read_table(self._shard_path(i), columns=["split"])["split"].to_numpy(zero_copy_only=False)
+            col = storefs.read_table(self._shard_ref(i), columns=["split"])["split"].to_numpy(zero_copy_only=False)
             self._split_rows[i] = np.flatnonzero(col == self.split)
         return self._split_rows[i]
 
@@ -256,8 +255,8 @@ class Stream:
         self.epoch, self.seen = epoch, 0
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _shard_path(self, i: int) -> Path:
-        return self.store.version_dir(self.dataset, self.version) / self.manifest.shards[i].path
+    def _shard_ref(self, i: int) -> str:
+        return self.store.shard_ref(self.dataset, self.version, self.manifest.shards[i].path)
 
     def _read_columns(self) -> list[str] | None:
         if self.columns is None:
@@ -275,12 +274,13 @@ class Stream:
         import pyarrow.parquet as pq
 
         info = self.manifest.shards[i]
-        path = self._shard_path(i)
+        path = self._shard_ref(i)
         where = f"{self.dataset}@{self.version}: shard {info.path}"
         try:
-            data = path.read_bytes()
+            data = storefs.read_bytes(path)
         except OSError as e:
-            raise AugsvcError(f"{where} is missing or unreadable ({path}: {e.strerror}); run 'augsvc verify'") from None
+            why = e.strerror or str(e)
+            raise AugsvcError(f"{where} is missing or unreadable ({path}: {why}); run 'augsvc verify'") from None
         if len(data) != info.bytes or hashlib.sha256(data).hexdigest() != info.sha256:
             raise AugsvcError(
                 f"{where} does not match its sha256 in the manifest (modified or corrupt: {path}); run 'augsvc verify'"
@@ -615,13 +615,14 @@ def as_torch_dataset(ref: str, **kwargs: Any) -> Any:
 
 def to_ray_dataset(ref: str, store: str | Path | Store | None = None) -> Any:
     """The version as a Ray Dataset over its shards (for Ray Train's ``iter_torch_batches``)."""
-    import pyarrow.parquet as pq
     import ray.data
 
     s = store if isinstance(store, Store) else Store(store)
     ds, v = s.resolve(ref)
     m = s.manifest(ds, v)
-    paths = [str(s.version_dir(ds, v) / sh.path) for sh in m.shards]
-    if not paths:
+    if not m.shards:
         raise AugsvcError(f"{ds}@{v} has no shards")
-    return ray.data.read_parquet(paths, schema=pq.read_schema(paths[0]))
+    refs = [s.shard_ref(ds, v, sh.path) for sh in m.shards]
+    fs = storefs.resolve(refs[0])[0]
+    paths = [storefs.resolve(r)[1] for r in refs]
+    return ray.data.read_parquet(paths, filesystem=fs, schema=storefs.read_schema(refs[0]))

@@ -10,7 +10,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from augsvc.errors import AugsvcError
 from augsvc.store import Store
@@ -45,7 +44,7 @@ def pick_rows(store: Store, recipe: Recipe, n: int) -> list[dict]:
     for s in m.shards:
         if s.split is not None and s.split not in recipe.splits:
             continue
-        for row in pq.read_table(store.version_dir(ds, v) / s.path).to_pylist():
+        for row in store.read_shard(ds, v, s.path).to_pylist():
             if row["split"] not in recipe.splits:
                 continue
             key = hashlib.blake2b(f"{recipe.seed}/preview/{row['sample_id']}".encode(), digest_size=8).digest()
@@ -114,7 +113,7 @@ def render_text_preview(
             break
         if s.split is not None and s.split not in recipe.splits:
             continue
-        table = pq.read_table(store.version_dir(ds, v) / s.path)
+        table = store.read_shard(ds, v, s.path)
         picked += [r for r in table.to_pylist() if r["split"] in recipe.splits]
     picked = picked[:n]
     lines = []

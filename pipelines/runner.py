@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from augsvc import __version__
+from augsvc import __version__, storefs
 from augsvc.errors import AugsvcError
 from augsvc.hashing import version_id
 from augsvc.store import Store
@@ -300,7 +299,7 @@ class PartOut:
 
 
 def _read_part(files: list[str], columns: list[str] | None = None) -> pa.Table:
-    tables = [pq.read_table(f, columns=columns) for f in files]
+    tables = [storefs.read_table(f, columns=columns) for f in files]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -431,7 +430,7 @@ def mix_task(
     base = plan.base
     recipe = _recipe(base)
     rows = _read_part(files).to_pylist()
-    partners = {r["sample_id"]: r for f in partner_files for r in pq.read_table(f).to_pylist()}
+    partners = {r["sample_id"]: r for f in partner_files for r in storefs.read_table(f).to_pylist()}
     todo: dict[str, list[tuple[int, str]]] = {}
     for sid, c, psid in pairs:
         todo.setdefault(sid, []).append((c, psid))
@@ -495,7 +494,7 @@ def gen_task(plan: GenPlan, key: str, all_files: list[str], split: str, label: i
 
     base = plan.base
     recipe = _recipe(base)
-    tables = [pq.read_table(f) for f in all_files]
+    tables = [storefs.read_table(f) for f in all_files]
     table = pa.concat_tables(tables)
     table = table.filter(pc.equal(table["split"], split))
     rows = table.to_pylist()
@@ -617,7 +616,7 @@ class BuildReport:
 def _input_rows(store: Store, dataset: str, version: str, m: Manifest) -> list[tuple[str, int, str]]:
     rows = []
     for s in m.shards:
-        t = pq.read_table(store.version_dir(dataset, version) / s.path, columns=["sample_id", "label", "split"])
+        t = store.read_shard(dataset, version, s.path, ["sample_id", "label", "split"])
         rows += zip(t["sample_id"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True)
     return rows
 
@@ -653,30 +652,43 @@ def _steps(recipe: Recipe) -> list[tuple[str, list[int]]]:
 
 
 class _Work:
-    """Task outputs under ``.staging/build-<version>/work``: files plus a sidecar written last (resume marker)."""
+    """Task outputs under ``.staging/build-<version>/work``: files plus a sidecar written last (resume marker).
 
-    def __init__(self, root: Path) -> None:
+    ``root`` is a local folder, or a URI under a remote store when the build runs on a cluster (``--address``), so
+    that tasks on any node read the files of the step before."""
+
+    def __init__(self, root: str) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        if storefs.is_local(root):
+            Path(root).mkdir(parents=True, exist_ok=True)
 
     def _write(self, name: str, data: bytes) -> None:
-        tmp = self.root / f".{name}.tmp"
+        if not storefs.is_local(self.root):
+            storefs.write_bytes(storefs.join(self.root, name), data)  # one put: visible whole or not at all
+            return
+        tmp = Path(self.root) / f".{name}.tmp"
         tmp.write_bytes(data)
-        os.replace(tmp, self.root / name)
+        os.replace(tmp, Path(self.root) / name)
 
     def done(self, key: str) -> list[str] | None:
-        side = self.root / f"{key}.json"
-        if not side.is_file():
+        side = storefs.join(self.root, f"{key}.json")
+        if not storefs.exists(side):
             return None
-        files = json.loads(side.read_text())["files"]
-        return [str(self.root / f) for f in files] if all((self.root / f).is_file() for f in files) else None
+        files = [storefs.join(self.root, f) for f in json.loads(storefs.read_bytes(side))["files"]]
+        return files if all(storefs.exists(f) for f in files) else None
 
     def save(self, key: str, blobs: list[bytes], names: list[str] | None = None) -> list[str]:
         names = names or [f"{key}-{j:03d}.parquet" for j in range(len(blobs))]
         for n, b in zip(names, blobs, strict=True):
             self._write(n, b)
         self._write(f"{key}.json", json.dumps({"files": names}).encode())
-        return [str(self.root / n) for n in names]
+        return [storefs.join(self.root, n) for n in names]
+
+    def clear(self) -> None:
+        if storefs.is_local(self.root):
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            storefs.delete_dir(self.root)
 
 
 def _metas(parts: list[list[str]]) -> list[list[tuple[str, int, str]]]:
@@ -684,7 +696,7 @@ def _metas(parts: list[list[str]]) -> list[list[tuple[str, int, str]]]:
     for files in parts:
         rows: list[tuple[str, int, str]] = []
         for f in files:
-            t = pq.read_table(f, columns=["sample_id", "label", "split"])
+            t = storefs.read_table(f, columns=["sample_id", "label", "split"])
             rows += zip(t["sample_id"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True)
         out.append(rows)
     return out
@@ -721,15 +733,16 @@ def build(
             store.manifest(recipe.output, vid), True, plan, vid, time.perf_counter() - t0, 0.0, len(rows)
         )
     staging = store.staging_keyed(recipe.output, f"build-{vid}")
-    work = _Work(staging.dir / "work")
+    # on a cluster with a remote store, intermediate files live in the store so every node can read them
+    work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
+    work = _Work(work_root or str(staging.dir / "work"))
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     ray_s = 0.0
     if n_workers > 0 or address:
         t = time.perf_counter()
         ensure_ray(n_workers, address)
         ray_s = time.perf_counter() - t
-    vdir = store.version_dir(dataset, version)
-    parts: list[list[str]] = [[str(vdir / s.path)] for s in m.shards]
+    parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
     steps = _steps(recipe)
     reused = 0
     tasks_done = 0
@@ -779,7 +792,7 @@ def build(
             delivered: dict[int, list[str]] = {}
             for j in range(len(parts)):
                 for f in scattered[f"s{si}-x{j}"]:
-                    d = int(Path(f).stem.rsplit("-d", 1)[1])
+                    d = int(storefs.basename(f).removesuffix(".parquet").rsplit("-d", 1)[1])
                     delivered.setdefault(d, []).append(f)
             keys = [
                 (f"s{si}-p{i}", (parts[i], sorted(delivered.get(i, [])), pairs.get(i, []))) for i in range(len(parts))
@@ -821,15 +834,14 @@ def build(
     soft = m.soft_labels or any(st.kind == "mix" for st in recipe.stages)
     final = [f for files in parts for f in files]
     for f in final:
-        t = pq.read_table(f, columns=["label", "split"])
+        t = storefs.read_table(f, columns=["label", "split"])
         if t.num_rows == 0:
             continue
         rel = f"shards/part-{len(staging.shards):05d}.parquet"
-        src = Path(f)
-        if src.is_relative_to(staging.dir):
-            os.replace(src, staging.dir / rel)
-        else:
-            shutil.copyfile(src, staging.dir / rel)  # an input shard passed through untouched
+        if storefs.is_local(f) and Path(f).is_relative_to(staging.dir):
+            os.replace(f, staging.dir / rel)
+        else:  # an input shard passed through untouched
+            (staging.dir / rel).write_bytes(storefs.read_bytes(f))
         data = (staging.dir / rel).read_bytes()
         split = t["split"][0].as_py()
         staging.shards.append(
@@ -839,7 +851,7 @@ def build(
         for lab in t["label"].to_pylist():
             name = m.class_names[lab]
             per[name] = per.get(name, 0) + 1
-    shutil.rmtree(work.root, ignore_errors=True)
+    work.clear()
     rows_per_class = {c: sum(per.get(c, 0) for per in splits.values()) for c in m.class_names}
     result = store.publish(
         staging,
@@ -869,7 +881,7 @@ def _scatter_entry(plan: MixPlan, key: str, files: list[str], needs: dict[str, l
 
 
 def _split_of(f: str) -> str:
-    t = pq.read_table(f, columns=["split"])
+    t = storefs.read_table(f, columns=["split"])
     return t["split"][0].as_py() if t.num_rows else ""
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from augsvc.errors import AugsvcError
 from augsvc.store import PublishResult, Store
@@ -55,14 +54,13 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
     m = store.manifest(dataset, version)
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")
-    vdir = store.version_dir(dataset, version)
     present = set(m.splits)
     for name, frac in (("val", val), ("test", test)):
         if frac > 0 and name in present:
             raise AugsvcError(f"{dataset}@{version} already has a {name!r} split; pass --{name} 0 to keep it")
     ids, labels = [], []
     for s in m.shards:
-        t = pq.read_table(vdir / s.path, columns=["sample_id", "label", "split"])
+        t = store.read_shard(dataset, version, s.path, ["sample_id", "label", "split"])
         t = t.filter(pc.equal(t["split"], "train"))
         ids += t["sample_id"].to_pylist()
         labels += t["label"].to_pylist()
@@ -74,7 +72,7 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
     splits: dict[str, dict[str, int]] = {}
     try:
         for s in m.shards:
-            table = pq.read_table(vdir / s.path)
+            table = store.read_shard(dataset, version, s.path)
             new = [
                 mapping.get(sid, old)
                 for sid, old in zip(table["sample_id"].to_pylist(), table["split"].to_pylist(), strict=True)

@@ -213,8 +213,11 @@ def ingest(
         ray_s = time.perf_counter() - t_ray
     class_index = {c: i for i, c in enumerate(class_names)}
     staging = store.staging(name)
-    chunk_dir = staging.dir / "chunks"  # workers write shards here; the driver renames them into place in order
+    # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
+    # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
+    chunk_dir = staging.dir / "chunks"
     chunk_dir.mkdir()
+    out_dir = None if address else str(chunk_dir)
     splits: dict[str, dict[str, int]] = {}
     worker_bad: list[Bad] = []
     chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
@@ -223,7 +226,7 @@ def ingest(
     def tasks():
         for c in _cut(records, shard_rows):
             chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
-            yield (c, src.modality, src.features, class_index, opts, str(chunk_dir))
+            yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
         for res in run_map(encode_chunk, tasks(), workers=n_workers, address=address):
@@ -235,8 +238,11 @@ def ingest(
                 if opts.on_error == "fail":
                     raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
                 worker_bad.append(b)
-            if res.path is not None:
-                staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
+            if res.path is not None or res.data is not None:
+                if res.path is not None:
+                    staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
+                else:
+                    staging.add_shard_bytes(res.data, res.rows, res.split)
                 per = splits.setdefault(res.split, {})
                 for lab, n in sorted(res.label_counts.items()):
                     per[class_names[lab]] = per.get(class_names[lab], 0) + n

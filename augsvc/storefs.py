@@ -1,0 +1,137 @@
+"""Filesystems behind store URIs, and reading shards by reference.
+
+A *ref* names one file (or folder) as a string that works in any process, so it can be handed to a Ray task:
+
+- a local path (``./augsvc-store/...`` or ``file:///...``);
+- a URI pyarrow reads natively: ``s3://``, ``gs://``/``gcs://``, ``hdfs://``, ``abfs://``/``abfss://``; options go in
+  the query string and stay at the end when the path grows (``s3://bucket/store?endpoint_override=host:9000``);
+- any other protocol fsspec knows (``memory://``, ``az://``, ``sftp://`` ...), when fsspec and that protocol's
+  package are installed.
+
+Credentials come from the usual environment (``AWS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...) of each process;
+nothing here stores them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+from augsvc.errors import AugsvcError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+_NATIVE = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def is_local(ref: str) -> bool:
+    return "://" not in ref or ref.startswith("file://")
+
+
+def _split(ref: str) -> tuple[str, str, str]:
+    """``scheme://path?query`` -> (scheme, path, query); a local path has scheme ``""``."""
+    if is_local(ref):
+        return "", ref.removeprefix("file://"), ""
+    scheme, rest = ref.split("://", 1)
+    path, _, query = rest.partition("?")
+    return scheme.lower(), path, query
+
+
+def join(ref: str, *parts: str) -> str:
+    """``ref`` with path segments appended (the query string of a URI stays at the end)."""
+    scheme, path, query = _split(ref)
+    path = "/".join([path.rstrip("/"), *(p.strip("/") for p in parts)])
+    if not scheme:
+        return path
+    return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(scheme: str, head: str, query: str) -> pafs.FileSystem:
+    import pyarrow.fs as pafs
+
+    if not scheme:
+        return pafs.LocalFileSystem()
+    if scheme in _NATIVE:
+        try:
+            fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{head}" + (f"?{query}" if query else ""))
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise AugsvcError(f"store {scheme}://{head}: cannot open it ({e}); check the URI and its options") from None
+        return fs
+    try:
+        import fsspec
+    except ImportError:
+        raise AugsvcError(
+            f"store {scheme}://...: protocol {scheme!r} needs fsspec (pip install fsspec and the package for "
+            f"{scheme!r}); pyarrow reads {', '.join(_NATIVE)} without it"
+        ) from None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    try:
+        options = dict(kv.split("=", 1) for kv in query.split("&") if kv) if query else {}
+        return PyFileSystem(FSSpecHandler(fsspec.filesystem(scheme, **options)))
+    except (ImportError, ValueError) as e:
+        raise AugsvcError(f"store {scheme}://...: fsspec cannot open protocol {scheme!r} ({e})") from None
+
+
+def resolve(ref: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a ref; filesystems are cached per scheme, host and options."""
+    scheme, path, query = _split(ref)
+    if not scheme:
+        return _filesystem("", "", ""), os.path.abspath(path)
+    head = path.split("/", 1)[0]
+    return _filesystem(scheme, head, query), path
+
+
+def read_bytes(ref: str) -> bytes:
+    fs, path = resolve(ref)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_bytes(ref: str, data: bytes) -> None:
+    """Write one object in a single put (object stores make it visible whole, or not at all)."""
+    fs, path = resolve(ref)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def read_table(ref: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file (local path or URI) as a table."""
+    import pyarrow.parquet as pq
+
+    fs, path = resolve(ref)
+    return pq.read_table(path, columns=columns, filesystem=fs)
+
+
+def read_schema(ref: str) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    fs, path = resolve(ref)
+    return pq.read_schema(path, filesystem=fs)
+
+
+def exists(ref: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(ref)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def basename(ref: str) -> str:
+    return _split(ref)[1].rstrip("/").rsplit("/", 1)[-1]
+
+
+def delete_dir(ref: str) -> None:
+    """Remove a folder (or prefix) and everything under it; a missing one is fine."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(ref)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
