@@ -425,7 +425,7 @@ class Stream:
     def _augment(self, out: dict[str, Any]) -> None:
         """One augmented view per sample: each label-invariant op stage, seeded per (seed, epoch, stage, sample)."""
         from pipelines.rng import sample_key
-        from pipelines.runner import apply_stage_op
+        from pipelines.tasks import apply_stage_op
 
         key = {"image": "image", "text": "text", "translation": "src"}.get(self.manifest.modality)
         if key not in out:

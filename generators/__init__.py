@@ -1,7 +1,7 @@
 """Generators: recipe stages that synthesise new rows from the whole dataset (SMOTE family today).
 
 ``build_generator(spec)`` validates a recipe's ``generator:`` mapping into its parameter model; the build runner
-(``pipelines/runner.py``) gathers the rows a generator needs and calls it.
+(``pipelines/runner.py``, task ``gen_task`` in ``pipelines/tasks.py``) gathers the rows a generator needs and calls it.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def render_text_preview(
     Copies are made exactly as a build makes them (same generators, same mutation cap)."""
     import html
 
-    from pipelines.runner import apply_stage_op
+    from pipelines.tasks import apply_stage_op
 
     ds, v = store.resolve(recipe.input)
     m = store.manifest(ds, v)

@@ -1,0 +1,159 @@
+"""Build plans: which rows every stage copies, mixes or generates, fixed from the manifest before any task runs.
+
+``make_plan`` counts rows per split and class, applies each stage's ``copies``/``only_classes``/``target``
+rules and returns a ``BuildPlan`` that every task receives (so tasks need no view of the whole dataset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from augsvc.errors import AugsvcError
+from schemas.manifest import Manifest
+from schemas.recipe import Recipe
+
+OUT_SHARD_ROWS = {"image": 1024, "text": 20000, "tabular": 20000, "translation": 20000}
+
+
+def derived_id(parent: str, stage: int, copy: int) -> str:
+    """sample_id of copy ``copy`` of row ``parent`` made by stage ``stage``."""
+    return hashlib.blake2b(f"{parent}/{stage}/{copy}".encode(), digest_size=8).hexdigest()
+
+
+def _rank_key(seed: int, stage: int, sample_id: str) -> bytes:
+    return hashlib.blake2b(f"{seed}/{stage}/{sample_id}".encode(), digest_size=8).digest()
+
+
+@dataclass
+class StagePlan:
+    index: int
+    name: str
+    copies: dict[int, int]  # label -> copies per row (labels not listed get none)
+    extra: frozenset[str]  # sample ids that get one copy more (per-class targets)
+    keep_originals: bool
+
+
+@dataclass
+class BuildPlan:
+    recipe: dict[str, Any]
+    modality: str
+    features: dict[str, str]
+    class_names: list[str]
+    stages: list[StagePlan]
+    counts_in: dict[str, dict[str, int]]
+    counts_out: dict[str, dict[str, int]]
+    max_rows: int
+
+
+def _counts(rows: list[tuple[str, int, str]], class_names: list[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for _, lab, split in rows:
+        per = out.setdefault(split, {})
+        name = class_names[lab] if lab is not None else "-"
+        per[name] = per.get(name, 0) + 1
+    return {s: dict(sorted(per.items(), key=lambda kv: kv[0])) for s, per in sorted(out.items())}
+
+
+def make_plan(
+    recipe: Recipe, manifest: Manifest, rows: list[tuple[str, int, str]], only: set[int] | None = None
+) -> BuildPlan:
+    """Decide the copies of op stages from (sample_id, label, split) of the rows that reach them.
+
+    With ``only``, plan just those stages (one row step of a build); without, simulate the whole recipe for a
+    dry run, estimating mixing stages (every pair mixed, labelled as its anchor) and generator stages.
+    """
+    names = manifest.class_names
+    index = {c: i for i, c in enumerate(names)}
+    counts_in = _counts(rows, names)
+    stages = []
+    for k, st in enumerate(recipe.stages):
+        if only is not None and k not in only:
+            continue
+        if st.kind != "op":
+            rows = _estimate_global(recipe, k, rows, names)
+            continue
+        sname = st.name or f"stage-{k}"
+        for c in st.classes or []:
+            if c not in index:
+                raise AugsvcError(f"stages[{k}].classes: unknown class {c!r}; classes are {', '.join(names)}")
+        selected = {index[c] for c in st.classes} if st.classes else set(range(len(names)))
+        aug = [r for r in rows if r[2] in recipe.splits and r[1] in selected]
+        copies: dict[int, int] = {}
+        extra: set[str] = set()
+        if st.target_per_class is None:
+            copies = dict.fromkeys(selected, st.copies)
+        else:
+            targets = st.target_per_class
+            if isinstance(targets, dict):
+                for c in targets:
+                    if c not in index:
+                        raise AugsvcError(
+                            f"stages[{k}].target_per_class: unknown class {c!r}; classes are {', '.join(names)}"
+                        )
+                targets = {index[c]: t for c, t in targets.items()}
+            for lab in sorted(selected):
+                target = targets if isinstance(targets, int) else targets.get(lab)
+                if target is None:
+                    continue
+                members = sorted((r[0] for r in aug if r[1] == lab), key=lambda s: _rank_key(recipe.seed, k, s))
+                have = len(members) if st.keep_originals else 0
+                need = max(0, target - have)
+                if need and not members:
+                    raise AugsvcError(f"stages[{k}]: class {names[lab]!r} has no rows in {recipe.splits} to copy")
+                if not members:
+                    continue
+                copies[lab] = need // len(members)
+                extra.update(members[: need % len(members)])
+        stages.append(StagePlan(k, sname, copies, frozenset(extra), st.keep_originals))
+        nxt = []
+        in_aug = set(recipe.splits)
+        for sid, lab, split in rows:
+            if st.keep_originals:
+                nxt.append((sid, lab, split))
+            if split in in_aug and lab in copies:
+                n = copies[lab] + (1 if sid in extra else 0)
+                nxt.extend((derived_id(sid, k, c), lab, split) for c in range(n))
+        rows = nxt
+    return BuildPlan(
+        recipe=recipe.model_dump(mode="json"),
+        modality=manifest.modality,
+        features=manifest.features,
+        class_names=names,
+        stages=stages,
+        counts_in=counts_in,
+        counts_out=_counts(rows, names),
+        max_rows=OUT_SHARD_ROWS[manifest.modality],
+    )
+
+
+def _estimate_global(recipe: Recipe, k: int, rows: list, names: list[str]) -> list:
+    """Dry-run estimate of the rows after a mixing or generator stage."""
+    st = recipe.stages[k]
+    aug = set(recipe.splits)
+    selected = {names.index(c) for c in st.classes} if st.classes else set(range(len(names)))
+    if st.kind == "teacher":
+        return rows
+    out = [r for r in rows if st.keep_originals or r[2] not in aug]
+    if st.kind == "mix":
+        for sid, lab, split in rows:
+            if split in aug and lab in selected:
+                out.extend((derived_id(sid, k, c), lab, split) for c in range(st.copies))
+        return out
+    from generators.smote import plan as smote_plan
+
+    for split in sorted(aug):
+        counts = {names[i]: n for i, n in enumerate(_label_counts(rows, split, len(names)))}
+        for cname, n_new in smote_plan(counts, st.built).items():
+            lab = names.index(cname)
+            out.extend((f"gen/{k}/{split}/{cname}/{i}", lab, split) for i in range(n_new))
+    return out
+
+
+def _label_counts(rows: list, split: str, k: int) -> list[int]:
+    counts = [0] * k
+    for _, lab, sp in rows:
+        if sp == split and lab is not None:
+            counts[lab] += 1
+    return counts
