@@ -18,7 +18,6 @@ stages:
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from augsvc.errors import AugsvcError
 from pipelines.mixing import MixSpec
+from schemas.validation import read_mapping, validation_message
 
 RECIPE_SCHEMA_VERSION = 1
 
@@ -132,47 +132,14 @@ class Recipe(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-def _format(err: ValidationError, where: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = e["loc"]
-        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            model = Stage if "stages" in loc else Recipe
-            allowed = list(model.model_fields)
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            lines.append(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
-        elif e["type"] == "missing":
-            lines.append(f"{where}: missing required key {key!r}")
-        else:
-            for i, line in enumerate(msg.splitlines()):
-                lines.append(f"{where}: {key or 'recipe'}: {line}" if i == 0 else f"    {line}")
-    return "\n".join(lines)
-
-
 def load_recipe(source: str | Path | dict) -> Recipe:
     """Load and validate a recipe from a YAML file path or a dict; every problem raises one clear AugsvcError."""
-    import yaml
-
-    where = "recipe"
-    if isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise AugsvcError(f"{path}: recipe file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise AugsvcError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise AugsvcError(f"{where}: a recipe is a mapping with input, output, seed and stages")
+    data, where = read_mapping(source, "recipe", "input, output, seed and stages")
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise AugsvcError(_format(e, where)) from None
+        raise AugsvcError(
+            validation_message(e, where, lambda loc: Stage if "stages" in loc else Recipe, "recipe")
+        ) from None
     except AugsvcError as e:
         raise AugsvcError(f"{where}: {e}") from None

@@ -83,7 +83,8 @@ def test_global_random_state_untouched(store: Store, tmp_path: Path) -> None:
 
 
 def test_bad_config_names_the_key() -> None:
-    with pytest.raises(AugsvcError, match="unknown key 'epoch'; allowed keys: data, train_split"):
+    hint = r"unknown key 'epoch' \(did you mean 'epochs'\?\); allowed keys: data, train_split"
+    with pytest.raises(AugsvcError, match=hint):
         load_config({"data": "t", "epoch": 3})
     with pytest.raises(AugsvcError, match="lr: Input should be greater than 0"):
         load_config({"data": "t", "lr": -1})

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from augsvc.errors import AugsvcError
+from schemas.validation import read_mapping, validation_message
 
 
 class MixConfig(BaseModel):
@@ -80,30 +81,13 @@ class TrainConfig(BaseModel):
 
 def load_config(source: str | Path | dict) -> TrainConfig:
     """Validate a YAML file or a mapping; errors name the key (and list the allowed keys for unknown ones)."""
-    import yaml
-
-    where = "config"
-    if not isinstance(source, dict):
-        where = str(source)
-        if not Path(source).is_file():
-            raise AugsvcError(f"{source}: config file not found")
-        try:
-            source = yaml.safe_load(Path(source).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise AugsvcError(f"{where}: not valid YAML: {e}") from None
-        if not isinstance(source, dict):
-            raise AugsvcError(f"{where}: expected a mapping of keys (data, epochs, ...), got {type(source).__name__}")
+    data, where = read_mapping(source, "config", "keys data, epochs, ...")
     try:
-        return TrainConfig.model_validate(source)
+        return TrainConfig.model_validate(data)
     except ValidationError as e:
-        msgs = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                parent = {"mix": MixConfig, "distill": DistillConfig}.get(str(err["loc"][0]), TrainConfig)
-                allowed = ", ".join(parent.model_fields)
-                msgs.append(f"{where}: unknown key {key!r}; allowed keys: {allowed}")
-            else:
-                msg = err["msg"].removeprefix("Value error, ")
-                msgs.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
-        raise AugsvcError("\n".join(msgs)) from None
+        models = {"mix": MixConfig, "distill": DistillConfig}
+        raise AugsvcError(
+            validation_message(
+                e, where, lambda loc: models.get(str(loc[0]), TrainConfig) if len(loc) > 1 else TrainConfig
+            )
+        ) from None

@@ -1,0 +1,61 @@
+"""One way to load a YAML mapping and to turn a pydantic ``ValidationError`` into lines a user can act on.
+
+Every message starts with where the mapping came from (a file path or a name), names the key as written
+(``stages[0].copies``), lists the allowed keys of the model an unknown key was found in, and suggests the closest
+one (``did you mean 'copies'?``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from augsvc.errors import AugsvcError
+
+
+def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[dict[str, Any], str]:
+    """(mapping, where) from a YAML file path or a dict; ``expected`` says what the mapping holds."""
+    import yaml
+
+    if isinstance(source, dict):
+        return source, kind
+    path = Path(source)
+    if not path.is_file():
+        raise AugsvcError(f"{path}: {kind} file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AugsvcError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise AugsvcError(f"{path}: a {kind} is a mapping with {expected}, got {type(data).__name__}")
+    return data, str(path)
+
+
+def key_of(loc: tuple) -> str:
+    """``('stages', 0, 'copies')`` -> ``stages[0].copies``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+
+
+def validation_message(
+    err: ValidationError, where: str, model_at: Callable[[tuple], type[BaseModel]], what: str = "value"
+) -> str:
+    """One line per problem; an unknown key at ``loc`` is checked against the fields of ``model_at(loc)``."""
+    lines = []
+    for e in err.errors():
+        loc, key = e["loc"], key_of(e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = list(model_at(loc).model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: missing required key {key!r}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            for i, line in enumerate(msg.splitlines()):
+                lines.append(f"{where}: {key or what}: {line}" if i == 0 else f"    {line}")
+    return "\n".join(lines)
