@@ -71,16 +71,11 @@ class Staging:
     dir: Path
     shards: list[ShardInfo] = field(default_factory=list)
 
-    def write_shard(self, table: pa.Table) -> ShardInfo:
-        rel = f"shards/part-{len(self.shards):05d}.parquet"
-        path = self.dir / rel
+    def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
+        """Write a table as the next ``part-NNNNN.parquet`` (zstd); ``split`` when every row has that split."""
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        data = sink.getvalue().to_pybytes()
-        path.write_bytes(data)
-        info = ShardInfo(path=rel, rows=table.num_rows, bytes=len(data), sha256=sha256_bytes(data))
-        self.shards.append(info)
-        return info
+        return self.add_shard_bytes(sink.getvalue().to_pybytes(), table.num_rows, split)
 
     def add_shard_bytes(self, data: bytes, rows: int, split: str | None = None) -> ShardInfo:
         """Write shard bytes produced elsewhere (a worker) as the next ``part-NNNNN.parquet``."""

@@ -8,12 +8,23 @@ pipeline costs 11-24 s on top of Ray's own start-up (see docs/architecture.md).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from augsvc.errors import AugsvcError
 
 _REMOTE_CACHE: dict[Callable, Any] = {}
+
+
+def start_workers(workers: int | None, address: str | None) -> tuple[int, float]:
+    """(worker count, seconds spent starting Ray): all cores when ``workers`` is None; 0 runs in-process."""
+    n = (os.cpu_count() or 1) if workers is None else workers
+    if n == 0 and not address:
+        return 0, 0.0
+    t = time.perf_counter()
+    ensure_ray(n, address)
+    return n, time.perf_counter() - t
 
 
 def ensure_ray(workers: int | None = None, address: str | None = None) -> None:

@@ -27,7 +27,7 @@ from augsvc import __version__, storefs
 from augsvc.errors import AugsvcError
 from augsvc.hashing import version_id
 from augsvc.store import Store
-from pipelines.executor import ensure_ray, run_map
+from pipelines.executor import run_map, start_workers
 from pipelines.plan import BuildPlan, _label_counts, make_plan
 from pipelines.tasks import (
     GenPlan,
@@ -185,12 +185,7 @@ def build(
     # on a cluster with a remote store, intermediate files live in the store so every node can read them
     work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
     work = _Work(work_root or str(staging.dir / "work"))
-    n_workers = (os.cpu_count() or 1) if workers is None else workers
-    ray_s = 0.0
-    if n_workers > 0 or address:
-        t = time.perf_counter()
-        ensure_ray(n_workers, address)
-        ray_s = time.perf_counter() - t
+    n_workers, ray_s = start_workers(workers, address)
     parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
     steps = _steps(recipe)
     reused = 0

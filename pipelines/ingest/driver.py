@@ -9,7 +9,6 @@ per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from augsvc.errors import AugsvcError
 from augsvc.hashing import version_id
 from augsvc.store import Store
-from pipelines.executor import ensure_ray, run_map
+from pipelines.executor import run_map, start_workers
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
@@ -205,12 +204,7 @@ def ingest(
         if workers is None and not address and expected <= shard_rows:
             workers = 0  # one chunk: nothing to parallelise, so don't pay Ray's start-up (same bytes either way)
 
-    n_workers = (os.cpu_count() or 1) if workers is None else workers
-    ray_s = 0.0
-    if n_workers > 0 or address:
-        t_ray = time.perf_counter()
-        ensure_ray(n_workers, address)
-        ray_s = time.perf_counter() - t_ray
+    n_workers, ray_s = start_workers(workers, address)
     class_index = {c: i for i, c in enumerate(class_names)}
     staging = store.staging(name)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
