@@ -14,6 +14,7 @@ from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.records import Bad, Record, relative, split_from_name
 
+_IDX_BLOCK = 1024  # items read per call
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -64,14 +65,18 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
                     raise AugsvcError(f"{img_path} has {idims[0]} images but {lab_path} has {ldims[0]} labels")
                 shape = idims[1:]
                 size = int(np.prod(shape)) * idt.itemsize
-                for i in range(idims[0]):
-                    buf, lab = fi.read(size), fl.read(ldt.itemsize)
-                    if len(buf) < size or len(lab) < ldt.itemsize:
-                        yield Bad(rel, None, f"file ends at item {i} of {idims[0]} (truncated)")
+                n = idims[0]
+                for start in range(0, n, _IDX_BLOCK):  # read blocks of items: memory stays bounded, reads are few
+                    k = min(_IDX_BLOCK, n - start)
+                    buf, lab = fi.read(size * k), fl.read(ldt.itemsize * k)
+                    whole = min(len(buf) // size, len(lab) // ldt.itemsize)
+                    imgs = np.frombuffer(buf, idt, count=whole * size // idt.itemsize).reshape(whole, *shape)
+                    labels = np.frombuffer(lab, ldt, count=whole).tolist()
+                    for j in range(whole):
+                        yield Record(f"{rel}#{start + j}", split, str(int(labels[j])), imgs[j])
+                    if whole < k:
+                        yield Bad(rel, None, f"file ends at item {start + whole} of {n} (truncated)")
                         return
-                    arr = np.frombuffer(buf, idt).reshape(shape)
-                    label = np.frombuffer(lab, ldt)[0]
-                    yield Record(f"{rel}#{i}", split, str(int(label)), arr)
 
     return Source("image", items)
 
