@@ -124,6 +124,21 @@ def test_idx_label_count_mismatch_is_clear(tmp_path: Path) -> None:
         run(d, tmp_path)
 
 
+def test_truncated_idx_keeps_whole_items_and_reports_the_rest(tmp_path: Path) -> None:
+    d = tmp_path / "cut"
+    d.mkdir()
+    x = np.arange(5 * 4, dtype=np.uint8).reshape(5, 2, 2)
+    _idx(d / "train-images-idx3-ubyte", x, 0x08, False)
+    (d / "train-images-idx3-ubyte").write_bytes((d / "train-images-idx3-ubyte").read_bytes()[:-6])  # 3.5 items
+    _idx(d / "train-labels-idx1-ubyte", np.array([0, 1, 0, 1, 0], np.uint8), 0x08, False)
+    with pytest.raises(AugsvcError, match=r"train-images-idx3-ubyte: file ends at item 3 of 5 \(truncated\)"):
+        run(d, tmp_path)
+    store, rep = run(d, tmp_path, on_error="skip")
+    assert rep.manifest.rows == 3 and [q.reason for q in rep.manifest.quarantine] == [
+        "file ends at item 3 of 5 (truncated)"
+    ]
+
+
 def test_npz_round_trip_and_missing_key(tmp_path: Path) -> None:
     x = np.random.default_rng(3).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", images=x, labels=np.array([0, 1, 0, 1]))
