@@ -5,10 +5,13 @@
 For every op and two chains (flip+rotate; the "full" chain: flip, affine, brightness/contrast,
 hue/saturation, coarse dropout) at 128x128 and 224x224 RGB, images per second for ours (``op(x, rng)``,
 sampling included) and for the equivalent albumentations transform called in a plain Python loop
-(``t(image=x)``), best of a few repeats, after a warm-up (numba compilation, caches). A kernel section
-compares the numba kernels with their numpy references and the closest OpenCV/albucore call. Everything
-runs on one thread (OpenCV and numba set to 1); on a shared machine absolute numbers are noisy, the
-ratios less so.
+(``t(image=x)``), best of a few repeats, after a warm-up (numba compilation, caches). Value chains
+(``value:`` rows: our ``sequence`` of value ops, which composes their tables into one pass) are compared
+with the same ops as separate albumentations transforms in ``A.Compose`` (what a user would write), in a
+plain loop without ``Compose``, and with the one albumentations transform that does the same where there
+is one. A kernel section compares the numba kernels with their numpy references and the closest
+OpenCV/albucore call. Everything runs on one thread (OpenCV and numba set to 1); on a shared machine
+absolute numbers are noisy, the ratios less so.
 """
 
 from __future__ import annotations
@@ -70,6 +73,30 @@ def full_albu() -> A.BasicTransform:
     )
 
 
+class Plain:
+    """Albumentations transforms called one after the other, without ``A.Compose``."""
+
+    def __init__(self, *transforms: A.BasicTransform) -> None:
+        self.transforms = transforms
+
+    def __call__(self, *, image: np.ndarray) -> dict[str, np.ndarray]:
+        for t in self.transforms:
+            image = t(image=image)["image"]
+        return {"image": image}
+
+
+def _albu_value_ops(contrast: bool = True) -> list[A.BasicTransform]:
+    ops = [A.RandomBrightnessContrast(0.2, 0.0, p=1)]
+    if contrast:
+        ops.append(A.RandomBrightnessContrast(0.0, 0.2, p=1))
+    return [*ops, A.RGBShift(20, 20, 20, p=1), A.RandomGamma(gamma_limit=(80, 125), p=1)]
+
+
+VALUE4 = {"op": "sequence", "ops": [{"op": n} for n in ("brightness", "contrast", "channel_shift", "gamma")]}
+VALUE3 = {"op": "sequence", "ops": [{"op": n} for n in ("brightness", "channel_shift", "gamma")]}
+VALUE2 = {"op": "sequence", "ops": [{"op": "brightness"}, {"op": "contrast"}]}
+
+
 def cases(size: int) -> list[tuple[str, dict[str, Any], Callable[[], Any] | None]]:
     """(name, our spec, factory of the equivalent albumentations transform or None)."""
     return [
@@ -126,6 +153,15 @@ def cases(size: int) -> list[tuple[str, dict[str, Any], Callable[[], Any] | None
             lambda: A.Compose([A.HorizontalFlip(p=0.5), A.Rotate(limit=30, border_mode=BORDER, p=1)]),
         ),
         ("chain:full", FULL_OURS, full_albu),
+        (
+            "value:brightness+contrast vs A.RandomBrightnessContrast",
+            VALUE2,
+            lambda: A.RandomBrightnessContrast(0.2, 0.2, p=1),
+        ),
+        ("value:bri+con+shift+gamma vs A.Compose of 4", VALUE4, lambda: A.Compose(_albu_value_ops())),
+        ("value:bri+con+shift+gamma vs 4 albu, plain loop", VALUE4, lambda: Plain(*_albu_value_ops())),
+        ("value:bri+shift+gamma vs A.Compose of 3", VALUE3, lambda: A.Compose(_albu_value_ops(False))),
+        ("value:bri+shift+gamma vs 3 albu, plain loop", VALUE3, lambda: Plain(*_albu_value_ops(False))),
     ]
 
 
@@ -168,6 +204,12 @@ def bench_kernels(size: int, n: int, repeats: int) -> list[dict[str, Any]]:
     lut3 = kernels.value_affine_ref(np.arange(256, dtype=np.uint8).reshape(256, 1, 1).repeat(3, 2), gain, offsets)
     brightness_contrast = A.RandomBrightnessContrast(0.2, 0.2, p=1)
     value = rate(lambda x: kernels.value_affine(x, gain, offsets), a, n, repeats)
+    tables = kernels.value_tables(gain, offsets)
+    table = kernels.value_table(gain, 10.0)
+    per_channel = rate(lambda x: kernels.apply_lut(x, tables), a, n, repeats)
+    per_channel_loop = rate(lambda x: kernels.apply_lut_loop(x, tables), a, n, repeats)
+    one_table = rate(lambda x: kernels.apply_lut(x, table), a, n, repeats)
+    hsv = rate(lambda x: kernels.hsv_adjust(x, 12.0, 1.1), a, n, repeats)
     pairs = list(zip(a, b, strict=True))
     blend_nb = rate(lambda i: kernels.blend(*pairs[i], 0.3), list(range(16)), n, repeats)
     return [
@@ -194,6 +236,36 @@ def bench_kernels(size: int, n: int, repeats: int) -> list[dict[str, Any]]:
             size,
             value,
             rate(lambda x: cv2.LUT(x, lut3), a, n, repeats),
+        ),
+        _row(
+            "kernel:apply_lut (C,256) numba gather loop vs cv2.LUT 3-ch",
+            size,
+            per_channel_loop,
+            rate(lambda x: cv2.LUT(x, lut3), a, n, repeats),
+        ),
+        _row(
+            "kernel:apply_lut (C,256) sz x3+numba merge vs gather loop",
+            size,
+            per_channel,
+            per_channel_loop,
+        ),
+        _row(
+            "kernel:apply_lut (C,256) sz x3+numba merge vs albucore.add",
+            size,
+            per_channel,
+            rate(lambda x: albucore.add(x, offsets, inplace=False), a, n, repeats),
+        ),
+        _row(
+            "kernel:apply_lut (256,) stringzilla vs cv2.LUT",
+            size,
+            one_table,
+            rate(lambda x: cv2.LUT(x, table), a, n, repeats),
+        ),
+        _row(
+            "kernel:hsv_adjust numba H/S pass vs cv2.LUT 3-channel",
+            size,
+            hsv,
+            rate(lambda x: kernels.hsv_adjust_ref(x, 12.0, 1.1), a, n, repeats),
         ),
         _row(
             "kernel:blend vs numpy reference",
@@ -235,14 +307,17 @@ def main(argv: list[str] | None = None) -> int:
         f"single-core (cv2.setNumThreads(1), numba/OMP threads 1); albumentations {A.__version__}, "
         f"opencv {cv2.__version__}; RGB uint8; best of {repeats}; 'other' = albumentations unless named"
     )
-    print(f"{'name':52s} {'size':>4s} {'ours/s':>9s} {'other/s':>9s} {'ratio':>6s}")
+    print(f"{'name':60s} {'size':>4s} {'ours/s':>9s} {'other/s':>9s} {'ratio':>6s}")
     for r in rows:
         other = f"{r['other_per_s']:9.0f}" if r["other_per_s"] else f"{'-':>9s}"
         ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6s}"
-        print(f"{r['name']:52s} {r['size']:4d} {r['ours_per_s']:9.0f} {other} {ratio}")
+        print(f"{r['name']:60s} {r['size']:4d} {r['ours_per_s']:9.0f} {other} {ratio}")
     targets = {
         "kernel:value_affine vs A.RandomBrightnessContrast": 3.0,
+        "value:bri+con+shift+gamma vs A.Compose of 4": 3.0,
+        "value:bri+shift+gamma vs A.Compose of 3": 3.0,
         "chain:full": 1.5,
+        "chain:flip+rotate": 1.5,
     }
     for name, target in targets.items():
         got = [f"{r['ratio']:.2f}x@{r['size']}" for r in rows if r["name"] == name]

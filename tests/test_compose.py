@@ -152,3 +152,92 @@ def test_composition_level_errors():
     assert "n must" in _error({"op": "some_of", "ops": [{"op": "hflip"}], "n": 2})
     assert "'op' key" in _error({"limit": 3})
     assert "mapping" in _error(["rotate"])
+
+
+# Fusion: runs of value ops share one table, runs of flips/warps one warpAffine (see base.Chain).
+VALUE_RUN = {
+    "op": "sequence",
+    "ops": [
+        {"op": "brightness", "p": 0.8},
+        {"op": "channel_shift", "p": 0.8},
+        {"op": "contrast", "p": 0.8},
+        {"op": "gamma", "p": 0.8},
+        {"op": "cutout", "p": 0.5},
+        {"op": "brightness", "p": 0.8},
+        {"op": "color_jitter", "p": 0.5},
+        {"op": "channel_shift", "p": 0.8},
+        {"op": "cutout", "p": 0.5},
+    ],
+}
+
+
+def _one_by_one(op, x, children):
+    """Apply each child's record on its own, in order (no fusion)."""
+    for child, rec in zip(op.ops, children, strict=True):
+        if rec is not None:
+            x = child.apply(x, rec["params"])
+    return x
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fused_value_ops_equal_applying_them_one_by_one(channels):
+    op = build_op(VALUE_RUN)
+    x = _img(channels)
+    before = x.copy()
+    for i in range(40):
+        out, rec = op(x, rng_for(3, 0, 0, f"v-{i}"))
+        np.testing.assert_array_equal(out, _one_by_one(op, x, rec["params"]["children"]))
+        np.testing.assert_array_equal(op.apply(x, json.loads(json.dumps(rec))["params"]), out)
+        np.testing.assert_array_equal(x, before)  # in-place steps only touch the chain's own intermediates
+        assert out is not x
+
+
+def test_fused_value_ops_record_the_same_params_as_unfused_calls():
+    op = build_op(VALUE_RUN)
+    x = _img(3)
+    for i in range(10):
+        out, rec = op(x, rng_for(3, 0, 0, f"r-{i}"))
+        rng = rng_for(3, 0, 0, f"r-{i}")  # the same draws, op by op, on materialized intermediates
+        y, children = x, []
+        for child in op.ops:
+            y, r = child(y, rng)
+            children.append(r)
+        assert children == rec["params"]["children"]
+        np.testing.assert_array_equal(y, out)
+
+
+GEOMETRY_RUN = {
+    "op": "sequence",
+    "ops": [
+        {"op": "hflip"},
+        {"op": "vflip"},
+        {"op": "rotate", "limit": 30, "p": 0.7},
+        {"op": "affine", "fill_mode": "reflect", "p": 0.7},
+        {"op": "hflip"},
+    ],
+}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fused_geometry_replays_exactly_and_stays_close_to_one_by_one(channels):
+    op = build_op(GEOMETRY_RUN)
+    x = _img(channels)
+    for i in range(40):
+        out, rec = op(x, rng_for(5, 0, 0, f"g-{i}"))
+        np.testing.assert_array_equal(op.apply(x, json.loads(json.dumps(rec))["params"]), out)
+        children = rec["params"]["children"]
+        warps = [c for c in children if c is not None and c["op"] in ("rotate", "affine")]
+        if not warps:  # flips only: exact cv2.flip (or a copy when they cancel out)
+            np.testing.assert_array_equal(out, _one_by_one(op, x, children))
+            assert out is not x
+        elif len(warps) == 1 and children[3] is None:  # flips around one warp: one resampling either way
+            diff = np.abs(out.astype(int) - _one_by_one(op, x, children))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.02
+
+
+def test_flips_that_cancel_out_give_a_copy():
+    op = build_op({"op": "sequence", "ops": [{"op": "hflip", "p": 1}, {"op": "hflip", "p": 1}]})
+    x = _img(3)
+    out, _ = op(x, np.random.default_rng(0))
+    assert out is not x
+    np.testing.assert_array_equal(out, x)

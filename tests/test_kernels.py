@@ -117,3 +117,119 @@ def test_hsv_adjust_grey_is_identity_and_rgb_changes():
     pure_red = np.zeros((1, 1, 3), np.uint8)
     pure_red[..., 0] = 255
     np.testing.assert_array_equal(k.hsv_adjust(pure_red, 120.0), [[[0, 255, 0]]])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_per_channel_tables_match_reference_and_loop(shape):
+    x = _img(shape)
+    before = x.copy()
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        lut = rng.integers(0, 256, (shape[2], 256), dtype=np.uint8)
+        want = k.apply_lut_ref(x, lut)
+        np.testing.assert_array_equal(k.apply_lut(x, lut), want)
+        np.testing.assert_array_equal(k.apply_lut_loop(x, lut), want)
+        y = x.copy()
+        assert k.apply_lut(y, lut, out=y) is y  # in place
+        np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_apply_lut_non_contiguous_input_and_foreign_out():
+    x = _img((20, 30, 3))[:, ::2]
+    lut = np.random.default_rng(5).integers(0, 256, (3, 256), dtype=np.uint8)
+    out = np.zeros((20, 15, 3), np.uint8)
+    assert k.apply_lut(x, lut, out=out) is out
+    np.testing.assert_array_equal(out, k.apply_lut_ref(x, lut))
+    np.testing.assert_array_equal(k.apply_lut(x, lut[0]), k.apply_lut_ref(x, lut[0]))
+    with pytest.raises(ValueError, match="table"):
+        k.apply_lut(x, lut[:2])
+
+
+def test_compose_tables_is_exactly_one_then_the_other():
+    rng = np.random.default_rng(6)
+    x = _img((9, 11, 3))
+    one = rng.integers(0, 256, 256, dtype=np.uint8)
+    per = rng.integers(0, 256, (3, 256), dtype=np.uint8)
+    for inner, outer in [(one, one[::-1].copy()), (one, per), (per, one), (per, per[::-1].copy())]:
+        fused = k.apply_lut(x, k.compose_tables(outer, inner))
+        np.testing.assert_array_equal(fused, k.apply_lut(k.apply_lut(x, inner), outer))
+
+
+def test_value_tables_and_gamma_match_reference():
+    v = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    for gain, offsets in [(1.0, [0.0, 0.0, 0.0]), (0.5, [0.0, 10.25, -3.5]), (2.7, [-300.0, 1.5, 128.0])]:
+        np.testing.assert_array_equal(
+            k.apply_lut(v, k.value_tables(gain, offsets)), k.value_affine_ref(v, gain, offsets)
+        )
+        one = k.value_table(gain, offsets[1])
+        np.testing.assert_array_equal(k.apply_lut(v, one), k.value_affine_ref(v, gain, offsets[1]))
+    for gamma in [0.05, 0.3, 0.5, 0.8, 1.0, 1.25, 2.2, 7.5, 10.0, *np.random.default_rng(7).uniform(0.1, 10, 200)]:
+        np.testing.assert_array_equal(k.gamma_lut(gamma), k.gamma_lut_ref(gamma))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_image_mean_is_the_exact_mean(shape):
+    x = _img(shape)
+    assert k.image_mean(x) == int(x.sum(dtype=np.int64)) / x.size
+    assert k.image_mean(x[:, ::-1]) == k.image_mean(x)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_warp_affine_matches_per_channel_reference(shape):
+    x = _img(shape)
+    h, w, _ = shape
+    rng = np.random.default_rng(8)
+    for fill_mode in ("constant", "reflect", "nearest"):
+        for interpolation in ("linear", "nearest"):
+            m = k.affine_matrix(h, w, angle=rng.uniform(-40, 40), scale=rng.uniform(0.8, 1.2), tx=1.5, shear_x=7)
+            opts = {"fill_mode": fill_mode, "fill": 77, "interpolation": interpolation}
+            np.testing.assert_array_equal(k.warp_affine(x, m, **opts), k.warp_affine_ref(x, m, **opts))
+
+
+def test_affine_coeffs_compose_like_matrices():
+    a = k.affine_coeffs(30, 40, angle=20, scale=1.1, tx=3, ty=-2, shear_x=5, shear_y=-4)
+    r, sx, sy = np.radians(20), np.tan(np.radians(5)), np.tan(np.radians(-4))
+    lin = 1.1 * np.array([[np.cos(r), np.sin(r)], [-np.sin(r), np.cos(r)]]) @ np.array([[1, sx], [sy, 1]])
+    centre = np.array([19.5, 14.5])  # ((w - 1) / 2, (h - 1) / 2)
+    want = np.hstack([lin, (centre + [3, -2] - lin @ centre)[:, None]])
+    np.testing.assert_allclose(np.array(a).reshape(2, 3), want)
+    np.testing.assert_array_equal(
+        k.affine_matrix(30, 40, angle=20, scale=1.1, tx=3, ty=-2, shear_x=5, shear_y=-4), want
+    )
+    f = k.flip_coeffs(30, 40, "horizontal")
+    three = [np.vstack([np.array(m).reshape(2, 3), [0, 0, 1]]) for m in (a, f)]
+    np.testing.assert_allclose(np.array(k.compose_affine(a, f)).reshape(2, 3), (three[0] @ three[1])[:2])
+    x = _img((30, 40, 3))
+    np.testing.assert_array_equal(k.warp_affine(x, f, interpolation="nearest"), x[:, ::-1])
+    np.testing.assert_array_equal(k.flip(x, "both"), x[::-1, ::-1])
+
+
+def test_fill_boxes_in_place():
+    x = _img((10, 12, 3))
+    want = k.fill_boxes_ref(x, [[1, 4, 2, 9]], 9)
+    assert k.fill_boxes(x, [[1, 4, 2, 9]], 9, out=x) is x
+    np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 3), (33, 17, 3), (64, 63, 3)])
+def test_hsv_adjust_matches_reference(shape):
+    x = _img(shape)
+    for hue, sat in [(0.0, 1.3), (40.0, 1.0), (-17.0, 0.6), (179.0, 2.5), (3.0, 0.0)]:
+        np.testing.assert_array_equal(k.hsv_adjust(x, hue, sat), k.hsv_adjust_ref(x, hue, sat))
+
+
+def test_paths_without_stringzilla_give_the_same_bytes(monkeypatch) -> None:
+    """stringzilla arrives with albumentations; without it the cv2/numba fallbacks must give identical results."""
+    from pipelines.kernels import value as kv
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    one = kv.value_table(1.3, -12.0)
+    per = kv.value_tables(0.8, [5.0, -3.0, 20.0])
+    fast = (kv.apply_lut(x, one), kv.apply_lut(x, per), kv.image_mean(x), kv.value_affine(x, 1.1, [3.0, 0.0, -7.0]))
+    monkeypatch.setattr(kv, "_sz", None)
+    slow = (kv.apply_lut(x, one), kv.apply_lut(x, per), kv.image_mean(x), kv.value_affine(x, 1.1, [3.0, 0.0, -7.0]))
+    for a, b in zip(fast, slow, strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(slow[0], kv.apply_lut_ref(x, one)) and slow[2] == x.astype(np.int64).sum() / x.size

@@ -13,6 +13,12 @@ A composition's record nests its children's records (``None`` for a child whose 
 
 and ``apply(x, params)`` replays the whole tree. Children draw from the composition's generator in order,
 after the composition's own ``p`` coin and choices.
+
+``sequence`` and ``some_of`` run their children through a :class:`~pipelines.transforms.base.Chain`, which
+fuses runs of consecutive ops that share a fuser (image flips and warps into one ``warpAffine``, value ops into
+one lookup table) and replays records the same way, so replaying the composition's record is exact. A child's
+record replayed on its own may differ from the fused result by rounding (e.g. +-1 where a flip was folded
+into a warp).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from augsvc.errors import AugsvcError
-from pipelines.transforms.base import Op, OpRecord, get_op_class, register
+from pipelines.transforms.base import Chain, Op, OpRecord, get_op_class, register
 
 
 def _format_validation_error(name: str, cls: type[Op], err: ValidationError) -> str:
@@ -124,11 +130,17 @@ class _Composition(Op):
         raise NotImplementedError
 
     def _run_children(self, x: Any, rng: np.random.Generator, children: list[Op]) -> tuple[Any, list]:
-        records = []
-        for child in children:
-            x, rec = child(x, rng)
-            records.append(rec)
-        return x, records
+        chain = Chain(x)
+        records = [chain.call(child, rng) for child in children]
+        return chain.result(), records
+
+    def _replay_children(self, x: Any, children: list[Op], records: list) -> Any:
+        if len(children) != len(records):
+            raise AugsvcError(f"{self.name} record has {len(records)} children for {len(children)} ops")
+        chain = Chain(x)
+        for child, rec in zip(children, records, strict=True):
+            chain.replay(child, rec)
+        return chain.result()
 
     def sample(self, rng: np.random.Generator, x: Any) -> dict[str, Any]:
         return self._run(x, rng)[1]
@@ -151,9 +163,7 @@ class Sequence(_Composition):
         return out, {"children": records}
 
     def apply(self, x: Any, params: dict[str, Any]) -> Any:
-        for child, rec in zip(self.ops, params["children"], strict=True):
-            x = _replay(child, x, rec)
-        return x
+        return self._replay_children(x, self.ops, params["children"])
 
 
 @register
@@ -221,6 +231,4 @@ class SomeOf(_Composition):
         return out, {"indices": indices, "children": records}
 
     def apply(self, x: Any, params: dict[str, Any]) -> Any:
-        for i, rec in zip(params["indices"], params["children"], strict=True):
-            x = _replay(self.ops[i], x, rec)
-        return x
+        return self._replay_children(x, [self.ops[i] for i in params["indices"]], params["children"])

@@ -3,6 +3,10 @@
 Warps keep the image size; uncovered pixels follow ``fill_mode``: ``constant`` (``fill``), ``reflect``
 (mirror, edge not repeated) or ``nearest`` (edge repeated). Angles are degrees, positive counter-clockwise;
 shifts are fractions of the width/height. Grey and RGB images are handled alike.
+
+In a ``sequence``, consecutive flips and warps run as one: their maps are multiplied into one 2x3 matrix and
+applied by one ``cv2.warpAffine`` (one resampling; flips alone stay an exact ``cv2.flip``). Warps join only
+when they share ``fill_mode``, ``fill`` and ``interpolation``; flips join anything.
 """
 
 from __future__ import annotations
@@ -13,46 +17,103 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from pipelines.kernels import affine_matrix, flip, resized_crop, warp_affine
-from pipelines.kernels.geometric import FillMode, Interpolation
-from pipelines.transforms.base import register
+from pipelines.kernels import affine_coeffs, compose_affine, flip, flip_coeffs, resized_crop, warp_affine
+from pipelines.kernels.geometric import AffineMap, FillMode, Interpolation
+from pipelines.transforms.base import Fuser, Op, register
 from pipelines.transforms.image._common import Fill, ImageOp, float_range
 
 Side = Annotated[int, Field(ge=1, le=16384)]
 
 
+class _Geometry(Fuser):
+    """Fuses flips and affine warps. State: ``(matrix, border, flips)``: the composed map (six floats), the
+    warps' ``(fill_mode, fill, interpolation)`` (``None`` while there are only flips) and the net
+    ``(horizontal, vertical)`` flip parity (``None`` once a warp joined)."""
+
+    def start(self, op: Op, params: dict[str, Any], x: np.ndarray) -> tuple:
+        h, w = x.shape[:2]
+        flips = op.flips if isinstance(op, _Flip) else None
+        return op.coeffs(params, h, w), op.border, flips
+
+    def extend(self, state: tuple, op: Op, params: dict[str, Any], x: np.ndarray) -> tuple | None:
+        m, border, flips = state
+        if op.border is not None:
+            if border is not None and border != op.border:
+                return None
+            border = op.border
+        h, w = x.shape[:2]
+        m = compose_affine(op.coeffs(params, h, w), m)
+        if flips is not None and isinstance(op, _Flip):
+            flips = (flips[0] ^ op.flips[0], flips[1] ^ op.flips[1])
+        else:
+            flips = None
+        return m, border, flips
+
+    def run(self, state: tuple, x: np.ndarray, owned: bool) -> np.ndarray:
+        m, border, flips = state
+        if flips is not None:
+            axis = {(1, 0): "horizontal", (0, 1): "vertical", (1, 1): "both"}.get(flips)
+            if axis is None:  # the flips cancel out
+                return x if owned else x.copy()
+            return flip(x, axis)
+        fill_mode, fill, interpolation = border
+        return warp_affine(x, m, fill_mode=fill_mode, fill=fill, interpolation=interpolation)
+
+
+GEOMETRY = _Geometry()
+
+
+class _Flip(ImageOp):
+    fuser: ClassVar[Fuser | None] = GEOMETRY
+    samples_pixels: ClassVar[bool] = False
+    flips: ClassVar[tuple[int, int]] = (0, 0)
+    axis: ClassVar[str] = ""
+    p: float = Field(0.5, ge=0.0, le=1.0)
+
+    @property
+    def border(self) -> None:
+        return None
+
+    def coeffs(self, params: dict[str, Any], h: int, w: int) -> AffineMap:
+        return flip_coeffs(h, w, self.axis)
+
+    def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return flip(x, self.axis)
+
+
 @register
-class HFlip(ImageOp):
+class HFlip(_Flip):
     """Mirror left-right."""
 
     name: ClassVar[str] = "hflip"
-    p: float = Field(0.5, ge=0.0, le=1.0)
-
-    def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        return flip(x, "horizontal")
+    axis: ClassVar[str] = "horizontal"
+    flips: ClassVar[tuple[int, int]] = (1, 0)
 
 
 @register
-class VFlip(ImageOp):
+class VFlip(_Flip):
     """Mirror top-bottom."""
 
     name: ClassVar[str] = "vflip"
-    p: float = Field(0.5, ge=0.0, le=1.0)
-
-    def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        return flip(x, "vertical")
+    axis: ClassVar[str] = "vertical"
+    flips: ClassVar[tuple[int, int]] = (0, 1)
 
 
 class _WarpOp(ImageOp):
     """An op whose params describe one affine warp about the image centre."""
 
+    fuser: ClassVar[Fuser | None] = GEOMETRY
+    samples_pixels: ClassVar[bool] = False
     fill_mode: FillMode = "constant"
     fill: Fill = 0
     interpolation: Interpolation = "linear"
 
-    def _warp(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        h, w = x.shape[:2]
-        m = affine_matrix(
+    @property
+    def border(self) -> tuple[str, int, str]:
+        return self.fill_mode, self.fill, self.interpolation
+
+    def coeffs(self, params: dict[str, Any], h: int, w: int) -> AffineMap:
+        return affine_coeffs(
             h,
             w,
             angle=params.get("angle", 0.0),
@@ -62,10 +123,17 @@ class _WarpOp(ImageOp):
             shear_x=params.get("shear_x", 0.0),
             shear_y=params.get("shear_y", 0.0),
         )
-        return warp_affine(x, m, fill_mode=self.fill_mode, fill=self.fill, interpolation=self.interpolation)
 
     def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        return self._warp(x, params)
+        h, w = x.shape[:2]
+        m = self.coeffs(params, h, w)
+        return warp_affine(x, m, fill_mode=self.fill_mode, fill=self.fill, interpolation=self.interpolation)
+
+
+def _uniforms(rng: np.random.Generator, bounds: tuple[tuple[float, float], ...]) -> list[float]:
+    """``[rng.uniform(lo, hi) for lo, hi in bounds]`` with one generator call (the same values)."""
+    u = rng.random(len(bounds)).tolist()
+    return [lo + (hi - lo) * v for (lo, hi), v in zip(bounds, u, strict=True)]
 
 
 @register
@@ -76,7 +144,7 @@ class Rotate(_WarpOp):
     limit: float = Field(30.0, ge=0.0, le=180.0, description="max absolute angle in degrees")
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
-        return {"angle": float(rng.uniform(-self.limit, self.limit))}
+        return {"angle": -self.limit + 2.0 * self.limit * rng.random()}
 
 
 @register
@@ -87,10 +155,8 @@ class Shift(_WarpOp):
     limit: float = Field(0.1, ge=0.0, le=1.0, description="max absolute shift as a fraction of the size")
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
-        return {
-            "dx": float(rng.uniform(-self.limit, self.limit)),
-            "dy": float(rng.uniform(-self.limit, self.limit)),
-        }
+        dx, dy = _uniforms(rng, ((-self.limit, self.limit),) * 2)
+        return {"dx": dx, "dy": dy}
 
 
 @register
@@ -101,7 +167,8 @@ class Zoom(_WarpOp):
     scale_range: float_range(gt=0.0, le=10.0) = (0.9, 1.1)
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
-        return {"scale": float(rng.uniform(*self.scale_range))}
+        lo, hi = self.scale_range
+        return {"scale": lo + (hi - lo) * rng.random()}
 
 
 @register
@@ -112,10 +179,8 @@ class Shear(_WarpOp):
     limit: float = Field(10.0, ge=0.0, le=80.0, description="max absolute shear angle in degrees")
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
-        return {
-            "shear_x": float(rng.uniform(-self.limit, self.limit)),
-            "shear_y": float(rng.uniform(-self.limit, self.limit)),
-        }
+        shear_x, shear_y = _uniforms(rng, ((-self.limit, self.limit),) * 2)
+        return {"shear_x": shear_x, "shear_y": shear_y}
 
 
 @register
@@ -129,14 +194,9 @@ class Affine(_WarpOp):
     shear_limit: float = Field(0.0, ge=0.0, le=80.0, description="max absolute shear angle in degrees")
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
-        return {
-            "angle": float(rng.uniform(-self.rotate_limit, self.rotate_limit)),
-            "scale": float(rng.uniform(*self.scale_range)),
-            "dx": float(rng.uniform(-self.shift_limit, self.shift_limit)),
-            "dy": float(rng.uniform(-self.shift_limit, self.shift_limit)),
-            "shear_x": float(rng.uniform(-self.shear_limit, self.shear_limit)),
-            "shear_y": float(rng.uniform(-self.shear_limit, self.shear_limit)),
-        }
+        r, t, s = self.rotate_limit, self.shift_limit, self.shear_limit
+        u = _uniforms(rng, ((-r, r), self.scale_range, (-t, t), (-t, t), (-s, s), (-s, s)))
+        return dict(zip(("angle", "scale", "dx", "dy", "shear_x", "shear_y"), u, strict=True))
 
 
 @register

@@ -25,20 +25,31 @@ class Cutout(ImageOp):
     hole_size_range: float_range(gt=0.0, le=1.0) = (0.05, 0.2)
     fill: Fill = 0
 
+    samples_pixels: ClassVar[bool] = False
+
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
+        # Every draw is a uniform in [0, 1) from one batched call (scalar generator calls dominate otherwise):
+        # the count, then per hole its height and width fractions and its top-left corner.
         h, w = x.shape[:2]
-        n = int(rng.integers(self.num_holes_range[0], self.num_holes_range[1] + 1))
+        lo, hi = self.num_holes_range
+        n = lo + int(rng.random() * (hi - lo + 1))
+        s0, s1 = self.hole_size_range
+        span = s1 - s0
+        u = rng.random(4 * n).tolist()
         boxes = []
-        for _ in range(n):
-            hh = max(1, int(round(rng.uniform(*self.hole_size_range) * h)))
-            ww = max(1, int(round(rng.uniform(*self.hole_size_range) * w)))
-            y0 = int(rng.integers(0, h - hh + 1))
-            x0 = int(rng.integers(0, w - ww + 1))
+        for i in range(0, 4 * n, 4):
+            hh = max(1, int(round((s0 + span * u[i]) * h)))
+            ww = max(1, int(round((s0 + span * u[i + 1]) * w)))
+            y0 = int(u[i + 2] * (h - hh + 1))
+            x0 = int(u[i + 3] * (w - ww + 1))
             boxes.append([y0, y0 + hh, x0, x0 + ww])
         return {"boxes": boxes}
 
     def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         return fill_boxes(x, params["boxes"], self.fill)
+
+    def apply_owned(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return fill_boxes(x, params["boxes"], self.fill, out=x)
 
 
 @register

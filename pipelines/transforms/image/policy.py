@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from pipelines.kernels import affine_matrix, apply_lut, hsv_adjust, value_affine, warp_affine
+from pipelines.kernels import affine_matrix, apply_lut, hsv_adjust, image_mean, value_affine, warp_affine
 from pipelines.transforms.base import register
 from pipelines.transforms.image._common import Fill, ImageOp
-from pipelines.transforms.image.value import image_mean
 
 Kernel = Callable[[np.ndarray, float, int], np.ndarray]
 
