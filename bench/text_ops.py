@@ -1,16 +1,19 @@
 """Texts per second on one core for our text ops against nlpaug's equivalent augmenters, in the same run.
 
-    python bench/text_ops.py [--quick] [--data sms|trec|synthetic] [--n 2000]
+    python bench/text_ops.py [--quick] [--data sms|trec|synthetic ...] [--n 2000] [--repeats 3] [--json out.json]
 
 Data: ``/work/shared/data/sms_spam/SMSSpamCollection`` (TSV, header ``Label<TAB>SMS``) or
 ``/work/shared/data/trec6/TREC.train`` (latin-1, ``COARSE:fine question``); synthetic sentences when missing.
-Each op runs over the same texts at ``aug_p=0.1`` (at most 10 words), one call per text; the best of
-``--repeats`` passes is reported. Our ops draw from one ``np.random.Generator``; nlpaug from Python's ``random``.
+Several ``--data`` sets run one after the other. Each op runs over the same texts at ``aug_p=0.1`` (at most 10
+words), one call per text; passes of ours and nlpaug's alternate (so drifting load on a shared machine hits both)
+and the best of ``--repeats`` passes is reported, as texts/s and microseconds per text. Our ops draw from one
+``np.random.Generator`` passed to every call; nlpaug from Python's ``random``.
 
 Pairs: random_swap vs ``RandomWordAug(action="swap")``, random_delete vs ``RandomWordAug(action="delete")``,
 keyboard_typo vs ``KeyboardAug`` (one character per chosen word). synonym_replace has no nlpaug counterpart
 here: ``SynonymAug`` needs NLTK's WordNet, which is not installed, and nlpaug would call ``nltk.download``
-(blocked in this script), so it is timed alone with a thesaurus built from the data.
+(blocked in this script), so it is timed alone with a thesaurus built from the data. A second table times the
+other text ops alone (``--no-others`` skips it).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench._util import emit  # noqa: E402
+from pipelines.transforms.base import registry  # noqa: E402
 from pipelines.transforms.text.char import KeyboardTypo  # noqa: E402
 from pipelines.transforms.text.synonyms import ENGLISH_STOPWORDS  # noqa: E402
 from pipelines.transforms.text.tokenize import Tokens  # noqa: E402
@@ -56,14 +61,20 @@ def thesaurus_from(texts: list[str], n_words: int = 300) -> dict[str, list[str]]
     return {w: [common[(i + k) % len(common)] for k in (1, 2, 3)] for i, w in enumerate(common)}
 
 
-def rate(fn, texts: list[str], repeats: int) -> float:
-    best = float("inf")
+def one_pass(fn, texts: list[str]) -> float:
+    start = time.perf_counter()
+    for t in texts:
+        fn(t)
+    return time.perf_counter() - start
+
+
+def rates(fns: list, texts: list[str], repeats: int) -> list[float]:
+    """Texts per second of each function: best of ``repeats`` passes, the functions' passes interleaved."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        for t in texts:
-            fn(t)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / best
+        for k, fn in enumerate(fns):
+            best[k] = min(best[k], one_pass(fn, texts))
+    return [len(texts) / b for b in best]
 
 
 def ours(op):
@@ -103,50 +114,87 @@ def nlpaug_augmenters() -> tuple[dict[str, object], str | None]:
     return augs, None
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="500 texts, 1 pass")
-    ap.add_argument("--data", choices=["sms", "trec", "synthetic"], default="sms")
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    n, repeats = (500, 1) if args.quick else (args.n, args.repeats)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+OTHER_OPS = {
+    "synonym_insert": {"aug_p": 0.1},
+    "random_crop": {"aug_p": 0.1},
+    "sentence_shuffle": {},
+    "char_insert": {"aug_p": 0.1},
+    "char_delete": {"aug_p": 0.1},
+    "char_swap": {"aug_p": 0.1},
+    "ocr_noise": {"aug_p": 0.1},
+}
 
-    source, texts = load_texts(args.data, n)
-    print(
-        f"data: {source}, {len(texts)} texts, {np.mean([len(Tokens.from_text(t).words) for t in texts]):.1f} words avg"
-    )
-    import random
 
-    random.seed(0)
-    np.random.seed(0)
-    augs, why = nlpaug_augmenters()
+def run_data(
+    which: str, n: int, repeats: int, augs: dict[str, object], why: str | None, with_others: bool = True
+) -> dict:
+    source, texts = load_texts(which, n)
+    n_words = np.mean([len(Tokens.from_text(t).words) for t in texts])
+    print(f"data: {source}, {len(texts)} texts, {n_words:.1f} words avg")
     ops = {
         "synonym_replace": SynonymReplace(aug_p=0.1, synonyms=thesaurus_from(texts)),
         "random_swap": RandomSwap(aug_p=0.1),
         "random_delete": RandomDelete(aug_p=0.1),
         "keyboard_typo": KeyboardTypo(aug_p=0.1),
     }
-    print(f"{'op':16s} {'ours texts/s':>13s} {'nlpaug texts/s':>15s} {'ratio':>7s}")
+    print(f"{'op':16s} {'ours texts/s':>13s} {'us/text':>8s} {'nlpaug texts/s':>15s} {'us/text':>8s} {'ratio':>7s}")
     sample = texts[3]
-    examples = []
+    examples, results = [], {}
     for name, op in ops.items():
-        ours_rate = rate(ours(op), texts, repeats)
         aug = augs.get(name)
         if aug is None:
-            reason = why or ("SynonymAug needs WordNet (not installed; nlpaug would download it)")
-            print(f"{name:16s} {ours_rate:13,.0f} {'n/a':>15s} {'n/a':>7s}  ({reason})")
+            (ours_rate,) = rates([ours(op)], texts, repeats)
+            reason = why or "SynonymAug needs WordNet (not installed; nlpaug would download it)"
+            print(f"{name:16s} {ours_rate:13,.0f} {1e6 / ours_rate:8.2f} {'n/a':>15s} {'':>8s} {'n/a':>7s}  ({reason})")
+            results[name] = {"ours_texts_per_s": ours_rate, "nlpaug_texts_per_s": None, "ratio": None}
         else:
-            theirs = rate(aug.augment, texts, repeats)
-            print(f"{name:16s} {ours_rate:13,.0f} {theirs:15,.0f} {ours_rate / theirs:6.1f}x")
+            ours_rate, theirs = rates([ours(op), aug.augment], texts, repeats)
+            print(
+                f"{name:16s} {ours_rate:13,.0f} {1e6 / ours_rate:8.2f} {theirs:15,.0f} {1e6 / theirs:8.2f} "
+                f"{ours_rate / theirs:6.1f}x"
+            )
+            results[name] = {"ours_texts_per_s": ours_rate, "nlpaug_texts_per_s": theirs, "ratio": ours_rate / theirs}
             examples.append((name, aug.augment(sample)))
         examples.append((name, op(sample, np.random.default_rng(1))[0]))
     print(f"\nexample input: {sample!r}")
     for i, (name, out) in enumerate(examples):
         who = "ours  " if i + 1 == len(examples) or examples[i + 1][0] != name else "nlpaug"
         print(f"  {name:16s} {who} {out!r}")
+    others = {}
+    if with_others:  # the text ops without an nlpaug counterpart here, timed the same way
+        syn = thesaurus_from(texts)
+        print(f"\n{'other ops':16s} {'ours texts/s':>13s} {'us/text':>8s}")
+        for name, kw in OTHER_OPS.items():
+            op = registry()[name](**({"synonyms": syn} if name.startswith("synonym_") else {}), **kw)
+            (others[name],) = rates([ours(op)], texts, repeats)
+            print(f"{name:16s} {others[name]:13,.0f} {1e6 / others[name]:8.2f}")
+    return {"source": source, "texts": len(texts), "words_avg": float(n_words), "ops": results, "others": others}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="500 texts, 1 pass")
+    ap.add_argument("--data", nargs="+", choices=["sms", "trec", "synthetic"], default=["sms"])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-others", action="store_true", help="skip the table of the ops without an nlpaug pair")
+    args = ap.parse_args()
+    n, repeats = (500, 1) if args.quick else (args.n, args.repeats)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+    augs, why = nlpaug_augmenters()
+    results = {}
+    for k, which in enumerate(args.data):
+        if k:
+            print()
+        results[which] = run_data(which, n, repeats, augs, why, not args.no_others)
+    emit({"repeats": repeats, "data": results}, args.json)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,29 @@ def test_tokeniser_keeps_contractions_and_unicode_words():
     assert words("日本語 и русский") == ["日本語", "и", "русский"]
 
 
+def _random_texts(seed: int, n: int, max_len: int = 16) -> list[str]:
+    """Short strings over an alphabet full of edge cases: apostrophes in every position, tabs and newlines,
+    sentence ends, capitals, latin-1 (NBSP, NEL, the fast path's placeholders, "ß" and "ÿ" whose capitals are
+    longer or above latin-1), curly quotes, dashes, CJK, emoji."""
+    rnd = random.Random(seed)
+    alphabet = "ab cZ  A''' \t\n.,!?é£ßÿ\xa0\x85\x80\x86_1日’‘–…😀"
+    return ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, max_len))) for _ in range(n)]
+
+
+def test_fast_tokeniser_matches_the_regex_reference():
+    from pipelines.transforms.text.tokenize import blank, join_words, scan_words, split_words, split_words_regex
+
+    texts = [*_random_texts(0, 20000), TEXT, bytes(range(256)).decode("latin-1"), "rock'n'roll 'n' ''quotes''"]
+    for text in texts:
+        words, seps = split_words(text)
+        assert (words, seps) == split_words_regex(text), text
+        assert join_words(words, seps) == text
+        blanked = blank(text)
+        assert scan_words(text)[0] == words
+        if blanked is not None:  # one byte per character, a space exactly where a separator is
+            assert len(blanked) == len(text) and blanked.split() == [w.encode("latin-1") for w in words]
+
+
 def test_delete_merges_separators_readably():
     cases = {
         0: "Quick brown fox, lazy dog.",
@@ -162,6 +185,42 @@ def test_edge_inputs_do_not_crash(name, text):
 def test_rejects_non_text(name):
     with pytest.raises(AugsvcError, match="works on text"):
         make(name)(np.zeros(3), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", TEXT_OPS)
+def test_spliced_edits_equal_split_and_join(name):
+    """Ops splice a few edits into the text at their offsets; ``apply`` replays on the split word list and joins.
+    Both must agree on every kind of text, for one edit and several (neighbours included)."""
+    long_text = " ".join([TEXT, "Don't stop: it's 5 o'clock, Mr. Smith!", "Café au lait? Oui.\nNew line here."] * 4)
+    texts = [*_random_texts(1, 150, 40), TEXT, long_text, "naïve café".encode().decode("latin-1"), "“Quoted” – dash…"]
+    for aug_p in (0.1, 0.5):
+        op = make(name, aug_p=aug_p, aug_max=None)
+        for k, text in enumerate(texts):
+            out, record = op(text, np.random.default_rng(k))
+            assert op.apply(text, record["params"]) == out, (text, record)
+
+
+def test_random_draws_are_the_same_stream_however_drawn():
+    from pipelines.transforms.text.base import below, draw_u32, pick_sorted
+
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert draw_u32(a, 12) == draw_u32(b, 2) + draw_u32(b, 4) + draw_u32(b, 6)  # scalar and array draws agree
+    assert below(a, 10) == (((b.bit_generator.random_raw() >> 32) * 10) >> 32)
+    counts: dict[tuple[int, ...], int] = {}
+    rng = np.random.default_rng(0)
+    for _ in range(20000):
+        picked = tuple(pick_sorted(draw_u32(rng, 3), 5, 3))
+        assert list(picked) == sorted(set(picked)) and all(0 <= i < 5 for i in picked)
+        counts[picked] = counts.get(picked, 0) + 1
+    assert len(counts) == 10 and all(abs(c - 2000) < 250 for c in counts.values())  # uniform over subsets
+
+
+def test_cached_settings_follow_model_copy():
+    op = RandomDelete(aug_p=0.1, protect_words=["fox"])
+    op(TEXT, np.random.default_rng(0))  # fills the per-op caches
+    other = op.model_copy(update={"aug_p": 1.0, "aug_max": None, "protect_words": []})
+    _, record = other(TEXT, np.random.default_rng(0))
+    assert len(record["params"]["indices"]) == len(words(TEXT)) - 1  # every word but one, "fox" included
 
 
 # --- edit limits --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipelines.transforms.base import Op, OpRecord
 from pipelines.transforms.text.base import TextOp
-from pipelines.transforms.text.tokenize import Tokens
+from pipelines.transforms.text.tokenize import split_words
 
 DEFAULT_MAX_FRACTION = 0.2
 
@@ -31,7 +31,7 @@ def text_budget(text: str, max_fraction: float = DEFAULT_MAX_FRACTION) -> int:
     """
     if not 0.0 <= max_fraction <= 1.0:
         raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
-    n_words = len(Tokens.from_text(text).words)
+    n_words = len(split_words(text)[0])
     if n_words == 0 or max_fraction == 0.0:
         return 0
     return max(1, int(max_fraction * n_words))
@@ -74,8 +74,8 @@ def count_changed_words(original: str, augmented: str) -> int:
     >>> count_changed_words("The quick brown fox.", "Quick brown foxes.")
     2
     """
-    a = [w.casefold() for w in Tokens.from_text(original).words]
-    b = [w.casefold() for w in Tokens.from_text(augmented).words]
+    a = [w.casefold() for w in split_words(original)[0]]
+    b = [w.casefold() for w in split_words(augmented)[0]]
     prev = list(range(len(b) + 1))
     for i, wa in enumerate(a, 1):
         cur = [i]

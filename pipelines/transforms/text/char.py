@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import Field
 
 from pipelines.transforms.base import register
-from pipelines.transforms.text.base import WordOp, below, choose
-from pipelines.transforms.text.tokenize import Tokens
+from pipelines.transforms.text.base import WordOp, draw_u32, pick_sorted
+from pipelines.transforms.text.tokenize import replace_words, scan_words
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _ROW_OFFSETS = (0.0, 0.25, 0.75)
@@ -48,76 +48,105 @@ for _a, _b in OCR_CONFUSIONS:
     _OCR_TABLE.setdefault(_b, []).append(_a)
 
 
-def _keep_case(new: str, old: str) -> str:
-    return new.upper() if old.isupper() else new
+_OCR_MAX = max(len(k) for k in _OCR_TABLE)
+_OCR_ANY = re.compile("|".join(re.escape(k) for k in sorted(_OCR_TABLE, key=len, reverse=True)))
 
 
-def keyboard_typo(rng: np.random.Generator, word: str) -> str:
+def _scale(u: int, k: int) -> int:
+    """A uniform 32-bit integer ``u`` scaled to ``[0, k)``."""
+    return (u * k) >> 32
+
+
+# Kernels: pure functions of a word and two uniform 32-bit integers ``a`` and ``b`` (``base.draw_u32``).
+
+
+def keyboard_typo(word: str, a: int, b: int) -> str:
     """Replace one letter by a QWERTY neighbour (case kept); unchanged when no letter is on the map."""
-    positions = [i for i, c in enumerate(word) if c.lower() in QWERTY_NEIGHBOURS]
-    if not positions:
-        return word
-    i = positions[below(rng, len(positions))]
-    near = QWERTY_NEIGHBOURS[word[i].lower()]
-    return word[:i] + _keep_case(near[below(rng, len(near))], word[i]) + word[i + 1 :]
+    if word.isascii() and word.isalpha():
+        i = _scale(a, len(word))
+    else:
+        positions = [i for i, c in enumerate(word) if c.lower() in QWERTY_NEIGHBOURS]
+        if not positions:
+            return word
+        i = positions[_scale(a, len(positions))]
+    c = word[i]
+    near = QWERTY_NEIGHBOURS[c.lower()]
+    new = near[_scale(b, len(near))]
+    return word[:i] + (new.upper() if c.isupper() else new) + word[i + 1 :]
 
 
-def char_insert(rng: np.random.Generator, word: str, alphabet: str) -> str:
-    i = below(rng, len(word) + 1)
-    c = alphabet[below(rng, len(alphabet))]
+def char_insert(word: str, a: int, b: int, alphabet: str) -> str:
+    i = _scale(a, len(word) + 1)
+    c = alphabet[_scale(b, len(alphabet))]
     return word[:i] + (c.upper() if len(word) > 1 and word.isupper() else c) + word[i:]
 
 
-def char_delete(rng: np.random.Generator, word: str) -> str:
+def char_delete(word: str, a: int, b: int = 0) -> str:
     if len(word) < 2:
         return word
-    i = below(rng, len(word))
+    i = _scale(a, len(word))
     return word[:i] + word[i + 1 :]
 
 
-def char_swap(rng: np.random.Generator, word: str) -> str:
+def char_swap(word: str, a: int, b: int = 0) -> str:
     """Swap two adjacent, different characters; unchanged when there are none."""
     positions = [i for i in range(len(word) - 1) if word[i] != word[i + 1]]
     if not positions:
         return word
-    i = positions[below(rng, len(positions))]
+    i = positions[_scale(a, len(positions))]
     return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
 
-def ocr_confusion(rng: np.random.Generator, word: str) -> str:
+def ocr_confusion(word: str, a: int, b: int) -> str:
     """Replace one confusable substring by a look-alike; unchanged when the word has none."""
-    hits = [(i, src) for src in _OCR_TABLE for i in range(len(word)) if word.startswith(src, i)]
+    size = len(word)
+    hits = [
+        (i, word[i : i + n])
+        for i in range(size)
+        for n in range(1, min(_OCR_MAX, size - i) + 1)
+        if word[i : i + n] in _OCR_TABLE
+    ]  # by position, then shorter first (the order of sorted (position, substring) pairs)
     if not hits:
         return word
-    hits.sort()
-    i, src = hits[below(rng, len(hits))]
+    i, src = hits[_scale(a, len(hits))]
     dsts = _OCR_TABLE[src]
-    return word[:i] + dsts[below(rng, len(dsts))] + word[i + len(src) :]
+    return word[:i] + dsts[_scale(b, len(dsts))] + word[i + len(src) :]
 
 
 class _CharOp(WordOp):
     min_word_len: int = Field(3, ge=1, description="leave shorter words alone")
     char_edits: int = Field(1, ge=1, description="character edits per chosen word")
 
-    def _eligible(self, word: str) -> bool:
-        return len(word) >= self.min_word_len
+    def _eligible(self, words: list[str], cands: list[int] | range) -> list[int]:
+        """The candidates that this op can edit (long enough; subclasses add what the edit needs)."""
+        m = self.min_word_len
+        return [i for i in cands if len(words[i]) >= m]
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
+    def _edit(self, word: str, a: int, b: int) -> str:
         raise NotImplementedError
 
-    def _sample(self, rng: np.random.Generator, tokens: Tokens, budget: int | None) -> dict[str, Any]:
-        cands = [i for i in self.candidates(tokens) if self._eligible(tokens.words[i])]
-        edits = []
-        for i in choose(rng, cands, self.n_edits(len(tokens.words), len(cands), budget)):
-            word = tokens.words[i]
-            for _ in range(self.char_edits):
-                word = self._edit(rng, word)
+    def _run(self, rng: np.random.Generator, text: str, budget: int | None) -> tuple[str, dict[str, Any]]:
+        words, blanked = scan_words(text)
+        cands = self._eligible(words, self.candidates(words, text, blanked))
+        k = len(cands)
+        n = self.n_edits(len(words), k, budget)
+        if n == 0:
+            return text, {"edits": []}
+        per_word = self.char_edits
+        u = draw_u32(rng, n + 2 * n * per_word)  # u[:n] picks the words, then two values per character edit
+        edits, at, edit = [], n, self._edit
+        for t in pick_sorted(u, k, n) if n < k else range(k):
+            i = cands[t]
+            word = words[i]
+            for _ in range(per_word):
+                word = edit(word, u[at], u[at + 1])
+                at += 2
             edits.append([i, word])
-        return {"edits": edits}
+        return replace_words(text, blanked, words, edits), {"edits": edits}
 
-    def _apply(self, tokens: Tokens, params: dict[str, Any]) -> None:
+    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
         for i, word in params["edits"]:
-            tokens.words[i] = word
+            words[i] = word
 
     def edit_count(self, params: dict[str, Any]) -> int:
         return len(params["edits"])
@@ -129,11 +158,12 @@ class KeyboardTypo(_CharOp):
 
     name = "keyboard_typo"
 
-    def _eligible(self, word: str) -> bool:
-        return len(word) >= self.min_word_len and _HAS_KEY.search(word) is not None
+    def _eligible(self, words: list[str], cands: list[int] | range) -> list[int]:
+        m, has_key = self.min_word_len, _HAS_KEY.search
+        return [i for i in cands if len(w := words[i]) >= m and (w.isalpha() and w.isascii() or has_key(w))]
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
-        return keyboard_typo(rng, word)
+    def _edit(self, word: str, a: int, b: int) -> str:
+        return keyboard_typo(word, a, b)
 
 
 @register
@@ -143,8 +173,8 @@ class CharInsert(_CharOp):
     name = "char_insert"
     alphabet: str = Field("abcdefghijklmnopqrstuvwxyz", min_length=1, description="characters to insert")
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
-        return char_insert(rng, word, self.alphabet)
+    def _edit(self, word: str, a: int, b: int) -> str:
+        return char_insert(word, a, b, self.alphabet)
 
 
 @register
@@ -153,8 +183,8 @@ class CharDelete(_CharOp):
 
     name = "char_delete"
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
-        return char_delete(rng, word)
+    def _edit(self, word: str, a: int, b: int) -> str:
+        return char_delete(word, a)
 
 
 @register
@@ -163,11 +193,12 @@ class CharSwap(_CharOp):
 
     name = "char_swap"
 
-    def _eligible(self, word: str) -> bool:
-        return len(word) >= max(2, self.min_word_len) and len(set(word)) > 1
+    def _eligible(self, words: list[str], cands: list[int] | range) -> list[int]:
+        m = max(2, self.min_word_len)
+        return [i for i in cands if len(w := words[i]) >= m and w.count(w[0]) != len(w)]  # not one repeated char
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
-        return char_swap(rng, word)
+    def _edit(self, word: str, a: int, b: int) -> str:
+        return char_swap(word, a)
 
 
 @register
@@ -177,8 +208,9 @@ class OcrNoise(_CharOp):
     name = "ocr_noise"
     min_word_len: int = Field(1, ge=1, description="leave shorter words alone")
 
-    def _eligible(self, word: str) -> bool:
-        return len(word) >= self.min_word_len and any(src in word for src in _OCR_TABLE)
+    def _eligible(self, words: list[str], cands: list[int] | range) -> list[int]:
+        m, confusable = self.min_word_len, _OCR_ANY.search
+        return [i for i in cands if len(w := words[i]) >= m and confusable(w)]
 
-    def _edit(self, rng: np.random.Generator, word: str) -> str:
-        return ocr_confusion(rng, word)
+    def _edit(self, word: str, a: int, b: int) -> str:
+        return ocr_confusion(word, a, b)

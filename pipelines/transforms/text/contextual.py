@@ -19,7 +19,7 @@ from pydantic import Field
 from augsvc.errors import AugsvcError
 from pipelines.transforms.base import register
 from pipelines.transforms.text.base import WordOp, below, choose
-from pipelines.transforms.text.tokenize import Tokens, match_case
+from pipelines.transforms.text.tokenize import Tokens, match_case, scan_words, seps_of, split_words
 
 _MODELS: dict[str, tuple[Any, Any]] = {}
 
@@ -92,19 +92,23 @@ class ContextualSubstitute(_Contextual):
 
     name = "contextual_substitute"
 
-    def _sample(self, rng: np.random.Generator, tokens: Tokens, budget: int | None) -> dict[str, Any]:
-        cands = self.candidates(tokens)
-        n = self.n_edits(len(tokens.words), len(cands), budget)
+    def _run(self, rng: np.random.Generator, text: str, budget: int | None) -> tuple[str, dict[str, Any]]:
+        words, blanked = scan_words(text)
+        tokens = Tokens(words, seps_of(text, len(words), blanked))
+        cands = self.candidates(words, text, blanked)
+        n = self.n_edits(len(words), len(cands), budget)
         out = []
         for i in choose(rng, cands, n):
-            words = propose(self.model_path, self._masked(tokens, i, False), self.top_k, tokens.words[i])
-            if words:
-                out.append([i, match_case(words[below(rng, len(words))], tokens.words[i])])
-        return {"replacements": out}
+            proposals = propose(self.model_path, self._masked(tokens, i, False), self.top_k, words[i])
+            if proposals:
+                out.append([i, match_case(proposals[below(rng, len(proposals))], words[i])])
+        params = {"replacements": out}
+        self._apply(tokens.words, tokens.seps, params)
+        return tokens.text(), params
 
-    def _apply(self, tokens: Tokens, params: dict[str, Any]) -> None:
+    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
         for i, word in params["replacements"]:
-            tokens.words[i] = word
+            words[i] = word
 
     def edit_count(self, params: dict[str, Any]) -> int:
         return len(params["replacements"])
@@ -116,20 +120,21 @@ class ContextualInsert(_Contextual):
 
     name = "contextual_insert"
 
-    def _sample(self, rng: np.random.Generator, tokens: Tokens, budget: int | None) -> dict[str, Any]:
-        n = self.n_edits(len(tokens.words), len(tokens.words), budget)
+    def _run(self, rng: np.random.Generator, text: str, budget: int | None) -> tuple[str, dict[str, Any]]:
+        work = Tokens(*split_words(text))
+        n = self.n_edits(len(work.words), len(work.words), budget)
         out = []
-        work = tokens.copy()
         for _ in range(n):
             i = below(rng, len(work.words))
-            words = propose(self.model_path, self._masked(work, i, True), self.top_k, "")
-            if words:
-                w = words[below(rng, len(words))]
+            proposals = propose(self.model_path, self._masked(work, i, True), self.top_k, "")
+            if proposals:
+                w = proposals[below(rng, len(proposals))]
                 out.append([i + 1, w])
                 work.insert_after(i + 1, w)
-        return {"insertions": out}
+        return work.text(), {"insertions": out}
 
-    def _apply(self, tokens: Tokens, params: dict[str, Any]) -> None:
+    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
+        tokens = Tokens(words, seps)
         for pos, word in params["insertions"]:
             tokens.insert_after(pos, word)
 

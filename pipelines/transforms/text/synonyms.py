@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from augsvc.errors import AugsvcError
-from pipelines.transforms.text.tokenize import Tokens
+from pipelines.transforms.text.tokenize import Tokens, join_words
 
 WORDNET_HINT = (
     "install NLTK's WordNet data locally (it is never downloaded at run time): copy an nltk_data folder that "
@@ -70,6 +70,10 @@ class DictSynonyms:
 
     def synonyms(self, word: str) -> list[str]:
         return self._map.get(word.lower(), [])
+
+    def synonyms_lower(self, key: str) -> list[str] | None:
+        """Synonyms of an already lower-cased word (None when it has none): the ops' per-word lookup."""
+        return self._map.get(key)
 
     def __len__(self) -> int:
         return len(self._map)
@@ -284,17 +288,27 @@ class Protection:
 
     def mask(self, tokens: Tokens) -> list[bool]:
         """``True`` for each word of ``tokens`` that must not change."""
-        user = self.words
-        protected = [(self.stopwords and w.lower() in ENGLISH_STOPWORDS) or w.lower() in user for w in tokens.words]
+        return self.mask_words(tokens.words, tokens.seps)
+
+    def mask_words(self, words: list[str], seps: list[str] | None, text: str | None = None) -> list[bool]:
+        """``mask`` on the lists of ``tokenize.split_words`` (``text``: their join, if the caller has it; ``seps``
+        may be None when there is no ``pattern``)."""
+        user, stop = self.words, ENGLISH_STOPWORDS if self.stopwords else frozenset()
+        if user or stop:
+            protected = [(lw := w.lower()) in stop or lw in user for w in words]
+        else:
+            protected = [False] * len(words)
         if self.pattern:
-            spans = [m.span() for m in _compiled(self.pattern).finditer(tokens.text()) if m.end() > m.start()]
+            if text is None:
+                text = join_words(words, seps)
+            spans = [m.span() for m in _compiled(self.pattern).finditer(text) if m.end() > m.start()]
             if spans:
-                pos = len(tokens.seps[0])
-                for i, w in enumerate(tokens.words):
+                pos = len(seps[0])
+                for i, w in enumerate(words):
                     start, end = pos, pos + len(w)
                     if any(s < end and start < e for s, e in spans):
                         protected[i] = True
-                    pos = end + len(tokens.seps[i + 1])
+                    pos = end + len(seps[i + 1])
         return protected
 
 
