@@ -1,12 +1,13 @@
 """Does text augmentation help a small classifier? TREC-6 with 500 labelled questions.
 
-For each of a few seeds: 500 (and 1,000) questions are drawn, stratified, from TREC.train. Two models are trained
-on each training set and evaluated on the 500 questions of TREC.test:
+For each seed: 300 questions are held out of TREC.train for model selection, then 1,000 are drawn, stratified,
+from the rest, and 500 from those 1,000. Two models are trained on each training set and evaluated on the 500
+questions of TREC.test:
 
-- ``bow``: a bag-of-words logistic regression (word 1-2 grams, sklearn);
+- ``bow``: a bag-of-words logistic regression (word 1-2 grams, sklearn; no model selection);
 - ``cnn``: augsvc's Kim-style text CNN (``augsvc train`` with ``model: text_cnn``), trained for the same number of
-  optimizer steps on every training set (so a bigger set gets fewer epochs, not more updates); the test accuracy
-  after the last epoch is reported (no model selection on the test set).
+  optimizer steps on every training set (so a bigger set gets fewer epochs, not more updates); the epoch with the
+  best accuracy on the 300 held-out questions is scored on the test set.
 
 Training sets: the 500 alone; the 500 plus 4 augmented copies of each made by an augsvc build with
 ``eda-noise`` (random swap, random delete, keyboard typos, character swaps) and, when WordNet data is installed
@@ -14,7 +15,7 @@ Training sets: the 500 alone; the 500 plus 4 augmented copies of each made by an
 WordNet synonym replacement and insertion, swap, delete); both under the recipe's 20% mutation cap; and 1,000
 unaugmented questions. Prints mean accuracy over the seeds.
 
-    python bench/efficacy_text.py [--seeds 3] [--steps 600] [--models bow,cnn] [--json out.json]
+    python bench/efficacy_text.py [--seeds 10] [--steps 600] [--models bow,cnn] [--json out.json]
 """
 
 from __future__ import annotations
@@ -80,22 +81,25 @@ def rows_of(store, name: str) -> list[dict]:
     return pa.concat_tables([store.read_shard(ds, v, s.path) for s in m.shards]).to_pylist()
 
 
-def subset(store, src_rows: list[dict], name: str, n: int, seed: int, class_names: list[str]) -> None:
-    """Publish a stratified subset of n training rows as its own version (so a recipe can build on it)."""
+def draw(rows: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """A stratified draw of n rows, and the rest."""
     from sklearn.model_selection import train_test_split
 
+    return train_test_split(rows, train_size=n, stratify=[r["label"] for r in rows], random_state=seed)
+
+
+def publish(store, rows: list[dict], name: str, split: str, seed: int, class_names: list[str]) -> None:
+    """Publish rows as their own version, all in one split (so a recipe or the trainer can use them)."""
     from pipelines.ingest.encode import write_parquet
     from schemas.arrow import text_schema
 
-    labels = [r["label"] for r in src_rows]
-    keep, _ = train_test_split(src_rows, train_size=n, stratify=labels, random_state=seed)
-    keep.sort(key=lambda r: r["sample_id"])
+    rows = sorted(({**r, "split": split} for r in rows), key=lambda r: r["sample_id"])
     st = store.staging(name)
-    table = pa.Table.from_pylist(keep, schema=text_schema())
-    st.add_shard_bytes(write_parquet(table), table.num_rows, "train")
-    counts = {c: sum(1 for r in keep if r["label"] == i) for i, c in enumerate(class_names)}
-    store.publish(st, dataset=name, definition={"kind": "subset", "n": n, "seed": seed}, modality="text",
-                  class_names=class_names, rows_per_class=counts, extra={"splits": {"train": counts}})  # fmt: skip
+    table = pa.Table.from_pylist(rows, schema=text_schema())
+    st.add_shard_bytes(write_parquet(table), table.num_rows, split)
+    counts = {c: sum(1 for r in rows if r["label"] == i) for i, c in enumerate(class_names)}
+    store.publish(st, dataset=name, definition={"kind": "subset", "name": name, "seed": seed}, modality="text",
+                  class_names=class_names, rows_per_class=counts, extra={"splits": {split: counts}})  # fmt: skip
 
 
 def bow_accuracy(train: list[dict], test: list[dict]) -> float:
@@ -108,24 +112,23 @@ def bow_accuracy(train: list[dict], test: list[dict]) -> float:
     return float(np.mean(model.predict([r["text"] for r in test]) == np.array([r["label"] for r in test])))
 
 
-def cnn_accuracy(store, name: str, rows: int, seed: int, steps: int, out: Path) -> float:
-    """Text CNN trained for ``steps`` optimizer steps on version ``name``; TREC.test accuracy after the last epoch."""
-    import json
-
+def cnn_accuracy(store, name: str, val: str, rows: int, seed: int, steps: int, out: Path) -> float:
+    """Text CNN trained for ``steps`` optimizer steps on version ``name``; the epoch with the best accuracy on the
+    held-out ``val`` version (drawn from TREC.train) is scored on TREC.test."""
     from augsvc.trainer.config import load_config
-    from augsvc.trainer.loop import train
+    from augsvc.trainer.loop import evaluate_run, train
 
     batch = 32
     epochs = max(1, round(steps * batch / rows))
-    cfg = load_config({"data": name, "val_data": "trec", "val_split": "test", "model": "text_cnn", "epochs": epochs,
+    cfg = load_config({"data": name, "val_data": val, "val_split": "val", "model": "text_cnn", "epochs": epochs,
                        "batch_size": batch, "lr": 2e-3, "seed": seed, "max_len": 40, "threads": 2})  # fmt: skip
     train(cfg, store, out / name, progress=False)
-    return float(json.loads((out / name / "metrics.json").read_text())[-1]["val_acc"])
+    return evaluate_run(out / name, store, "trec", "test", device="cpu")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=600, help="text CNN optimizer steps per training run")
     ap.add_argument("--models", default="bow,cnn")
     ap.add_argument("--json")
@@ -150,8 +153,12 @@ def main() -> None:
         train = [r for r in everything if r["split"] == "train"]
         test = [r for r in everything if r["split"] == "test"]
         for seed in range(args.seeds):
-            subset(store, train, f"t500s{seed}", 500, seed, names)
-            subset(store, train, f"t1000s{seed}", 1000, seed, names)
+            val_rows, pool = draw(train, 300, seed)  # model selection data, never trained on
+            t1000, _ = draw(pool, 1000, seed)
+            t500, _ = draw(t1000, 500, seed)  # the 1,000 contain the 500
+            publish(store, val_rows, f"v300s{seed}", "val", seed, names)
+            publish(store, t500, f"t500s{seed}", "train", seed, names)
+            publish(store, t1000, f"t1000s{seed}", "train", seed, names)
             versions = {"500": f"t500s{seed}", "1000": f"t1000s{seed}"}
             for arm, stage in (("500+eda-noise", NOISE), ("500+eda-wordnet", EDA)):
                 if arm in arms:
@@ -164,15 +171,17 @@ def main() -> None:
                 if "bow" in models:
                     res["bow"][arm].append(bow_accuracy(rows, test))
                 if "cnn" in models:
-                    res["cnn"][arm].append(cnn_accuracy(store, versions[arm], len(rows), seed, args.steps, Path(tmp)))
+                    acc = cnn_accuracy(store, versions[arm], f"v300s{seed}", len(rows), seed, args.steps, Path(tmp))
+                    res["cnn"][arm].append(acc)
             for m in models:
                 print(f"seed {seed} {m}: " + " | ".join(f"{a} {res[m][a][-1]:.3f}" for a in arms), flush=True)
     summary = {m: {a: round(float(np.mean(v)), 4) for a, v in res[m].items()} for m in models}
+    spread = {m: {a: round(float(np.std(v) / np.sqrt(len(v))), 4) for a, v in res[m].items()} for m in models}
     for m in models:
         label = {"bow": "bag-of-words logistic regression", "cnn": f"text CNN, {args.steps} steps"}[m]
-        print(f"TREC-6 test accuracy, {label} (mean of {args.seeds} seeds): "
-              + " | ".join(f"{a} {summary[m][a]:.3f}" for a in arms))  # fmt: skip
-    emit({"per_seed": res, "mean": summary}, args.json)
+        print(f"TREC-6 test accuracy, {label} (mean +- standard error over {args.seeds} seeds): "
+              + " | ".join(f"{a} {summary[m][a]:.3f} +- {spread[m][a]:.3f}" for a in arms))  # fmt: skip
+    emit({"per_seed": res, "mean": summary, "stderr": spread}, args.json)
 
 
 if __name__ == "__main__":
