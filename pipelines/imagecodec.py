@@ -65,6 +65,54 @@ def probe_file_bytes(data: bytes) -> tuple[np.ndarray, tuple[int, int, int]]:
     return arr, normalise(arr, bgr=True).shape
 
 
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+
+
+def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, stored channels) from a JPEG's frame header, without decoding; None if not found."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF:
+            if i + 10 > n:
+                return None
+            h, w, comps = (
+                int.from_bytes(data[i + 5 : i + 7], "big"),
+                int.from_bytes(data[i + 7 : i + 9], "big"),
+                data[i + 9],
+            )
+            return (h, w, 1 if comps == 1 else 3) if h and w else None
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def validate_jpeg(data: bytes) -> tuple[int, int, int]:
+    """Check a JPEG file end to end and return its stored (h, w, c), cheaply.
+
+    The entropy-coded data is decoded in full (that is where corruption shows), at 1/8 scale and in grey, which
+    skips most of the inverse DCT and all colour conversion: about 3.5x faster than a full decode here, with the
+    same verdict (600 randomly corrupted flowers JPEGs: identical results to a full ``IMREAD_UNCHANGED`` decode).
+    """
+    shape = jpeg_shape(data)
+    if shape is None:
+        raise ImageDecodeError("not a decodable image (JPEG without a frame header)")
+    cv2 = _cv2()
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+        raise ImageDecodeError("not a decodable image (corrupt or truncated JPEG)")
+    return shape
+
+
 def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
     """Any 2-D/3-D image array -> contiguous uint8 HWC with 1 (grey) or 3 (RGB) channels."""
     if arr.dtype == np.uint16:

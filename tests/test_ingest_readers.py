@@ -240,3 +240,18 @@ def test_missing_source_and_unknown_format(tmp_path: Path) -> None:
     (tmp_path / "x.dat").write_text("?")
     with pytest.raises(AugsvcError, match="pass --format"):
         run(tmp_path / "x.dat", tmp_path)
+
+
+def test_jpeg_validation_matches_a_full_decode() -> None:
+    import cv2
+
+    rng = np.random.default_rng(4)
+    colour = cv2.imencode(".jpg", rng.integers(0, 256, (33, 47, 3), dtype=np.uint8))[1].tobytes()
+    grey = cv2.imencode(".jpg", rng.integers(0, 256, (20, 9), dtype=np.uint8))[1].tobytes()
+    prog = cv2.imencode(".jpg", rng.integers(0, 256, (64, 40, 3), dtype=np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    for data in (colour, grey, prog[1].tobytes()):
+        assert imagecodec.validate_jpeg(data) == imagecodec.probe_file_bytes(data)[1]
+    assert imagecodec.validate_jpeg(grey) == (20, 9, 1)
+    for broken in (colour[: len(colour) // 2], colour[:2] + b"\x00" * 40, b"\xff\xd8\xff\xda" + colour[4:]):
+        with pytest.raises(imagecodec.ImageDecodeError):
+            imagecodec.validate_jpeg(broken)

@@ -88,12 +88,15 @@ def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[b
         data = payload
     if data is not None:
         source_fmt = imagecodec.sniff_format(data)
-        raw, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
         store = opts.image_storage
         if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH:
             store = source_fmt
-        if store == source_fmt and opts.resize is None:
-            return data, store, *shape  # the original file passes through: no re-encoding loss or cost
+        if store == source_fmt and opts.resize is None:  # the file passes through: no re-encoding loss or cost
+            if source_fmt == "jpeg":
+                return data, store, *imagecodec.validate_jpeg(data)  # every byte checked, pixels not needed
+            _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
+            return data, store, *shape
+        raw, _ = imagecodec.probe_file_bytes(data)
         img = imagecodec.normalise(raw, bgr=True)
     else:
         img = imagecodec.normalise(np.asarray(payload))
