@@ -3,9 +3,10 @@
 The baseline reads each file, decodes it in full with OpenCV (as validation) and writes one Parquet file with
 pyarrow. Ingest validates too, but a JPEG that is stored as it is (the default) is checked with a 1/8-scale grey
 decode (``imagecodec.validate_jpeg``: every entropy-coded byte is still decoded, so corrupt and truncated files are
-caught as by a full decode) plus the frame header for its shape; other formats get a full decode, as here. Ray start-up is measured and reported apart; steady state is measured on flowers5
-read ten times (copied to a temporary folder, read once before timing so both contenders find it cached) and on
-MNIST IDX. Peak memory (this process + Ray workers) is compared between 1x and 10x flowers input.
+caught as by a full decode) plus the frame header for its shape; other formats get a full decode, as here.
+Ray start-up is measured and reported apart; steady state is measured on flowers5 read ten times (copied to a
+temporary folder, read once before timing so both contenders find it cached) and on MNIST IDX. Peak memory (this
+process + Ray workers) is compared between 1x and 10x flowers input.
 
     python bench/ingest.py [--quick] [--json out.json]
 """
