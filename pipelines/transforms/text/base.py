@@ -170,6 +170,17 @@ class TextOp(Op):
         raise NotImplementedError
 
 
+class ReplacesWords:
+    """For ops whose params are ``{"replacements": [[word index, new word], ...]}`` (list it before the op base)."""
+
+    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
+        for i, word in params["replacements"]:
+            words[i] = word
+
+    def edit_count(self, params: dict[str, Any]) -> int:
+        return len(params["replacements"])
+
+
 class WordOp(TextOp):
     """A text op that edits words and leaves the words named by the ``protect_*`` fields alone."""
 

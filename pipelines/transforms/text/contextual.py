@@ -18,7 +18,7 @@ from pydantic import Field
 
 from augsvc.errors import AugsvcError
 from pipelines.transforms.base import register
-from pipelines.transforms.text.base import WordOp, below, choose
+from pipelines.transforms.text.base import ReplacesWords, WordOp, below, choose
 from pipelines.transforms.text.tokenize import Tokens, match_case, scan_words, seps_of, split_words
 
 _MODELS: dict[str, tuple[Any, Any]] = {}
@@ -87,7 +87,7 @@ class _Contextual(WordOp):
 
 
 @register
-class ContextualSubstitute(_Contextual):
+class ContextualSubstitute(ReplacesWords, _Contextual):
     """Replace words by what a masked LM expects in their place (case kept)."""
 
     name = "contextual_substitute"
@@ -105,13 +105,6 @@ class ContextualSubstitute(_Contextual):
         params = {"replacements": out}
         self._apply(tokens.words, tokens.seps, params)
         return tokens.text(), params
-
-    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
-        for i, word in params["replacements"]:
-            words[i] = word
-
-    def edit_count(self, params: dict[str, Any]) -> int:
-        return len(params["replacements"])
 
 
 @register

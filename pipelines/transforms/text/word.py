@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from pipelines.transforms.base import register
-from pipelines.transforms.text.base import TextOp, WordOp, below, check_text, draw_u32, pick_sorted
+from pipelines.transforms.text.base import ReplacesWords, TextOp, WordOp, below, check_text, draw_u32, pick_sorted
 from pipelines.transforms.text.synonyms import (
     ENGLISH_STOPWORDS,
     DictSynonyms,
@@ -117,7 +117,7 @@ class _SynonymOp(WordOp):
 
 
 @register
-class SynonymReplace(_SynonymOp):
+class SynonymReplace(ReplacesWords, _SynonymOp):
     """Replace words by a synonym (case kept). With no synonyms for any word, nothing changes."""
 
     name = "synonym_replace"
@@ -135,13 +135,6 @@ class SynonymReplace(_SynonymOp):
             s, i = syns[c], cands[c]
             out.append([i, match_case(s[(u[n + t] * len(s)) >> 32], words[i])])
         return replace_words(text, blanked, words, out), {"replacements": out}
-
-    def _apply(self, words: list[str], seps: list[str], params: dict[str, Any]) -> None:
-        for i, word in params["replacements"]:
-            words[i] = word
-
-    def edit_count(self, params: dict[str, Any]) -> int:
-        return len(params["replacements"])
 
 
 @register
