@@ -45,7 +45,7 @@ from pipelines.tasks import (
 from schemas.manifest import Manifest, ShardInfo
 from schemas.recipe import Recipe
 
-BUILD_FORMAT_VERSION = 3
+BUILD_FORMAT_VERSION = 4  # bump whenever an op's output bytes change for the same recipe and seed
 
 __all__ = ["BuildPlan", "BuildReport", "apply_stage_op", "build", "make_plan", "plan_pairs", "replay"]
 

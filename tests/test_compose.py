@@ -241,3 +241,16 @@ def test_flips_that_cancel_out_give_a_copy():
     out, _ = op(x, np.random.default_rng(0))
     assert out is not x
     np.testing.assert_array_equal(out, x)
+
+
+def test_replay_is_exact_when_a_nested_composition_skips_itself() -> None:
+    """A skipped ``sometimes`` between two geometric ops ends the fused run in a build; replay must do the same."""
+    op = build_op({"op": "sequence", "ops": [{"op": "rotate"},
+                   {"op": "sometimes", "p": 0.5, "ops": [{"op": "hflip", "p": 1.0}]}, {"op": "shift"}]})  # fmt: skip
+    x = (np.random.default_rng(0).random((32, 40, 3)) * 255).astype(np.uint8)
+    skipped = 0
+    for s in range(40):
+        y, rec = op(x, rng_for(1, 0, s, f"k{s}"))
+        skipped += rec["params"]["children"][1] is None
+        assert np.array_equal(y, op.apply(x, rec["params"])), s
+    assert 0 < skipped < 40

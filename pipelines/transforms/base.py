@@ -150,11 +150,14 @@ class Chain:
 
     def replay(self, op: Op, record: OpRecord | None) -> None:
         """Apply ``record`` (``None``: skipped) of ``op``, grouping as :meth:`call` did."""
+        composite = type(op).__call__ is not Op.__call__
         if record is None:
+            if composite:
+                self.result()  # call() ended the pending run before the composition skipped itself: so do we
             return
         if record.get("op") != op.name:
             raise AugsvcError(f"record for op {record.get('op')!r} does not match child op {op.name!r}")
-        if type(op).__call__ is not Op.__call__:
+        if composite:
             self._take(op.apply(self.result(), record["params"]))
         else:
             self._push(op, record["params"])
