@@ -82,6 +82,8 @@ def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
             i += 2
             continue
         length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if length < 2:
+            return None
         if marker in _SOF:
             if i + 10 > n:
                 return None
@@ -105,8 +107,8 @@ def validate_jpeg(data: bytes) -> tuple[int, int, int]:
     same verdict (600 randomly corrupted flowers JPEGs: identical results to a full ``IMREAD_UNCHANGED`` decode).
     """
     shape = jpeg_shape(data)
-    if shape is None:
-        raise ImageDecodeError("not a decodable image (JPEG without a frame header)")
+    if shape is None:  # headers our scan does not follow (stray bytes, odd lengths): libjpeg may still read it
+        return probe_file_bytes(data)[1]
     cv2 = _cv2()
     if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
         raise ImageDecodeError("not a decodable image (corrupt or truncated JPEG)")

@@ -255,3 +255,6 @@ def test_jpeg_validation_matches_a_full_decode() -> None:
     for broken in (colour[: len(colour) // 2], colour[:2] + b"\x00" * 40, b"\xff\xd8\xff\xda" + colour[4:]):
         with pytest.raises(imagecodec.ImageDecodeError):
             imagecodec.validate_jpeg(broken)
+    dqt = colour.index(b"\xff\xdb")
+    stray = colour[:dqt] + b"\x00\x00" + colour[dqt:]  # libjpeg skips stray bytes between markers
+    assert imagecodec.validate_jpeg(stray) == imagecodec.probe_file_bytes(stray)[1] == (33, 47, 3)
