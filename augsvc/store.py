@@ -107,9 +107,11 @@ class Store:
         self.local = storefs.is_local(self.uri)
         #: the local root folder (remote stores: their local staging folder)
         self.root = Path(self.uri.removeprefix("file://")) if self.local else _staging_root(self.uri)
+        self.shown = storefs.display(self.uri)  # for messages: secrets in the query string masked
+        self._writable = self.local
 
     def __repr__(self) -> str:
-        return f"Store({self.uri!r})"
+        return f"Store({self.shown!r})"
 
     # -- references --------------------------------------------------------------------------------------------
     def ref(self, *parts: str) -> str:
@@ -129,7 +131,7 @@ class Store:
     def version_dir(self, dataset: str, version: str) -> Path:
         """The local folder of a version (local stores only; use :meth:`shard_ref` for either kind)."""
         if not self.local:
-            raise AugsvcError(f"store {self.uri} is remote: it has no local version folder")
+            raise AugsvcError(f"store {self.shown} is remote: it has no local version folder")
         return self.root / dataset / version
 
     def _isfile(self, *parts: str) -> bool:
@@ -156,7 +158,14 @@ class Store:
     def _write(self, data: bytes, *parts: str) -> None:
         """Replace one small file atomically (a rename locally, a single put remotely)."""
         if not self.local:
-            storefs.write_bytes(self.ref(*parts), data)
+            ref = self.ref(*parts)
+            if storefs.is_object_store(ref):
+                storefs.write_bytes(ref, data)  # one put: visible whole or not at all
+            else:  # filesystems (hdfs, abfs, sftp...) show a file while it is written: write aside, then move
+                aside = self.ref(*parts[:-1], f".{parts[-1]}.tmp-{uuid.uuid4().hex}")
+                storefs.write_bytes(aside, data)
+                fs, path = storefs.resolve(ref)
+                fs.move(storefs.resolve(aside)[1], path)
             return
         target = self.root.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +186,7 @@ class Store:
 
     def manifest(self, dataset: str, version: str) -> Manifest:
         if not self.exists(dataset, version):
-            raise AugsvcError(f"{dataset}@{version}: no such version in store {self.uri}; see 'augsvc ls'")
+            raise AugsvcError(f"{dataset}@{version}: no such version in store {self.shown}; see 'augsvc ls'")
         return Manifest.model_validate_json(self._read_text(dataset, version, "manifest.json"))
 
     def resolve(self, ref: str) -> tuple[str, str]:
@@ -191,7 +200,7 @@ class Store:
         if len(matches) == 1:
             return name, matches[0]
         if not matches:
-            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.uri}")
+            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.shown}")
         raise AugsvcError(f"{ref}: {sel!r} matches several versions ({', '.join(matches)}); give more digits")
 
     def set_tag(self, dataset: str, tag: str, version: str) -> None:
@@ -202,8 +211,23 @@ class Store:
         self._write((version + "\n").encode(), dataset, "tags", tag)
 
     # -- writing -----------------------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        """Fail before any work when a remote store cannot be written (missing bucket, no credentials)."""
+        if self._writable:
+            return
+        fs, path = self.filesystem()
+        try:
+            fs.create_dir(path, recursive=True)
+        except OSError as e:
+            raise AugsvcError(
+                f"store {self.shown}: cannot write there ({e}); check that the bucket or container exists and that "
+                "this machine's credentials may write to it"
+            ) from None
+        self._writable = True
+
     def staging(self, dataset: str) -> Staging:
         _check_name("dataset", dataset)
+        self._check_writable()
         d = self.root / dataset / ".staging" / uuid.uuid4().hex
         (d / "shards").mkdir(parents=True)
         return Staging(d)
@@ -211,6 +235,7 @@ class Store:
     def staging_keyed(self, dataset: str, key: str) -> Staging:
         """A staging folder with a stable name, so an interrupted job can find and reuse its finished work."""
         _check_name("dataset", dataset)
+        self._check_writable()
         d = self.root / dataset / ".staging" / key
         (d / "shards").mkdir(parents=True, exist_ok=True)
         return Staging(d)
@@ -272,9 +297,15 @@ class Store:
                     raise
                 shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
         else:
-            for s in staging.shards:  # shards first; the manifest put below is what makes the version visible
-                storefs.write_bytes(self.shard_ref(dataset, vid, s.path), (staging.dir / s.path).read_bytes())
-            self._write(body, dataset, vid, "manifest.json")
+            try:  # shards first; the manifest written last is what makes the version visible
+                for s in staging.shards:
+                    storefs.write_bytes(self.shard_ref(dataset, vid, s.path), (staging.dir / s.path).read_bytes())
+                self._write(body, dataset, vid, "manifest.json")
+            except OSError as e:
+                raise AugsvcError(
+                    f"store {self.shown}: publishing {dataset}@{vid} failed ({e}); nothing was published, and the "
+                    f"staged shards are kept in {staging.dir}: run the command again"
+                ) from None
             shutil.rmtree(staging.dir, ignore_errors=True)
         self.set_tag(dataset, "latest", vid)
         return PublishResult(manifest, up_to_date=False)

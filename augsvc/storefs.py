@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import TYPE_CHECKING
 
 from augsvc.errors import AugsvcError
@@ -49,32 +50,58 @@ def join(ref: str, *parts: str) -> str:
     return f"{scheme}://{path}" + (f"?{query}" if query else "")
 
 
+_SECRET = re.compile(r"(^|&)([^=&]*(?:key|secret|token|password|credential|sig)[^=&]*)=[^&]*", re.IGNORECASE)
+_OBJECT_STORES = ("s3", "gs", "gcs")  # a put is atomic there: an object is visible whole or not at all
+
+
+def display(ref: str) -> str:
+    """``ref`` for messages: values of query options that look like secrets are masked."""
+    scheme, path, query = _split(ref)
+    if not query:
+        return ref
+    return f"{scheme}://{path}?" + _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", query)
+
+
 @functools.lru_cache(maxsize=32)
 def _filesystem(scheme: str, head: str, query: str) -> pafs.FileSystem:
     import pyarrow.fs as pafs
 
+    where = display(f"{scheme}://{head}" + (f"?{query}" if query else ""))
     if not scheme:
         return pafs.LocalFileSystem()
     if scheme in _NATIVE:
         try:
             fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{head}" + (f"?{query}" if query else ""))
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise AugsvcError(f"store {scheme}://{head}: cannot open it ({e}); check the URI and its options") from None
+            raise AugsvcError(f"store {where}: cannot open it ({e}); check the URI and its options") from None
         return fs
     try:
         import fsspec
     except ImportError:
         raise AugsvcError(
-            f"store {scheme}://...: protocol {scheme!r} needs fsspec (pip install fsspec and the package for "
+            f"store {where}: protocol {scheme!r} needs fsspec (pip install fsspec and the package for "
             f"{scheme!r}); pyarrow reads {', '.join(_NATIVE)} without it"
         ) from None
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     try:
         options = dict(kv.split("=", 1) for kv in query.split("&") if kv) if query else {}
-        return PyFileSystem(FSSpecHandler(fsspec.filesystem(scheme, **options)))
-    except (ImportError, ValueError) as e:
-        raise AugsvcError(f"store {scheme}://...: fsspec cannot open protocol {scheme!r} ({e})") from None
+        fs, _ = fsspec.core.url_to_fs(f"{scheme}://{head}", **options)  # the host of sftp://host/... and alike
+        return PyFileSystem(FSSpecHandler(fs))
+    except (ImportError, ValueError, OSError) as e:
+        raise AugsvcError(f"store {where}: fsspec cannot open protocol {scheme!r} ({e})") from None
+
+
+def _inner_path(fs: pafs.FileSystem, scheme: str, path: str) -> str:
+    """The path inside the filesystem, as pyarrow or fsspec spell it for that protocol."""
+    head, _, rest = path.partition("/")
+    if scheme in ("hdfs", "viewfs"):  # hdfs://namenode:port/path -> /path
+        return "/" + rest
+    if scheme in ("abfs", "abfss"):  # abfs://container@account.dfs.core.windows.net/path -> container/path
+        return head.split("@", 1)[0] + ("/" + rest if rest else "")
+    if scheme in _NATIVE:  # s3://bucket/key, gs://bucket/key -> bucket/key
+        return path
+    return fs.handler.fs._strip_protocol(f"{scheme}://{path}")  # fsspec's own spelling
 
 
 def resolve(ref: str) -> tuple[pafs.FileSystem, str]:
@@ -82,8 +109,12 @@ def resolve(ref: str) -> tuple[pafs.FileSystem, str]:
     scheme, path, query = _split(ref)
     if not scheme:
         return _filesystem("", "", ""), os.path.abspath(path)
-    head = path.split("/", 1)[0]
-    return _filesystem(scheme, head, query), path
+    fs = _filesystem(scheme, path.split("/", 1)[0], query)
+    return fs, _inner_path(fs, scheme, path)
+
+
+def is_object_store(ref: str) -> bool:
+    return _split(ref)[0] in _OBJECT_STORES
 
 
 def read_bytes(ref: str) -> bytes:
@@ -103,11 +134,14 @@ def write_bytes(ref: str, data: bytes) -> None:
 
 
 def read_table(ref: str, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet file (local path or URI) as a table."""
+    """A Parquet file (local path or URI) as a table; a missing or unreadable file is an ``AugsvcError``."""
     import pyarrow.parquet as pq
 
     fs, path = resolve(ref)
-    return pq.read_table(path, columns=columns, filesystem=fs)
+    try:
+        return pq.read_table(path, columns=columns, filesystem=fs)
+    except (OSError, ValueError) as e:  # missing file, network error, not Parquet (ArrowInvalid)
+        raise AugsvcError(f"{display(ref)}: cannot read it ({e}); run 'augsvc verify' on its version") from None
 
 
 def read_schema(ref: str) -> pa.Schema:

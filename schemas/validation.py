@@ -30,6 +30,8 @@ def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[d
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise AugsvcError(f"{path}: not valid YAML ({e})") from None
+    if data is None:  # an empty file: report the missing keys, not a type
+        data = {}
     if not isinstance(data, dict):
         raise AugsvcError(f"{path}: a {kind} is a mapping with {expected}, got {type(data).__name__}")
     return data, str(path)
@@ -41,7 +43,7 @@ def key_of(loc: tuple) -> str:
 
 
 def validation_message(
-    err: ValidationError, where: str, model_at: Callable[[tuple], type[BaseModel]], what: str = "value"
+    err: ValidationError, where: str, model_at: Callable[[tuple], type[BaseModel]], what: str | None = None
 ) -> str:
     """One line per problem; an unknown key at ``loc`` is checked against the fields of ``model_at(loc)``."""
     lines = []
@@ -56,6 +58,8 @@ def validation_message(
             lines.append(f"{where}: missing required key {key!r}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
+            label = key or what  # a model-level check has no key: name the whole thing, or nothing
+            head = f"{where}: {label}: " if label else f"{where}: "
             for i, line in enumerate(msg.splitlines()):
-                lines.append(f"{where}: {key or what}: {line}" if i == 0 else f"    {line}")
+                lines.append(head + line if i == 0 else f"    {line}")
     return "\n".join(lines)

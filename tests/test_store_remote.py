@@ -137,7 +137,7 @@ def test_publish_crash_leaves_no_version_and_retry_completes(
         real(ref, data)
 
     monkeypatch.setattr(storefs, "write_bytes", flaky)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(AugsvcError, match="simulated.*nothing was published"):
         ingest(images, name="src", store=remote, options=IngestOptions(shard_rows=4), workers=0)
     assert remote.versions("src") == [] and remote.datasets() == []  # shards uploaded, no manifest: invisible
     monkeypatch.setattr(storefs, "write_bytes", real)
@@ -169,6 +169,19 @@ def test_fsspec_memory_store_round_trip(images: Path) -> None:
     assert mem.versions("src") == [rep.manifest.version]
     assert mem.read_shard("src", rep.manifest.version, rep.manifest.shards[0].path).num_rows == 4
     assert mem.verify("src", rep.manifest.version) == []
+
+
+def test_missing_bucket_and_missing_shard_are_clear_errors(s3_endpoint: str, s3_uri: str, images: Path) -> None:
+    with pytest.raises(AugsvcError, match="cannot write there.*bucket"):
+        ingest(images, name="src", store=Store(f"s3://no-such-bucket/x?{s3_endpoint}"), workers=0)
+    remote = Store(s3_uri)
+    rep = ingest(images, name="src", store=remote, options=IngestOptions(shard_rows=4), workers=0)
+    fs, root = remote.filesystem()
+    fs.delete_file(f"{root}/src/{rep.manifest.version}/{rep.manifest.shards[1].path}")
+    with pytest.raises(AugsvcError, match=r"shards/part-00001.parquet.*: cannot read it.*augsvc verify"):
+        build(load_recipe(RECIPE), remote, workers=0)
+    shown = storefs.display("sftp://host/store?username=me&password=hunter2&key_filename=/k")
+    assert shown == "sftp://host/store?username=me&password=***&key_filename=***"
 
 
 def test_unknown_protocol_is_a_clear_error() -> None:

@@ -126,3 +126,12 @@ def test_finetune_freezes_then_uses_differential_learning_rates(store: Store, tm
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.001, 0.01])
     s = train(cfg, store, tmp_path / "ft", progress=False)
     assert s["epochs"] == 2
+
+
+def test_config_file_messages_name_the_file_and_key(tmp_path) -> None:
+    (tmp_path / "cfg.yaml").write_text("data: x\nmodel: hf\n")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(AugsvcError, match=r"cfg.yaml: model: hf needs hf_path"):
+        load_config(tmp_path / "cfg.yaml")
+    with pytest.raises(AugsvcError, match=r"empty.yaml: missing required key 'data'"):
+        load_config(tmp_path / "empty.yaml")
