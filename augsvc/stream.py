@@ -37,11 +37,14 @@ import numpy as np
 from augsvc import storefs
 from augsvc.errors import AugsvcError
 from augsvc.store import Store
+from augsvc.streamcols import META as _META
+from augsvc.streamcols import decode_rows as _decode
+from augsvc.streamcols import gather as _gather
+from augsvc.streamcols import to_numpy
 
 STREAM_TAG = 0x57E4
 SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
-_META = ("image_format", "height", "width", "channels")
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
 
 __all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
@@ -292,32 +295,9 @@ class Stream:
         return cols
 
     def _to_numpy(self, t: Any) -> dict[str, Any]:
-        n, k = t.num_rows, len(self.manifest.class_names)
-        out: dict[str, Any] = {}
-        for name in t.column_names:
-            col = t[name]
-            if name == "image" and self.decode_images:
-                out["image"] = _raw_images(t) if {"image_format", "height"} <= set(t.column_names) else None
-                if out["image"] is None:  # encoded or mixed shapes: decoded per batch
-                    out["image"] = col.to_numpy(zero_copy_only=False)
-            elif name == "label":
-                out["label"] = col.fill_null(-1).to_numpy().astype(np.int64)
-            elif name == "soft_label":
-                continue
-            else:  # list columns (e.g. teacher_logits) give object arrays of arrays, None where null
-                out[name] = col.to_numpy(zero_copy_only=False)
-        if "label" in out and (self.manifest.soft_labels or self.one_hot or self.mix):
-            soft = np.zeros((n, k), np.float32)
-            labels = out.get("label", np.full(n, -1))
-            ok = labels >= 0
-            soft[np.flatnonzero(ok), labels[ok]] = 1.0
-            col = t["soft_label"].combine_chunks() if "soft_label" in t.column_names else None
-            if col is not None and self.manifest.soft_labels and col.null_count < n:
-                valid = np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))
-                values = col.drop_null().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-                soft[valid] = values.reshape(len(valid), k)
-            out["soft_label"] = soft
-        return out
+        soft = self.manifest.soft_labels
+        return to_numpy(t, len(self.manifest.class_names), decode_images=self.decode_images,
+                        soft_labels=soft, want_soft=soft or self.one_hot or bool(self.mix))  # fmt: skip
 
     # -- iteration --------------------------------------------------------------------------------------------
     def _reader(self, plan: _Plan, first_block: int, q: queue.Queue, stop: threading.Event) -> None:
@@ -441,58 +421,6 @@ class Stream:
             out[key] = np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
         else:
             out[key] = np.array(xs, dtype=object)
-
-
-def _raw_images(t: Any) -> np.ndarray | None:
-    """Zero-copy (n, H, W, C) uint8 view of a shard's image column when every row is raw with one shape."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = t.num_rows
-    if n == 0 or t["image"].null_count or not pc.all(pc.equal(t["image_format"], "raw")).as_py():
-        return None
-    dims = [pc.min_max(t[k]) for k in ("height", "width", "channels")]
-    if any(d["min"].as_py() != d["max"].as_py() for d in dims):
-        return None
-    h, w, c = (int(d["min"].as_py()) for d in dims)
-    arr = t["image"].combine_chunks()
-    wide = pa.types.is_large_binary(arr.type)
-    offs = np.frombuffer(arr.buffers()[1], np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
-    size = h * w * c
-    if not (np.diff(offs) == size).all():
-        return None
-    return np.frombuffer(arr.buffers()[2], np.uint8, count=n * size, offset=int(offs[0])).reshape(n, h, w, c)
-
-
-def _gather(name: str, parts: list, m: int) -> Any:
-    """Column ``name`` of the batch: rows ``rows`` of each shard's column placed at ``positions``."""
-    cols = [cols[name] for _, cols, _ in parts]
-    first = cols[0]
-    if len(parts) == 1 and len(parts[0][0]) == m and np.array_equal(parts[0][0], np.arange(m)):
-        return first[parts[0][2]]
-    same = all(c.dtype == first.dtype and c.shape[1:] == first.shape[1:] for c in cols)
-    out = np.empty((m, *first.shape[1:]), first.dtype) if same else np.empty(m, object)
-    for (pos, _, rows), col in zip(parts, cols, strict=True):
-        if same:
-            out[pos] = col[rows]
-        else:
-            for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
-                out[p] = col[r]
-    return out
-
-
-def _decode(blobs: np.ndarray, meta: dict[str, np.ndarray]) -> Any:
-    """Encoded (or raw of mixed shapes) image rows to uint8 HWC; stacked when they share a shape."""
-    from pipelines import imagecodec
-
-    imgs = []
-    for j, b in enumerate(blobs):
-        if isinstance(b, np.ndarray):  # a row of a raw shard view
-            imgs.append(b)
-        else:
-            f, h, w, c = (meta[k][j] for k in _META)
-            imgs.append(imagecodec.decode(b, str(f), int(h), int(w), int(c)))
-    return np.stack(imgs) if len({i.shape for i in imgs}) == 1 else imgs
 
 
 def stream(ref: str, **kwargs: Any) -> Stream:
