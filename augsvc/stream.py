@@ -28,7 +28,6 @@ import hashlib
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +40,12 @@ from augsvc.streamcols import META as _META
 from augsvc.streamcols import decode_rows as _decode
 from augsvc.streamcols import gather as _gather
 from augsvc.streamcols import to_numpy
+from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, consumer_plan, stream_rng
 
-STREAM_TAG = 0x57E4
-SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
 
 __all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
-
-
-def stream_rng(purpose: int, *values: int) -> np.random.Generator:
-    """``Generator(PCG64(SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])))``: one seed per value tuple."""
-    words = [STREAM_TAG, purpose]
-    for v in values:
-        v = int(v)
-        if not 0 <= v < 1 << 64:
-            raise AugsvcError(f"stream seeds, epochs and keys are integers in [0, 2**64), got {v}")
-        words += [v & 0xFFFFFFFF, v >> 32]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
 
 
 def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -71,21 +58,6 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
             rank = dist.get_rank() if rank is None else rank
             world_size = dist.get_world_size() if world_size is None else world_size
     return (rank or 0), (world_size or 1)
-
-
-@dataclass
-class _Plan:
-    """One consumer's epoch: entries (shard, row, padded) in order, cut into blocks of whole shards."""
-
-    shard: np.ndarray  # int64 shard index per entry
-    row: np.ndarray  # int64 row within the shard
-    padded: np.ndarray  # bool
-    bounds: list[int]  # block b covers entries [bounds[b], bounds[b+1])
-    total: int  # rows of the epoch over all consumers (N)
-
-    def block_shards(self, b: int) -> list[int]:
-        s = self.shard[self.bounds[b] : self.bounds[b + 1]]
-        return list(dict.fromkeys(s.tolist()))
 
 
 class Stream:
@@ -185,40 +157,12 @@ class Stream:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(sh), np.concatenate(rw)
 
-    def plan(self) -> _Plan:
+    def plan(self) -> Plan:
         """This consumer's entries for the epoch (a pure function of the manifest and the stream's settings)."""
         g_shard, g_row = self._order()
-        n, C, c = len(g_shard), self.consumers, self.consumer
-        lo, hi = c * n // C, (c + 1) * n // C
-        shard, row = g_shard[lo:hi], g_row[lo:hi]
-        bounds, start = [0], 0
-        cuts = np.flatnonzero(np.diff(shard)) + 1  # shard boundaries inside the range
-        for cut in [*cuts.tolist(), len(shard)]:
-            if cut - start >= self.window or cut == len(shard):
-                if cut > bounds[-1]:
-                    bounds.append(cut)
-                start = cut
-        if self.shuffle:
-            for b in range(len(bounds) - 1):
-                s, e = bounds[b], bounds[b + 1]
-                p = stream_rng(WINDOW, self.seed, self.epoch, C, c, b).permutation(e - s) + s
-                shard[s:e], row[s:e] = shard[p], row[p]
-        padded = np.zeros(len(shard), bool)
-        if self.drop_last:
-            keep = n // C
-            keep -= keep % self.batch_size
-            shard, row, padded = shard[:keep], row[:keep], padded[:keep]
-            bounds = [min(b, keep) for b in bounds]
-            bounds = [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
-        elif self.pad and n and len(shard) < -(-n // C):
-            extra = -(-n // C) - len(shard)
-            src_s, src_r = (shard, row) if len(shard) else (g_shard, g_row)
-            idx = np.arange(extra) % len(src_s) if len(shard) else (np.arange(extra) + c) % n
-            shard = np.concatenate([shard, src_s[idx]])
-            row = np.concatenate([row, src_r[idx]])
-            padded = np.concatenate([padded, np.ones(extra, bool)])
-            bounds.append(len(shard))
-        return _Plan(shard, row, padded, bounds, n)
+        return consumer_plan(g_shard, g_row, self.consumers, self.consumer, window=self.window, shuffle=self.shuffle,
+                             seed=self.seed, epoch=self.epoch, batch_size=self.batch_size, drop_last=self.drop_last,
+                             pad=self.pad)  # fmt: skip
 
     def schedule(self) -> list[tuple[int, int]]:
         """This consumer's (shard, row) order for the epoch."""
@@ -300,7 +244,7 @@ class Stream:
                         soft_labels=soft, want_soft=soft or self.one_hot or bool(self.mix))  # fmt: skip
 
     # -- iteration --------------------------------------------------------------------------------------------
-    def _reader(self, plan: _Plan, first_block: int, q: queue.Queue, stop: threading.Event) -> None:
+    def _reader(self, plan: Plan, first_block: int, q: queue.Queue, stop: threading.Event) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -369,7 +313,7 @@ class Stream:
         finally:
             stop.set()
 
-    def _collate(self, plan: _Plan, start: int, end: int, loaded: dict, index: int) -> dict[str, Any]:
+    def _collate(self, plan: Plan, start: int, end: int, loaded: dict, index: int) -> dict[str, Any]:
         shard, row = plan.shard[start:end], plan.row[start:end]
         blocks = np.searchsorted(plan.bounds, np.arange(start, end), side="right") - 1
         parts = []  # (positions in the batch, shard columns, rows)

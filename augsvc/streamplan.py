@@ -1,0 +1,92 @@
+"""The epoch plan of a stream: which (shard, row) entries each consumer reads, in which order, in which blocks.
+
+Pure functions of the manifest's order and the stream's settings, seeded by :func:`stream_rng`: never by worker,
+thread or timing (see ``docs/streaming.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from augsvc.errors import AugsvcError
+
+STREAM_TAG = 0x57E4
+SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
+
+
+def stream_rng(purpose: int, *values: int) -> np.random.Generator:
+    """``Generator(PCG64(SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])))``: one seed per value tuple."""
+    words = [STREAM_TAG, purpose]
+    for v in values:
+        v = int(v)
+        if not 0 <= v < 1 << 64:
+            raise AugsvcError(f"stream seeds, epochs and keys are integers in [0, 2**64), got {v}")
+        words += [v & 0xFFFFFFFF, v >> 32]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
+
+
+@dataclass
+class Plan:
+    """One consumer's epoch: entries (shard, row, padded) in order, cut into blocks of whole shards."""
+
+    shard: np.ndarray  # int64 shard index per entry
+    row: np.ndarray  # int64 row within the shard
+    padded: np.ndarray  # bool
+    bounds: list[int]  # block b covers entries [bounds[b], bounds[b+1])
+    total: int  # rows of the epoch over all consumers (N)
+
+    def block_shards(self, b: int) -> list[int]:
+        s = self.shard[self.bounds[b] : self.bounds[b + 1]]
+        return list(dict.fromkeys(s.tolist()))
+
+
+def consumer_plan(
+    g_shard: np.ndarray,
+    g_row: np.ndarray,
+    consumers: int,
+    consumer: int,
+    *,
+    window: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    drop_last: bool,
+    pad: bool,
+) -> Plan:
+    """Consumer ``consumer`` of ``consumers``: its contiguous range of the epoch's global (shard, row) order, cut in
+    blocks of whole shards of at least ``window`` entries, shuffled within each block, then cut or padded."""
+    C, c = consumers, consumer
+    n = len(g_shard)
+    lo, hi = c * n // C, (c + 1) * n // C
+    shard, row = g_shard[lo:hi], g_row[lo:hi]
+    bounds, start = [0], 0
+    cuts = np.flatnonzero(np.diff(shard)) + 1  # shard boundaries inside the range
+    for cut in [*cuts.tolist(), len(shard)]:
+        if cut - start >= window or cut == len(shard):
+            if cut > bounds[-1]:
+                bounds.append(cut)
+            start = cut
+    if shuffle:
+        for b in range(len(bounds) - 1):
+            s, e = bounds[b], bounds[b + 1]
+            p = stream_rng(WINDOW, seed, epoch, C, c, b).permutation(e - s) + s
+            shard[s:e], row[s:e] = shard[p], row[p]
+    padded = np.zeros(len(shard), bool)
+    if drop_last:
+        keep = n // C
+        keep -= keep % batch_size
+        shard, row, padded = shard[:keep], row[:keep], padded[:keep]
+        bounds = [min(b, keep) for b in bounds]
+        bounds = [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
+    elif pad and n and len(shard) < -(-n // C):
+        extra = -(-n // C) - len(shard)
+        src_s, src_r = (shard, row) if len(shard) else (g_shard, g_row)
+        idx = np.arange(extra) % len(src_s) if len(shard) else (np.arange(extra) + c) % n
+        shard = np.concatenate([shard, src_s[idx]])
+        row = np.concatenate([row, src_r[idx]])
+        padded = np.concatenate([padded, np.ones(extra, bool)])
+        bounds.append(len(shard))
+    return Plan(shard, row, padded, bounds, n)
