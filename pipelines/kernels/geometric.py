@@ -52,20 +52,11 @@ def affine_coeffs(
     return (a, b, cx + tx - (a * cx + b * cy), d, e, cy + ty - (d * cx + e * cy))
 
 
-def affine_matrix(
-    h: int,
-    w: int,
-    *,
-    angle: float = 0.0,
-    scale: float = 1.0,
-    tx: float = 0.0,
-    ty: float = 0.0,
-    shear_x: float = 0.0,
-    shear_y: float = 0.0,
-) -> np.ndarray:
+def affine_matrix(h: int, w: int, **params: float) -> np.ndarray:
     """The 2x3 matrix that shears, rotates (degrees, counter-clockwise) and scales about the image centre,
-    then translates by ``(tx, ty)`` pixels. Shears are angles in degrees."""
-    m = affine_coeffs(h, w, angle=angle, scale=scale, tx=tx, ty=ty, shear_x=shear_x, shear_y=shear_y)
+    then translates by ``(tx, ty)`` pixels. Shears are angles in degrees. ``params``: those of :func:`affine_coeffs`
+    (``angle``, ``scale``, ``tx``, ``ty``, ``shear_x``, ``shear_y``)."""
+    m = affine_coeffs(h, w, **params)
     return np.array(m, dtype=np.float64).reshape(2, 3)
 
 

@@ -243,7 +243,7 @@ def delete_words_in_text(text: str, blanked: bytes, words: Words, indices: list[
         if i - prev < 2:  # two neighbours: their deletions interact
             return delete_in_text(text, blanked, words, [(i, i + 1) for i in indices], fix_case=fix_case)
         prev = i
-    out, pos = [], 0
+    out, pos = [], 0  # the loop of delete_in_text, specialised for single words: kept apart, it is the hot path
     for i, first in zip(indices, word_starts(blanked, indices), strict=True):
         cut, merged, capital, resume = cut_words(text, blanked, words, i, i + 1, fix_case, first)
         out.append(text[pos:cut])
