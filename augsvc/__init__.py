@@ -1,3 +1,5 @@
 """augsvc: data augmentation service and dataset builder."""
 
-__version__ = "0.1.0"
+from schemas.version import PACKAGE_VERSION as __version__
+
+__all__ = ["__version__"]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 app = typer.Typer(help="augsvc: build, version and serve augmented datasets.", no_args_is_help=True)
 StoreOpt = Annotated[
@@ -21,7 +21,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def _store(uri: str | None):
-    from augsvc.store import Store
+    from pipelines.store import Store
 
     return Store(uri)
 

@@ -52,11 +52,11 @@ def make_inputs(root: Path) -> dict[str, Path]:
 
 
 def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[[str], None] = print) -> None:
-    from augsvc.store import Store
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.preview import render_preview
     from pipelines.runner import build
     from pipelines.split import split_version
+    from pipelines.store import Store
     from schemas.recipe import load_recipe
 
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

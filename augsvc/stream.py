@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from augsvc import storefs
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.streamcols import META as _META
 from augsvc.streamcols import decode_rows as _decode
 from augsvc.streamcols import gather as _gather
 from augsvc.streamcols import to_numpy
 from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, consumer_plan, stream_rng
+from pipelines import storefs
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from augsvc.errors import AugsvcError
 from augsvc.stream import Stream, _dist_defaults
+from schemas.errors import AugsvcError
 
 
 def _worker_progress(batches: int, per_worker: list[int]) -> list[int]:

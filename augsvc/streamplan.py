@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 STREAM_TAG = 0x57E4
 SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists

@@ -79,9 +79,9 @@ def main() -> None:
     try:
         import ray
 
-        from augsvc.store import Store
         from pipelines.executor import ensure_ray
         from pipelines.ingest import ingest
+        from pipelines.store import Store
 
         flowers = shared("flowers5")
         big = tmp / f"flowers_x{times}"

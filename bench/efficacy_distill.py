@@ -38,11 +38,11 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    from augsvc.store import Store
     from augsvc.trainer.loop import evaluate_run, load_config, train
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import build
     from pipelines.split import split_version
+    from pipelines.store import Store
     from schemas.recipe import load_recipe
 
     t_start = time.perf_counter()

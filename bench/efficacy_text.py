@@ -65,8 +65,8 @@ EDA = {
 
 def wordnet_available() -> str | None:
     """Why WordNet arms are skipped (None when WordNet data is found)."""
-    from augsvc.errors import AugsvcError
     from pipelines.transforms.text.wordnet_files import find_wordnet_dir
+    from schemas.errors import AugsvcError
 
     try:
         find_wordnet_dir()
@@ -134,9 +134,9 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     models = args.models.split(",")
-    from augsvc.store import Store
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import build
+    from pipelines.store import Store
     from schemas.recipe import load_recipe
 
     no_wordnet = wordnet_available()

@@ -75,8 +75,8 @@ def baseline_idx(root: Path, out: Path) -> int:
 
 
 def run_ours(src: Path, store_dir: Path, workers: int) -> tuple[float, int]:
-    from augsvc.store import Store
     from pipelines.ingest import ingest
+    from pipelines.store import Store
 
     shutil.rmtree(store_dir, ignore_errors=True)
     t = time.perf_counter()

@@ -53,9 +53,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
-    from augsvc.store import Store
     from augsvc.stream import Stream
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.store import Store
 
     repeats = 2 if args.quick else 5
     with tempfile.TemporaryDirectory() as tmp:

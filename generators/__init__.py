@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 SMOTE_METHODS = ("smote", "borderline", "adasyn", "smotenc")
 

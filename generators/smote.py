@@ -49,7 +49,7 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 StrategyName = Literal["auto", "minority", "not minority", "not majority", "all"]
 Ratio = Annotated[float, Field(gt=0, le=1)]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 _REMOTE_CACHE: dict[Callable, Any] = {}
 

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
 from schemas.recipe import Recipe
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from pipelines import imagecodec
 from pipelines.rng import rng_for
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from schemas.recipe import Recipe
 
 

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from augsvc import __version__, storefs
-from augsvc.errors import AugsvcError
-from augsvc.hashing import version_id
-from augsvc.store import Store
+from pipelines import storefs
 from pipelines.executor import run_map, start_workers
 from pipelines.plan import BuildPlan, _label_counts, make_plan
+from pipelines.store import Store
 from pipelines.tasks import (
     GenPlan,
     MixPlan,
@@ -42,8 +40,11 @@ from pipelines.tasks import (
     scatter_task,
     teacher_task,
 )
+from schemas.errors import AugsvcError
+from schemas.hashing import version_id
 from schemas.manifest import Manifest, ShardInfo
 from schemas.recipe import Recipe
+from schemas.version import PACKAGE_VERSION
 
 BUILD_FORMAT_VERSION = 4  # bump whenever an op's output bytes change for the same recipe and seed
 
@@ -171,7 +172,7 @@ def build(
         "parents": [f"{dataset}@{version}"],
         "recipe": recipe.definition(),
         "seed": recipe.seed,
-        "code": {"augsvc": __version__, "build_format": BUILD_FORMAT_VERSION},
+        "code": {"augsvc": PACKAGE_VERSION, "build_format": BUILD_FORMAT_VERSION},
     }
     vid = version_id(definition)
     if dry_run:

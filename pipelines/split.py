@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augsvc.errors import AugsvcError
-from augsvc.store import PublishResult, Store
 from pipelines.ingest.encode import sample_id as sample_id_of
 from pipelines.ingest.encode import write_parquet
+from pipelines.store import PublishResult, Store
+from schemas.errors import AugsvcError
 
 SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
 

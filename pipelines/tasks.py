@@ -18,13 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augsvc import storefs
-from augsvc.errors import AugsvcError
-from pipelines import imagecodec
+from pipelines import imagecodec, storefs
 from pipelines.ingest.encode import write_parquet
 from pipelines.plan import BuildPlan, derived_id
 from pipelines.rng import rng_for, sample_key
 from schemas.arrow import schema_for
+from schemas.errors import AugsvcError
 from schemas.recipe import Recipe
 
 MIX_TAG = 0x3A1C  # SeedSequence entry of mixing pair/coin draws (never collides with op draws)

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from augsvc.errors import AugsvcError
 from pipelines.mixing import MixSpec
+from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
 
 RECIPE_SCHEMA_VERSION = 1

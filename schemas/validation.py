@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 
 def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[dict[str, Any], str]:

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from augsvc.cli import app
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from pipelines import imagecodec, runner
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build, replay
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from schemas.recipe import load_recipe
 
 FLIPROTATE = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 30, "fill_mode": "reflect"}]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augsvc.store import Store
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build
+from pipelines.store import Store
 from schemas.recipe import load_recipe
 from tests.conftest import write_image
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from augsvc.errors import AugsvcError
 from pipelines.rng import rng_for
 from pipelines.transforms.compose import build_op, op_to_spec
+from schemas.errors import AugsvcError
 
 NESTED = {
     "op": "sequence",

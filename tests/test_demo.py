@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from augsvc.demo import run_demo
-from augsvc.store import Store
+from pipelines.store import Store
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

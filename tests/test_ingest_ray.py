@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from augsvc.cli import app
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.split import split_version
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 
 pytestmark = pytest.mark.usefixtures("ray_module")  # embedded Ray, started once per module
 

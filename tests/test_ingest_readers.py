@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from pipelines import imagecodec
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from tests.conftest import write_image
 
 

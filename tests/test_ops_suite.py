@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from augsvc.errors import AugsvcError
 from pipelines.transforms.base import registry
 from pipelines.transforms.compose import build_op, op_to_spec
+from schemas.errors import AugsvcError
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
 SEEDS = range(6)

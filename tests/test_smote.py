@@ -13,8 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from imblearn.over_sampling import ADASYN, SMOTE, BorderlineSMOTE
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from generators import build_generator
 from generators.smote import (
     SmoteParams,
@@ -27,6 +25,8 @@ from generators.smote import (
 )
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from schemas.recipe import load_recipe
 
 METHODS = [

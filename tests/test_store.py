@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 
 
 def _publish(store: Store, values: list[int]):

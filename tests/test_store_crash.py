@@ -4,13 +4,13 @@ import subprocess
 import sys
 import textwrap
 
-from augsvc.store import Store
+from pipelines.store import Store
 
 PUBLISH = textwrap.dedent(
     """
     import os, sys
     import pyarrow as pa
-    from augsvc.store import Store
+    from pipelines.store import Store
     store = Store(sys.argv[1])
     st = store.staging("ds")
     st.write_shard(pa.table({"x": list(range(1000))}))

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from augsvc import storefs
 from augsvc.cli import app
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.stream import Stream
+from pipelines import storefs
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from schemas.recipe import load_recipe
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (a dev extra) runs the local S3 endpoint")

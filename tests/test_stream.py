@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.stream import Stream, as_torch_dataset
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.store import Store
 from schemas.arrow import text_schema
+from schemas.errors import AugsvcError
 from tests.conftest import write_image
 
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augsvc.store import Store
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.preview import render_text_preview
 from pipelines.runner import build
+from pipelines.store import Store
 from pipelines.transforms.text.tokenize import Tokens
 from schemas.recipe import load_recipe
 

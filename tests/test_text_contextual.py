@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augsvc.errors import AugsvcError
 from pipelines.textcap import apply_capped
 from pipelines.transforms.compose import build_op, op_to_spec
+from schemas.errors import AugsvcError
 
 WORDS = "the quick brown fox jumps over lazy dog it was not amused cat runs fast slow red green".split()
 

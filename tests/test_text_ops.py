@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from augsvc.errors import AugsvcError
 from pipelines.rng import rng_for
 from pipelines.transforms.base import registry
 from pipelines.transforms.text.budget import apply_text_ops, count_changed_words, text_budget
@@ -34,6 +33,7 @@ from pipelines.transforms.text.word import (
     SynonymInsert,
     SynonymReplace,
 )
+from schemas.errors import AugsvcError
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
 SYN = {

@@ -14,8 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.trainer.config import load_config
 from augsvc.trainer.finetune import group_learning_rates, make_optimizer, set_trainable
 from augsvc.trainer.loop import train
@@ -24,7 +22,9 @@ from augsvc.trainer.models import SmallCNN, count_parameters
 from augsvc.trainer.reports import compare
 from augsvc.trainer.teacher import TeacherStage, load_model, logits_for_rows
 from pipelines.ingest.encode import write_parquet
+from pipelines.store import Store
 from schemas.arrow import image_schema, text_schema
+from schemas.errors import AugsvcError
 
 
 def _publish(store: Store, name: str, rows: list[dict], schema: pa.Schema, modality: str, classes: list[str]) -> None:

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.trainer.loop import compare, load_config, train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build
 from pipelines.split import split_version
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 from schemas.recipe import load_recipe
 
 

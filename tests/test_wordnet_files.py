@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from augsvc.errors import AugsvcError
 from pipelines.transforms.text.wordnet_files import find_wordnet_dir, load_wordnet
+from schemas.errors import AugsvcError
 
 LICENCE = "  1 This software and database is being provided to you, the LICENSEE, by Princeton University\n"
 

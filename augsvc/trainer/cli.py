@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary, no progress bar.")] = False,
     ):
         """Train a classifier on a version; writes metrics, best checkpoint and a validation plot to OUT."""
-        from augsvc.store import Store
         from augsvc.trainer.loop import load_config
         from augsvc.trainer.loop import train as run_train
+        from pipelines.store import Store
 
         run_dir = out or str(Path("runs") / Path(config).stem)
         summary = run_train(load_config(config), Store(store), run_dir, resume=resume, progress=not as_json)

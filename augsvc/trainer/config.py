@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 
 
 class Prep:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
-from augsvc.store import Store
 from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_config
 from augsvc.trainer.data import Prep, build_model, default_kind, to_device
 from augsvc.trainer.reports import compare, plot_curves, write_reports
+from pipelines.store import Store
+from schemas.errors import AugsvcError
 
 __all__ = ["DistillConfig", "MixConfig", "Prep", "TrainConfig", "build_model", "compare", "evaluate", "load_config",
            "plot_curves", "train"]  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 
 def write_reports(out: Path, history: list[dict]) -> None:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 _CACHE: dict[tuple, LoadedModel] = {}
 

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
-from augsvc.hashing import version_id
-from augsvc.store import Store
 from pipelines.executor import run_map, start_workers
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
 from pipelines.ingest.records import Bad, FileRef, Record, payload_digest
+from pipelines.store import Store
+from schemas.errors import AugsvcError
+from schemas.hashing import version_id
 from schemas.manifest import Manifest, QuarantineItem
 
 DEFAULT_SHARD_ROWS = {"image": 512, "text": 20000, "tabular": 20000, "translation": 20000}

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 OpRecord = dict[str, Any]
 

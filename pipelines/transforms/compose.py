@@ -31,8 +31,8 @@ import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
-from augsvc.errors import AugsvcError
 from pipelines.transforms.base import Chain, Op, OpRecord, get_op_class, register
+from schemas.errors import AugsvcError
 
 
 def _format_validation_error(name: str, cls: type[Op], err: ValidationError) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.records import Bad, Record, relative, split_from_name
+from schemas.errors import AugsvcError
 
 _IDX_BLOCK = 1024  # items read per call
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

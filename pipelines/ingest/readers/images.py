@@ -8,10 +8,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import IMAGE_EXTS, Source, files_of
 from pipelines.ingest.records import Bad, FileRef, Record, relative, split_from_name
+from schemas.errors import AugsvcError
 
 SPLIT_DIRS = {"train", "val", "valid", "validation", "dev", "test"}
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.readers.text import decoded_lines
 from pipelines.ingest.records import Bad, Record, split_from_name
+from schemas.errors import AugsvcError
 
 
 def _lang_and_stem(p: Path) -> tuple[str, str]:

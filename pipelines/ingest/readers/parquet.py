@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.records import Bad, Record, relative
+from schemas.errors import AugsvcError
 
 
 def source(root: Path, opts: IngestOptions) -> Source:

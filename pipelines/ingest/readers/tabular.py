@@ -9,11 +9,11 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source
 from pipelines.ingest.readers.text import LABEL_NAMES, decoded_lines
 from pipelines.ingest.records import Bad, Record, split_from_name
+from schemas.errors import AugsvcError
 
 
 def _is_number(v: str) -> bool:

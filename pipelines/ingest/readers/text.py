@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.records import Bad, Record, relative, split_from_name
+from schemas.errors import AugsvcError
 
 TEXT_NAMES = re.compile(r"^(text|sms|sentence|review|content|message|body|question|document)$", re.I)
 LABEL_NAMES = re.compile(r"^(label|class|category|target|y|sentiment)$", re.I)

@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from augsvc.errors import AugsvcError
 from pipelines.textcap import current_budget
 from pipelines.transforms.base import Op, OpRecord
 from pipelines.transforms.text.synonyms import Protection
 from pipelines.transforms.text.tokenize import blank, join_words, scan_words, seps_of, split_words
+from schemas.errors import AugsvcError
 
 _LOW32 = 0xFFFFFFFF
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from augsvc.errors import AugsvcError
 from pipelines.transforms.base import register
 from pipelines.transforms.text.base import ReplacesWords, WordOp, below, choose
 from pipelines.transforms.text.tokenize import Tokens, match_case, scan_words, seps_of, split_words
+from schemas.errors import AugsvcError
 
 _MODELS: dict[str, tuple[Any, Any]] = {}
 

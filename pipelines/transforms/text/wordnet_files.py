@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 POS = ("noun", "verb", "adj", "adv")
 _DATA_PART = re.compile(r"^data\.(noun|verb|adj|adv)\d*$")

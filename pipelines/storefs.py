@@ -19,7 +19,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from augsvc.errors import AugsvcError
+from schemas.errors import AugsvcError
 
 if TYPE_CHECKING:
     import pyarrow as pa

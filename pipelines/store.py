@@ -10,7 +10,7 @@ A version is visible if and only if its ``manifest.json`` exists. Locally a vers
 ``<store>/<dataset>/.staging/`` and made visible by one directory rename; a concurrent publish of the same
 version loses the rename race harmlessly (the content is identical by construction).
 
-A remote store (``s3://bucket/prefix``, any URI of :mod:`augsvc.storefs`) stages on local disk (``AUGSVC_STAGING``,
+A remote store (``s3://bucket/prefix``, any URI of :mod:`pipelines.storefs`) stages on local disk (``AUGSVC_STAGING``,
 default ``~/.cache/augsvc/staging``), then uploads the shards and writes ``manifest.json`` last, in one put: a crash
 before that put leaves shard objects that no reader lists (the next publish of that version overwrites them).
 """
@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augsvc import __version__, storefs
-from augsvc.errors import AugsvcError
-from augsvc.hashing import sha256_bytes, version_id
+from pipelines import storefs
+from schemas.errors import AugsvcError
+from schemas.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo
+from schemas.version import PACKAGE_VERSION
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -275,7 +276,7 @@ class Store:
             parents=parents or [],
             definition=definition,
             seed=seed,
-            package_version=__version__,
+            package_version=PACKAGE_VERSION,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             quarantine=quarantine or [],
             **(extra or {}),
