@@ -80,7 +80,7 @@ def gather(name: str, parts: list, m: int) -> Any:
 
 def decode_rows(blobs: np.ndarray, meta: dict[str, np.ndarray]) -> Any:
     """Encoded (or raw of mixed shapes) image rows to uint8 HWC; stacked when they share a shape."""
-    from pipelines import imagecodec
+    from schemas import imagecodec
 
     imgs = []
     for j, b in enumerate(blobs):

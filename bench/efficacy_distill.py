@@ -5,7 +5,7 @@ The images are ingested into a temporary store and split (stratified, seed 0) in
 4 affine copies per image (rotate/scale/shift, a build stage), so all three models see the same 5,000 inputs:
 
 1. a teacher CNN (``SmallCNN`` width 2) trained on hard labels;
-2. a teacher build stage (``augsvc.trainer.teacher``) writes its logits on every train row, augmented copies
+2. a teacher build stage (``pipelines/stages/teacher.py``) writes its logits on every train row, augmented copies
    included, as the ``teacher_logits`` column of a new version;
 3. students of the same family (width 0.75, about Hinton's 52k parameters, and 0.25) trained alone on hard
    labels, and the same students distilled from the teacher logits (Hinton et al.: lambda_hard * CE(hard) +

@@ -22,7 +22,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from bench._util import emit, shared  # noqa: E402
-from pipelines import imagecodec  # noqa: E402
+from schemas import imagecodec  # noqa: E402
 
 
 def main() -> None:

@@ -44,55 +44,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from generators import register_generator
+from generators.base import FitData, Fitted, Generated, Generator
 from schemas.errors import AugsvcError
 
-StrategyName = Literal["auto", "minority", "not minority", "not majority", "all"]
-Ratio = Annotated[float, Field(gt=0, le=1)]
-Strategy = Ratio | StrategyName | dict[str, Annotated[int, Field(ge=0)]]
 
+@register_generator("smote", "borderline", "adasyn", "smotenc", "smoten")
+class SmoteParams(Generator):
+    """SMOTE family (imbalanced-learn 0.14): SMOTE, Borderline-SMOTE, ADASYN, SMOTE-NC and SMOTEN.
 
-class SmoteParams(BaseModel):
-    """Recipe ``generator:`` parameters of the SMOTE family (defaults are imbalanced-learn's)."""
+    Recipe ``generator:`` parameters; defaults are imbalanced-learn's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    modalities: ClassVar[tuple[str, ...]] = ("tabular", "image")
 
-    method: Literal["smote", "borderline", "adasyn", "smotenc"] = "smote"
+    method: Literal["smote", "borderline", "adasyn", "smotenc", "smoten"] = "smote"
     k_neighbors: int = Field(5, ge=1, description="same-class neighbours to interpolate towards (not adasyn)")
-    sampling_strategy: Strategy = Field(
-        "auto",
-        description="float ratio minority/majority (two classes), auto, minority, not minority, not majority, all, "
-        "or {class: target rows}",
-    )
     kind: Literal["borderline-1", "borderline-2"] = Field("borderline-1", description="borderline only")
     m_neighbors: int = Field(10, ge=1, description="borderline: neighbours (any class) that decide 'danger'")
     n_neighbors: int = Field(5, ge=1, description="adasyn: neighbours that weight the seeds and pair with them")
     categorical_features: list[str] | None = Field(
-        None, description="smotenc: categorical columns (default: the non-numeric ones)"
+        None, description="smotenc: categorical columns (default: the columns the manifest calls categorical)"
     )
     feature_column: str | None = Field(
         None, description="search neighbours in this embedding/list column instead of the raw features"
     )
-
-    @field_validator("sampling_strategy", mode="before")
-    @classmethod
-    def _strategy(cls, v: Any) -> Any:
-        forms = f"a ratio in (0, 1], one of {', '.join(get_args(StrategyName))}, or {{class: target rows}}"
-        if isinstance(v, bool) or not isinstance(v, int | float | str | dict):
-            raise ValueError(f"{v!r} is not a sampling strategy; give {forms}")
-        if isinstance(v, int | float) and not 0 < v <= 1:
-            raise ValueError(f"ratio {v} is outside (0, 1] (minority rows / majority rows after sampling)")
-        if isinstance(v, str) and v not in get_args(StrategyName):
-            raise ValueError(f"{v!r} is not a sampling strategy; give {forms}")
-        if isinstance(v, dict):
-            bad = {c: n for c, n in v.items() if isinstance(n, bool) or not isinstance(n, int) or n < 0}
-            if bad:
-                raise ValueError(f"target rows must be whole numbers >= 0, got {bad}")
-        return v
 
     @model_validator(mode="after")
     def _method_fields(self) -> SmoteParams:
@@ -100,7 +80,7 @@ class SmoteParams(BaseModel):
             "kind": ("borderline",),
             "m_neighbors": ("borderline",),
             "n_neighbors": ("adasyn",),
-            "k_neighbors": ("smote", "borderline", "smotenc"),
+            "k_neighbors": ("smote", "borderline", "smotenc", "smoten"),
             "categorical_features": ("smotenc",),
         }
         for name, methods in only.items():
@@ -108,6 +88,54 @@ class SmoteParams(BaseModel):
                 hint = " (adasyn's neighbours are n_neighbors)" if name == "k_neighbors" else ""
                 raise ValueError(f"{name} applies to method {' or '.join(methods)}, not {self.method}{hint}")
         return self
+
+    def check_counts(self, needing: dict[str, int], class_counts: dict[str, int]) -> None:
+        for c in needing:
+            _check_enough_rows(c, class_counts[c], self)
+        total = sum(class_counts.values())
+        if self.method == "borderline" and total < self.m_neighbors + 1:
+            raise AugsvcError(
+                f"borderline with m_neighbors={self.m_neighbors} needs at least {self.m_neighbors + 1} rows in all; "
+                f"there are {total}: lower m_neighbors"
+            )
+
+    def check_data(self, modality: str, class_names: list[str], features: dict[str, str]) -> None:
+        super().check_data(modality, class_names, features)
+        if modality == "image" and self.method in ("smotenc", "smoten"):
+            raise AugsvcError(f"{self.method} is for tables with categorical columns; use smote on images")
+        if modality != "tabular":
+            return
+        cat = [f for f, k in features.items() if k == "categorical"]
+        if self.categorical_features is not None:
+            unknown = [f for f in self.categorical_features if f not in features]
+            if unknown:
+                raise AugsvcError(
+                    f"categorical_features: unknown columns {', '.join(unknown)}; columns are {', '.join(features)}"
+                )
+            cat = list(self.categorical_features)
+        if self.method == "smoten":
+            num = [f for f in features if f not in cat]
+            if num:
+                raise AugsvcError(
+                    f"smoten works on categorical columns only; {', '.join(num)} are numeric (use smotenc)"
+                )
+        elif self.method == "smotenc":
+            if not cat:
+                raise AugsvcError("smotenc needs at least one categorical column (categorical_features); use smote")
+            if len(cat) == len(features):
+                raise AugsvcError("every column is categorical: use method smoten")
+        elif cat:
+            raise AugsvcError(
+                f"columns {', '.join(cat)} are categorical and {self.method} interpolates numbers only; use method "
+                f"smotenc (or smoten when every column is categorical)"
+            )
+        if self.feature_column is not None and self.feature_column not in features:
+            raise AugsvcError(
+                f"feature_column: unknown column {self.feature_column!r}; columns are {', '.join(features)}"
+            )
+
+    def fit(self, data: FitData, model: Any = None) -> Fitted:
+        return _SmoteFitted(self, data)
 
     @property
     def neighbours(self) -> tuple[str, int]:
@@ -133,65 +161,13 @@ class Synthetic:
 
 
 def plan(class_counts: dict[str, int], params: SmoteParams) -> dict[str, int]:
-    """New rows per class (only classes that get some), as imbalanced-learn's over-samplers would make them.
+    """New rows per class (only classes that get some), as imbalanced-learn's over-samplers would make them
+    (``params.targets``: :func:`generators.base.normalise_targets` plus the neighbour-count checks).
 
     Raises AugsvcError for a strategy that would shrink a class or names an unknown one, and for a class to
     oversample with too few rows for its neighbours.
     """
-    from imblearn.utils import check_sampling_strategy
-
-    counts = {str(c): int(n) for c, n in class_counts.items() if n > 0}
-    if len(counts) < 2:
-        raise AugsvcError(f"SMOTE needs at least two classes with rows; got {counts or 'none'}")
-    strategy = params.sampling_strategy
-    names = list(counts)
-    if isinstance(strategy, dict):
-        for c, target in strategy.items():
-            if c not in counts:
-                raise AugsvcError(f"sampling_strategy: unknown class {c!r}; classes are {', '.join(names)}")
-            _check_not_shrinking(c, counts[c], target, f"sampling_strategy asks class {c!r} for {target} rows")
-        strategy = {names.index(c): t for c, t in strategy.items()}
-    elif isinstance(strategy, float):
-        if len(counts) != 2:
-            raise AugsvcError(
-                f"sampling_strategy {strategy}: a ratio works for two classes only, there are {len(counts)}; "
-                "give {class: target rows} instead"
-            )
-        major = max(counts, key=counts.get)
-        for c, n in counts.items():
-            if c != major:
-                target = int(counts[major] * strategy)
-                if target == n:  # imbalanced-learn refuses a ratio that adds nothing
-                    raise AugsvcError(
-                        f"sampling_strategy {strategy} x {counts[major]} ({major!r}) asks class {c!r} for {target} "
-                        f"rows and it has {n} already; raise the ratio or drop the stage"
-                    )
-                _check_not_shrinking(
-                    c, n, target, f"sampling_strategy {strategy} x {counts[major]} ({major!r}) asks class {c!r} "
-                    f"for {target} rows"
-                )  # fmt: skip
-    y = np.repeat(np.arange(len(names)), list(counts.values()))
-    try:
-        out = check_sampling_strategy(strategy, y, "over-sampling")
-    except ValueError as e:
-        raise AugsvcError(f"sampling_strategy {params.sampling_strategy!r}: {e}") from None
-    need = {names[int(c)]: int(n) for c, n in out.items() if n > 0}
-    for c in need:
-        _check_enough_rows(c, counts[c], params)
-    if params.method == "borderline" and sum(counts.values()) < params.m_neighbors + 1:
-        raise AugsvcError(
-            f"borderline with m_neighbors={params.m_neighbors} needs at least {params.m_neighbors + 1} rows in all; "
-            f"there are {sum(counts.values())}: lower m_neighbors"
-        )
-    return need
-
-
-def _check_not_shrinking(cls: str, have: int, target: int, asked: str) -> None:
-    if target < have:
-        raise AugsvcError(
-            f"{asked} but it has {have}; an over-sampler cannot shrink a class: ask for at least {have} rows "
-            f"(or leave {cls!r} out)"
-        )
+    return params.targets(class_counts)
 
 
 def _check_enough_rows(cls: Any, have: int, params: SmoteParams) -> None:
@@ -280,7 +256,7 @@ def generate(
     target_class: Any,
     n_new: int,
     params: SmoteParams,
-    seed: int,
+    seed: int | np.random.Generator,
     categorical_mask: np.ndarray | None = None,
     feature_names: Sequence[str] | None = None,
 ) -> Synthetic:
@@ -292,7 +268,9 @@ def generate(
         raise AugsvcError(f"X has {len(X)} rows but y has {len(y)} labels")
     idx_c = np.flatnonzero(y == target_class)
     _check_enough_rows(target_class, len(idx_c), params)
-    rng = np.random.default_rng(seed)
+    if params.method == "smoten":
+        raise AugsvcError("smoten has its own kernel: call smoten()")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     names = list(feature_names) if feature_names is not None else [f"column {j}" for j in range(np.shape(X)[1])]
     if params.method == "smotenc":
         return _smotenc(np.asarray(X, dtype=object), idx_c, n_new, params.k_neighbors, rng, categorical_mask, names)
@@ -431,3 +409,106 @@ def _smotenc(
         votes += rng.uniform(0.0, 0.5, size=votes.shape)  # uniform choice among tied maxima
         out[:, j] = values[np.argmax(votes, axis=1)]
     return Synthetic(out, a.astype(np.int64), b.astype(np.int64), gap)
+
+
+def smoten(
+    codes: np.ndarray, y: np.ndarray, *, target_class: Any, n_new: int, k_neighbors: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """SMOTEN (imbalanced-learn's ``SMOTEN``, after Chawla et al. 2002): all-categorical rows.
+
+    ``codes`` int (n, d): each column's category codes. Neighbours of each class row are its ``k_neighbors + 1``
+    nearest class rows (itself included, as imbalanced-learn) under the Value Difference Metric fitted on every row;
+    each new row takes, column by column, the most frequent code among a uniformly drawn seed's neighbours (ties:
+    the smallest code, as ``scipy.stats.mode``). Returns (new codes (n_new, d), neighbour rows (n_new, k + 1)), row
+    indices into ``codes``.
+    """
+    from imblearn.metrics.pairwise import ValueDifferenceMetric
+    from sklearn.neighbors import NearestNeighbors
+
+    idx_c = np.flatnonzero(np.asarray(y) == target_class)
+    if len(idx_c) < k_neighbors + 1:
+        raise AugsvcError(
+            f"class {target_class!r} has {len(idx_c)} rows but smoten with k_neighbors={k_neighbors} needs at "
+            f"least {k_neighbors + 1}; lower k_neighbors or add rows"
+        )
+    n_cat = [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
+    vdm = ValueDifferenceMetric(n_categories=n_cat).fit(codes, np.asarray(y))
+    dist = vdm.pairwise(codes[idx_c])
+    nn = NearestNeighbors(n_neighbors=k_neighbors + 1, metric="precomputed").fit(dist)
+    neigh = nn.kneighbors(dist, return_distance=False)
+    seeds = rng.integers(0, len(idx_c), size=n_new)
+    rows = idx_c[neigh[seeds]]  # (n_new, k + 1)
+    out = np.empty((n_new, codes.shape[1]), dtype=np.int64)
+    for j in range(codes.shape[1]):
+        counts = np.zeros((n_new, n_cat[j]), dtype=np.int64)
+        np.add.at(counts, (np.arange(n_new)[:, None], codes[rows, j]), 1)
+        out[:, j] = counts.argmax(axis=1)  # first maximum = smallest code among ties
+    return out, rows
+
+
+class _SmoteFitted(Fitted):
+    """The SMOTE family fitted on one split: features prepared once, rows made per class."""
+
+    def __init__(self, params: SmoteParams, data: FitData) -> None:
+        self.params, self.data = params, data
+        self.y = np.asarray(data.y)
+        if data.modality == "image":
+            self.shape = tuple(data.X.shape[1:])
+            self.X = images_to_features(data.X)
+            self.mask = None
+            self.names = None
+        else:
+            self.names = list(data.features)
+            cat_names = params.categorical_features
+            if cat_names is None:
+                cat_names = [f for f, k in data.features.items() if k == "categorical"]
+            self.mask = np.array([f in cat_names for f in self.names])
+            X = np.asarray(data.X, dtype=object).reshape(len(self.y), len(self.names))
+            for j, f in enumerate(self.names):
+                if self.mask[j]:
+                    bad = [i for i, v in enumerate(X[:, j]) if v is None]
+                    kind = "missing"
+                else:
+                    col = np.array([np.nan if v is None else v for v in X[:, j]], dtype=np.float64)
+                    bad = np.flatnonzero(~np.isfinite(col)).tolist()
+                    kind = "missing or infinite"
+                    X[:, j] = col
+                if bad:
+                    raise AugsvcError(
+                        f"column {f!r} has a {kind} value in {data.where(bad[0])}"
+                        f"{f' and {len(bad) - 1} more rows' if len(bad) > 1 else ''}; SMOTE needs complete, finite "
+                        "rows: fill or drop them before this stage"
+                    )
+            if params.method in ("smotenc", "smoten"):
+                self.X = X
+            else:
+                self.X = X.astype(np.float64)
+        self.space = self.X if data.embedding is None else np.asarray(data.embedding, dtype=np.float64)
+
+    def generate(self, label: int, n: int, rng: np.random.Generator) -> Generated:
+        p = self.params
+        if p.method == "smoten":
+            levels, codes = [], []
+            for j in range(self.X.shape[1]):
+                values, inverse = np.unique(self.X[:, j].astype(str), return_inverse=True)
+                levels.append(values)
+                codes.append(inverse)
+            new, rows = smoten(np.stack(codes, axis=1), self.y, target_class=label, n_new=n,
+                               k_neighbors=p.k_neighbors, rng=rng)  # fmt: skip
+            X_new = np.empty(new.shape, dtype=object)
+            for j, values in enumerate(levels):
+                X_new[:, j] = values[new[:, j]]
+            return Generated(X_new, [tuple(int(i) for i in r) for r in rows], [{} for _ in range(n)])
+        syn = generate(self.space, self.y, target_class=label, n_new=n, params=p, seed=rng,
+                       categorical_mask=self.mask if p.method == "smotenc" else None,
+                       feature_names=self.names)  # fmt: skip
+        if self.space is self.X:
+            X_new = syn.X_new
+        else:
+            if p.method == "smotenc":
+                raise AugsvcError("feature_column works with smote, borderline and adasyn, not smotenc")
+            X_new = apply_parents(self.X, syn)
+        if self.data.modality == "image":
+            X_new = features_to_images(X_new, self.shape)
+        parents = [(int(a), int(b)) for a, b in zip(syn.parent_a, syn.parent_b, strict=True)]
+        return Generated(X_new, parents, [{"gap": float(g)} for g in syn.gap])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import imagecodec
 from pipelines.rng import rng_for
 from pipelines.store import Store
+from schemas import imagecodec
 from schemas.errors import AugsvcError
 from schemas.recipe import Recipe
 

@@ -18,10 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import imagecodec, storefs
+from pipelines import storefs
 from pipelines.ingest.encode import write_parquet
 from pipelines.plan import BuildPlan, derived_id
 from pipelines.rng import rng_for, sample_key
+from schemas import imagecodec
 from schemas.arrow import schema_for
 from schemas.errors import AugsvcError
 from schemas.recipe import Recipe
@@ -412,7 +413,7 @@ class TeacherPlan:
 def teacher_task(plan: TeacherPlan, key: str, files: list[str]) -> PartOut:
     """Logits of a trained model for every row of one part, on the rows as they are at this stage (augmented
     inputs included); the model is loaded once per worker process."""
-    from augsvc.trainer.teacher import logits_for_rows
+    from generators.nets.classifier import logits_for_rows
 
     _worker_setup()
     base = plan.base

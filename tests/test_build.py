@@ -12,10 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from augsvc.cli import app
-from pipelines import imagecodec, runner
+from pipelines import runner
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import build, replay
 from pipelines.store import Store
+from schemas import imagecodec
 from schemas.errors import AugsvcError
 from schemas.recipe import load_recipe
 

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import imagecodec
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.store import Store
+from schemas import imagecodec
 from schemas.errors import AugsvcError
 from tests.conftest import write_image
 

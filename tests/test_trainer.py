@@ -18,9 +18,9 @@ from augsvc.trainer.config import load_config
 from augsvc.trainer.finetune import group_learning_rates, make_optimizer, set_trainable
 from augsvc.trainer.loop import train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
-from augsvc.trainer.models import SmallCNN, count_parameters
 from augsvc.trainer.reports import compare
-from augsvc.trainer.teacher import TeacherStage, load_model, logits_for_rows
+from generators.nets.classifier import TeacherStage, load_model, logits_for_rows
+from generators.nets.models import SmallCNN, count_parameters
 from pipelines.ingest.encode import write_parquet
 from pipelines.store import Store
 from schemas.arrow import image_schema, text_schema

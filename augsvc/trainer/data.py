@@ -1,110 +1,38 @@
-"""From stream batches to model inputs: ``Prep`` is fitted on the training split (word vocabulary, feature
-statistics and category levels) and saved in every checkpoint, so a teacher or a resumed run prepares inputs
-exactly as training did."""
+"""From a version to model inputs: ``fit_prep`` fits a :class:`generators.nets.prep.Prep` on the training split."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from generators.nets.prep import Prep
 from pipelines.store import Store
-from schemas.errors import AugsvcError
+
+__all__ = ["Prep", "fit_prep"]
 
 
-class Prep:
-    """Turns collated batches (``image`` uint8 NHWC, ``text``, or feature columns) into model inputs."""
+def fit_prep(
+    prep: Prep, store: Store, ref: str, split: str, features: dict[str, str], *, hf_path: str | None = None
+) -> None:
+    """Fit ``prep`` on ``split`` of version ``ref``: the word vocabulary (text), feature statistics and category
+    levels (tabular); images need nothing."""
+    from augsvc.stream import Stream
 
-    def __init__(self, modality: str, state: dict | None = None) -> None:
-        self.modality = modality
-        self.state = state or {}
-        self._tok: Any = None
+    if hf_path:
+        prep.state["hf_path"] = hf_path
+    elif prep.modality == "text":
+        from generators.nets.models import Vocab
 
-    def fit(self, store: Store, ref: str, split: str, features: dict[str, str], *, hf_path: str | None = None) -> None:
-        from augsvc.stream import Stream
-
-        if hf_path:
-            self.state["hf_path"] = hf_path
-        elif self.modality == "text":
-            from augsvc.trainer.models import Vocab
-
-            texts = [
-                t for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=1024) for t in b["text"]
-            ]
-            self.state["vocab"] = Vocab.build(texts).words
-        elif self.modality == "tabular":
-            num = [f for f, k in features.items() if k == "numeric"]
-            cat = [f for f, k in features.items() if k == "categorical"]
-            cols: dict[str, list] = {f: [] for f in features}
-            for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=4096):
-                for f in features:
-                    cols[f] += list(b[f])
-            stats = {}
-            for f in num:
-                v = np.array([np.nan if x is None else x for x in cols[f]], float)
-                stats[f] = (float(np.nanmean(v)), float(np.nanstd(v)) or 1.0)
-            self.state.update(numeric=num, stats=stats, levels={f: sorted({str(v) for v in cols[f]}) for f in cat})
-
-    def inputs(self, batch: dict, max_len: int = 64) -> Any:
-        """Model input of one batch: a tensor, or a dict of tensors for Hugging Face text models."""
-        import torch
-
-        if self.modality == "image":
-            img = np.ascontiguousarray(batch["image"])
-            return torch.from_numpy(img if img.flags.writeable else img.copy())
-        if self.modality == "text":
-            texts = [str(t) for t in batch["text"]]
-            if "hf_path" in self.state:
-                if self._tok is None:
-                    import transformers
-
-                    self._tok = transformers.AutoTokenizer.from_pretrained(self.state["hf_path"], local_files_only=True)
-                enc = self._tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-                return dict(enc)
-            from augsvc.trainer.models import Vocab
-
-            if self._tok is None:
-                self._tok = Vocab(self.state["vocab"])
-            return self._tok.encode(texts, max_len)
-        if self.modality != "tabular":
-            raise AugsvcError(f"the trainer has no inputs for {self.modality} versions")
-        parts = []
-        n = len(batch["label"]) if "label" in batch else len(next(iter(batch.values())))
-        if self.state["stats"]:
-            cols = []
-            for f, (m, s) in self.state["stats"].items():
-                v = np.array([np.nan if x is None else x for x in batch[f]], float)
-                cols.append((np.nan_to_num(v, nan=m) - m) / s)
-            parts.append(np.stack(cols, axis=1))
-        for f, levels in self.state["levels"].items():
-            parts.append(np.array([[str(v) == lv for lv in levels] for v in batch[f]], dtype=float).reshape(n, -1))
-        return torch.from_numpy(np.hstack(parts).astype(np.float32))
-
-    def n_inputs(self) -> int:
-        return len(self.state.get("stats", {})) + sum(len(v) for v in self.state.get("levels", {}).values())
-
-
-def to_device(x: Any, device: Any) -> Any:
-    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-
-
-def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
-    """A fresh model of ``kind`` (cnn, text_cnn, mlp, hf) for ``num_classes`` classes."""
-    from augsvc.trainer.models import HFClassifier, SmallCNN, TabularMLP, TextCNN
-
-    if kind == "cnn":
-        return SmallCNN(channels, num_classes, width)
-    if kind == "text_cnn":
-        return TextCNN(len(prep.state["vocab"]), num_classes, width=width)
-    if kind == "mlp":
-        return TabularMLP(prep.n_inputs(), num_classes, width)
-    if kind == "hf":
-        return HFClassifier(prep.state["hf_path"], num_classes, prep.modality)
-    raise AugsvcError(f"unknown model kind {kind!r} (cnn, text_cnn, mlp, hf)")
-
-
-def default_kind(modality: str) -> str:
-    kinds = {"image": "cnn", "text": "text_cnn", "tabular": "mlp"}
-    if modality not in kinds:
-        raise AugsvcError(f"the trainer has no classifier for {modality} versions")
-    return kinds[modality]
+        texts = [t for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=1024) for t in b["text"]]
+        prep.state["vocab"] = Vocab.build(texts).words
+    elif prep.modality == "tabular":
+        num = [f for f, k in features.items() if k == "numeric"]
+        cat = [f for f, k in features.items() if k == "categorical"]
+        cols: dict[str, list] = {f: [] for f in features}
+        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=4096):
+            for f in features:
+                cols[f] += list(b[f])
+        stats = {}
+        for f in num:
+            v = np.array([np.nan if x is None else x for x in cols[f]], float)
+            stats[f] = (float(np.nanmean(v)), float(np.nanstd(v)) or 1.0)
+        prep.state.update(numeric=num, stats=stats, levels={f: sorted({str(v) for v in cols[f]}) for f in cat})

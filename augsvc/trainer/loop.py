@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_config
-from augsvc.trainer.data import Prep, build_model, default_kind, to_device
+from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
+from generators.nets.classifier import load_model, read_checkpoint
+from generators.nets.prep import Prep, build_model, default_kind, to_device
 from pipelines.store import Store
 from schemas.errors import AugsvcError
 
@@ -69,8 +71,6 @@ def evaluate(model, prep: Prep, store: Store, ref: str, split: str, device, batc
 
 def evaluate_run(run: str | Path, store: Store, ref: str, split: str, device: str = "auto") -> float:
     """Accuracy of a run's best checkpoint on ``ref``'s ``split`` (e.g. a held-out test split)."""
-    from augsvc.trainer.teacher import load_model
-
     model, prep, ck = load_model(run)
     dev = _device(device)
     return evaluate(model.to(dev), prep, store, ref, split, dev, max_len=ck.get("max_len", 64))
@@ -175,7 +175,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from augsvc.stream import Stream
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
-    from augsvc.trainer.models import count_parameters
+    from generators.nets.models import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
     ds, v = store.resolve(cfg.data)
@@ -192,10 +192,10 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
     torch.manual_seed(cfg.seed)
 
-    base = _load_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
+    base = read_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
     prep = Prep(m.modality, base["prep"]) if base else Prep(m.modality)
     if base is None:
-        prep.fit(store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
+        fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
     channels = 3
     if m.modality == "image":
         first = next(iter(Stream(ref, store=store, split=cfg.train_split, batch_size=1, shuffle=False)))
@@ -267,13 +267,3 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                "device": str(device)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _load_checkpoint(path: str | Path) -> dict:
-    import torch
-
-    p = Path(path)
-    p = p / "best.pt" if p.is_dir() else p
-    if not p.is_file():
-        raise AugsvcError(f"{path}: no checkpoint (expected a run directory with best.pt, or a .pt file)")
-    return torch.load(p, weights_only=False, map_location="cpu")

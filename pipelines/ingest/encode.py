@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import imagecodec
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, FileRef, Record
+from schemas import imagecodec
 from schemas.arrow import schema_for
 
 RAW_AUTO_MAX_PIXELS = 64 * 64  # auto storage keeps images this small as raw pixels (see docs/architecture.md)

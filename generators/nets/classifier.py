@@ -1,9 +1,9 @@
-"""Teacher inference: a trained run's model computes logits for rows. A build stage writes them as the
-``teacher_logits`` column (on the rows as they are at that stage, augmented copies included), so distillation
-reads them from the version and a big teacher never sits in memory beside the student.
+"""A trained run's classifier for inference: load a checkpoint written by ``augsvc train`` and compute logits.
 
-``TeacherStage`` is the model-backed stage: a callable class that loads the model once (on CUDA when there is
-one) and is meant to run as a pool of long-lived workers (a Ray actor pool, or ``map_batches`` with a class).
+The teacher stage (``pipelines/stages/teacher.py``) writes them as the ``teacher_logits`` column, so distillation
+reads them from the version and a big teacher never sits in memory beside the student; generators' quality gates
+score synthetic rows with them. ``TeacherStage`` is the model-backed callable: it loads the model once (on CUDA when
+there is one) and is run as a pool of Ray actors by the build.
 """
 
 from __future__ import annotations
@@ -30,15 +30,14 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     """The model of a run directory (its ``best.pt``) or a ``.pt`` file; cached per process and file version."""
     import torch
 
-    from augsvc.trainer.data import Prep, build_model
-    from augsvc.trainer.loop import _load_checkpoint
+    from generators.nets.prep import Prep, build_model
 
     p = Path(checkpoint)
     p = p / "best.pt" if p.is_dir() else p
     st = p.stat() if p.is_file() else None
     key = (str(p.resolve()), st and st.st_mtime_ns, st and st.st_size, device)
     if key not in _CACHE:
-        ck = _load_checkpoint(p)
+        ck = read_checkpoint(p)
         prep = Prep(ck["modality"], ck["prep"])
         model = build_model(ck["kind"], len(ck["class_names"]), prep, ck["width"], ck.get("channels", 3))
         model.load_state_dict(ck["model"])
@@ -48,12 +47,24 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     return _CACHE[key]
 
 
-def rows_to_batch(rows: list[dict], modality: str, features: list[str] | None = None) -> dict:
-    """Collate stored rows (image bytes + format/shape, ``text``, or feature columns) into a model-input batch."""
-    from pipelines.imagecodec import decode
+def read_checkpoint(path: str | Path) -> dict:
+    """The dict ``augsvc train`` saved (a run directory means its ``best.pt``); AugsvcError when there is none."""
+    import torch
 
+    p = Path(path)
+    p = p / "best.pt" if p.is_dir() else p
+    if not p.is_file():
+        raise AugsvcError(f"{path}: no checkpoint (expected a run directory with best.pt, or a .pt file)")
+    return torch.load(p, weights_only=False, map_location="cpu")
+
+
+def rows_to_batch(rows: list[dict], modality: str, features: list[str] | None = None) -> dict:
+    """Collate rows (``image`` as a decoded uint8 HWC array or stored bytes with format/shape, ``text``, or feature
+    columns) into a model-input batch."""
     batch: dict[str, Any] = {}
     if modality == "image":
+        from schemas.imagecodec import decode
+
         imgs = [
             r["image"] if isinstance(r["image"], np.ndarray)
             else decode(r["image"], r["image_format"], r["height"], r["width"], r["channels"])
@@ -77,7 +88,7 @@ def logits_for_rows(
     dicts, or an already collated batch (``image`` uint8 NHWC, ``text``, or feature columns)."""
     import torch
 
-    from augsvc.trainer.data import to_device
+    from generators.nets.prep import to_device
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     prep, meta = lm.prep, lm.meta
