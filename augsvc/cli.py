@@ -380,6 +380,15 @@ def _register_trainer() -> None:
 _register_trainer()
 
 
+def _register_models() -> None:
+    from augsvc.models import register
+
+    register(app)
+
+
+_register_models()
+
+
 def main() -> None:
     try:
         app()
