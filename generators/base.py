@@ -49,6 +49,7 @@ class FitData:
     features: dict[str, str] = field(default_factory=dict)  # tabular: column -> numeric | categorical
     sources: list[str] | None = None  # each row's ``source`` (for error messages)
     embedding: np.ndarray | None = None  # float (n, d): the generator's ``feature_column``, when it asks for one
+    cache_dir: str | None = None  # a folder kept across resumes of this build stage (a fine-tuned model, say)
 
     def where(self, i: int) -> str:
         """How to name row ``i`` in an error message."""
