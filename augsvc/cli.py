@@ -10,6 +10,25 @@ import typer
 from schemas.errors import AugsvcError
 
 app = typer.Typer(help="augsvc: build, version and serve augmented datasets.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from schemas.version import PACKAGE_VERSION
+
+        typer.echo(f"augsvc {PACKAGE_VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """augsvc: build, version and serve augmented datasets."""
+
+
 StoreOpt = Annotated[
     str | None,
     typer.Option(
@@ -68,11 +87,12 @@ def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
 @app.command()
 def verify(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
     """Re-hash every shard of NAME[@VERSION]; exit 1 naming any shard that differs."""
-    s = _store(store)
-    ds, v = s.resolve(ref)
-    problems = s.verify(ds, v)
+    from augsvc.api import verify as run_verify
+
+    r = run_verify(ref, store=store)
+    ds, v, problems = r.dataset, r.version, r.problems
     if as_json:
-        typer.echo(json.dumps({"dataset": ds, "version": v, "ok": not problems, "problems": problems}))
+        typer.echo(r.model_dump_json())
     else:
         typer.echo(f"{ds}@{v}: " + ("ok" if not problems else "FAILED"))
         for p in problems:
@@ -160,10 +180,7 @@ def ingest(
     as_json: JsonOpt = False,
 ):
     """Ingest SOURCE into the store as a new immutable version of NAME."""
-    from pydantic import ValidationError
-
-    from pipelines.ingest import IngestOptions
-    from pipelines.ingest import ingest as run_ingest
+    from augsvc.api import ingest as run_ingest
 
     raw = dict(
         format=fmt, text_column=text_column, label_column=label_column, header=header, encoding=encoding,
@@ -173,32 +190,11 @@ def ingest(
         classes=[c.strip() for c in classes.split(",")] if classes else None,
         on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
     )  # fmt: skip
-    try:
-        opts = IngestOptions(**raw)
-    except ValidationError as e:
-        raise AugsvcError(_pydantic_message(e)) from None
-    s = _store(store)
     with _progress(f"ingest {name}", as_json) as bar:
-        rep = run_ingest(source, name=name, store=s, options=opts, workers=workers, address=address, progress=bar)
+        rep = run_ingest(source, name, store=store, workers=workers, address=address, progress=bar, **raw)
     m = rep.manifest
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "dataset": m.dataset,
-                    "version": m.version,
-                    "up_to_date": rep.up_to_date,
-                    "rows": m.rows,
-                    "rows_per_class": m.rows_per_class,
-                    "rows_per_split": m.rows_per_split,
-                    "splits": m.splits,
-                    "quarantined": len(m.quarantine),
-                    "duplicate_groups": len(m.duplicates),
-                    "duplicates_dropped": m.duplicates_dropped,
-                    "seconds": round(rep.seconds, 3),
-                }
-            )
-        )
+        typer.echo(rep.model_dump_json())
         return
     state = "up to date" if rep.up_to_date else "published"
     typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
@@ -221,14 +217,12 @@ def split_cmd(
     as_json: JsonOpt = False,
 ):
     """Make a stratified child version with val/test carved out of train (duplicates stay together)."""
-    from pipelines.split import split_version
+    from augsvc.api import split as run_split
 
-    r = split_version(_store(store), ref, val=val, test=test, seed=seed)
+    r = run_split(ref, val=val, test=test, seed=seed, store=store)
     m = r.manifest
     if as_json:
-        typer.echo(
-            json.dumps({"dataset": m.dataset, "version": m.version, "up_to_date": r.up_to_date, "splits": m.splits})
-        )
+        typer.echo(r.model_dump_json(exclude={"parent"}))
         return
     typer.echo(f"{m.dataset}@{m.version} {'up to date' if r.up_to_date else 'published'} (parent {m.parents[0]})")
     for sp, per in m.splits.items():
@@ -247,40 +241,30 @@ def build(
     as_json: JsonOpt = False,
 ):
     """Build the recipe: augment its input version and publish a new immutable version."""
-    from pipelines.runner import build as run_build
-    from schemas.recipe import load_recipe
+    from augsvc.api import build as run_build
+    from augsvc.api import load_recipe
 
     recipe = load_recipe(recipe_path)
-    s = _store(store)
     with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
-        rep = run_build(recipe, s, workers=workers, address=address, dry_run=dry_run, progress=bar)
-    plan = rep.plan
-    rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
+        rep = run_build(recipe, store=store, workers=workers, address=address, dry_run=dry_run, progress=bar)
+    rows_out = rep.rows_out
     if as_json:
-        out = {
-            "dataset": recipe.output,
-            "version": rep.version,
-            "dry_run": dry_run,
-            "up_to_date": rep.up_to_date,
-            "rows_in": rep.rows_in,
-            "rows_out": rows_out,
-            "counts_in": plan.counts_in,
-            "counts_out": plan.counts_out,
-            "seconds": round(rep.seconds, 3),
-            "ray_start_seconds": round(rep.ray_start_seconds, 3),
-        }
-        typer.echo(json.dumps(out))
+        typer.echo(rep.model_dump_json())
         return
     typer.echo(f"{recipe.input} -> {recipe.output}@{rep.version}")
-    for st in plan.stages:
-        copies = ", ".join(f"{plan.class_names[k]} x{v}" for k, v in sorted(st.copies.items()))
+    for st in rep.stages:
+        copies = ", ".join(f"{c} x{v}" for c, v in st.copies.items())
         typer.echo(f"  stage {st.index} {st.name}: copies {copies or 'none'}"
-                   + (f" (+1 for {len(st.extra)} rows)" if st.extra else "")
+                   + (f" (+1 for {st.extra_rows} rows)" if st.extra_rows else "")
                    + ("" if st.keep_originals else ", originals dropped"))  # fmt: skip
-    for sp in sorted(set(plan.counts_in) | set(plan.counts_out)):
-        a, b = plan.counts_in.get(sp, {}), plan.counts_out.get(sp, {})
-        per = ", ".join(f"{c} {a.get(c, 0)}->{b.get(c, 0)}" for c in plan.class_names)
+    names = list(rep.manifest.class_names) if rep.manifest else None
+    for sp in sorted(set(rep.counts_in) | set(rep.counts_out)):
+        a, b = rep.counts_in.get(sp, {}), rep.counts_out.get(sp, {})
+        classes = names or sorted(set(a) | set(b))
+        per = ", ".join(f"{c} {a.get(c, 0)}->{b.get(c, 0)}" for c in classes)
         typer.echo(f"  {sp}: {sum(a.values())} -> {sum(b.values())} rows ({per})")
+    for stage, report in rep.stage_reports.items():
+        typer.echo(f"  {stage}: {json.dumps(report)}")
     if dry_run:
         typer.echo("dry run: nothing built" + (" (this version already exists)" if rep.up_to_date else ""))
         return
@@ -288,7 +272,7 @@ def build(
         typer.echo("up to date: this version already exists")
         return
     rate = rows_out / max(rep.seconds - rep.ray_start_seconds, 1e-9)
-    reused = f", reused {rep.reused_shards} finished shard(s)" if rep.reused_shards else ""
+    reused = f", reused {rep.reused_tasks} finished task(s)" if rep.reused_tasks else ""
     typer.echo(f"published {rows_out} rows in {rep.seconds:.1f} s ({rate:.0f} rows/s after Ray start-up "
                f"{rep.ray_start_seconds:.1f} s{reused})")  # fmt: skip
 
@@ -304,52 +288,59 @@ def preview(
     size: Annotated[int, typer.Option(help="Cell size in pixels.")] = 96,
     store: StoreOpt = None,
 ):
-    """Show originals beside augmented copies (same seeds as a build): a PNG grid for images, a table for text."""
-    from pipelines.preview import render_preview, render_text_preview
-    from schemas.recipe import load_recipe
+    """Show originals beside what the recipe derives from them (same seeds as a build): copies, mixed pairs and
+    synthetic rows; a PNG grid for images, a table for text and tabular rows."""
+    from augsvc.api import preview as run_preview
 
-    recipe = load_recipe(recipe_path)
-    s = _store(store)
-    if s.manifest(*s.resolve(recipe.input)).modality == "text":
-        table = render_text_preview(recipe, s, n=n, copies=copies, out=out)
-        typer.echo(f"wrote {out}" if out else table)
-        return
-    path = render_preview(recipe, s, out or "preview.png", n=n, copies=copies, cell=size)
-    typer.echo(f"wrote {path}")
+    result = run_preview(recipe_path, out, store=store, n=n, copies=copies, cell=size)
+    typer.echo(f"wrote {out or result}" if (out or result.endswith(".png")) else result)
 
 
 @app.command("ops")
 def ops_cmd(
-    name: Annotated[str | None, typer.Argument(help="Show one op.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Show one op, mix method or generator.")] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="all, or one stage kind: op, mix, generator, teacher (and registered kinds).")
+    ] = "all",
     as_json: JsonOpt = False,
 ):
-    """List the registered ops with their parameters and defaults."""
-    from pipelines.transforms.base import get_op_class, registry
+    """List what recipe stages can use: ops, mix methods, generators and the teacher stage, with their parameters
+    and defaults."""
+    from augsvc.api import catalogue
+    from schemas.suggest import unknown_name
 
-    ops = {name: get_op_class(name)} if name else registry()
-    info = {}
-    for op_name, cls in ops.items():
-        params = {}
-        for f, fi in cls.model_fields.items():
-            default = None if fi.is_required() else fi.get_default(call_default_factory=True)
-            params[f] = {"default": _jsonable(default), "description": fi.description or ""}
-        info[op_name] = {"modality": cls.modality, "doc": (cls.__doc__ or "").strip().split("\n")[0], "params": params}
+    cat = catalogue()
+    if kind != "all" and kind not in cat:
+        raise AugsvcError(unknown_name("stage kind", kind, cat))
+    kinds = list(cat) if kind == "all" else [kind]
+    entries: dict[str, dict] = {}  # kind -> name -> {doc, params, ...}
+    for k in kinds:
+        e = cat[k]
+        if k == "op":
+            entries[k] = e["ops"]
+        elif k == "mix":
+            entries[k] = {m: {**v, "doc": f"mix method {m}", "params": e["params"]} for m, v in e["methods"].items()}
+        elif k == "generator":
+            entries[k] = e["generators"]
+        else:
+            entries[k] = {k: {"doc": e["description"], "params": e.get("params", {})}}
+    if name is not None:
+        found = {k: v[name] for k, v in entries.items() if name in v}
+        if not found:
+            raise AugsvcError(
+                unknown_name("op, mix method or generator", name, {n for v in entries.values() for n in v})
+            )
+        entries = {k: {name: v} for k, v in found.items()}
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
+        typer.echo(json.dumps(entries["op"] if kind == "op" else entries, indent=2))
         return
-    for op_name, d in info.items():
-        typer.echo(f"{op_name} [{d['modality']}]  {d['doc']}")
-        for f, p in d["params"].items():
-            typer.echo(f"    {f} = {p['default']!r}  {p['description']}")
-
-
-def _jsonable(v):
-    from pydantic_core import to_jsonable_python
-
-    try:
-        return to_jsonable_python(v)
-    except Exception:  # noqa: BLE001
-        return repr(v)
+    for k, items in entries.items():
+        typer.echo(f"== {k} stages ({cat[k]['description']})")
+        for item, d in items.items():
+            tags = d.get("modality") or ", ".join(d.get("modalities", []))
+            typer.echo(f"{item}" + (f" [{tags}]" if tags else "") + f"  {d.get('doc', '')}")
+            for f, p in d["params"].items():
+                typer.echo(f"    {f} = {p['default']!r}  {p['description']}")
 
 
 @app.command()
@@ -361,14 +352,6 @@ def demo(
     from augsvc.demo import run_demo
 
     run_demo(workdir, workers=workers, echo=typer.echo)
-
-
-def _pydantic_message(e) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "options"
-        lines.append(f"--{key.replace('_', '-')}: {err['msg']}")
-    return "; ".join(lines)
 
 
 def _register_trainer() -> None:

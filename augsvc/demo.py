@@ -54,10 +54,10 @@ def make_inputs(root: Path) -> dict[str, Path]:
 def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[[str], None] = print) -> None:
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.preview import render_preview
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
     from pipelines.split import split_version
     from pipelines.store import Store
-    from schemas.recipe import load_recipe
 
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -349,7 +349,7 @@ class Stream:
     def _augment(self, out: dict[str, Any]) -> None:
         """One augmented view per sample: each label-invariant op stage, seeded per (seed, epoch, stage, sample)."""
         from pipelines.rng import sample_key
-        from pipelines.tasks import apply_stage_op
+        from pipelines.stages.op import apply_stage_op
 
         key = {"image": "image", "text": "text", "translation": "src"}.get(self.manifest.modality)
         if key not in out:
@@ -372,18 +372,18 @@ def stream(ref: str, **kwargs: Any) -> Stream:
     return Stream(ref, **kwargs)
 
 
-def _label_invariant(op: Any) -> bool:
-    return bool(getattr(op, "label_invariant", True)) and all(_label_invariant(c) for c in getattr(op, "ops", []) or [])
-
-
 def _load_recipe(recipe: Any) -> tuple[Any, list[int]]:
-    """The recipe and the indices of its op stages that keep labels (mix/generator/teacher stages are skipped)."""
+    """The recipe and the indices of its stages that run on the fly: streamable kinds (op) whose ops keep labels
+    (mix, generator and teacher stages are skipped)."""
     if recipe is None:
         return None, []
-    from schemas.recipe import Recipe, load_recipe
+    from pipelines.recipes import load_recipe
+    from pipelines.stages import kind_of
+    from pipelines.stages.op import label_invariant
 
-    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    return r, [k for k, st in enumerate(r.stages) if st.kind == "op" and _label_invariant(st.built)]
+    r = load_recipe(recipe)
+    keep = [k for k in range(len(r.stages)) if kind_of(r, k).streamable and label_invariant(r.stages[k].built)]
+    return r, keep
 
 
 def __getattr__(name: str) -> Any:

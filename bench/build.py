@@ -58,8 +58,8 @@ def baseline(root: Path, out: Path) -> int:
 
 
 def ours(store, source: str, output: str, workers: int) -> tuple[float, int]:
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
-    from schemas.recipe import load_recipe
 
     recipe = load_recipe({"input": source, "output": output, "seed": 0,
                           "stages": [{"op": STAGE, "copies": COPIES}]})  # fmt: skip

@@ -40,10 +40,10 @@ def main() -> None:
 
     from augsvc.trainer.loop import evaluate_run, load_config, train
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
     from pipelines.split import split_version
     from pipelines.store import Store
-    from schemas.recipe import load_recipe
 
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="efficacy-distill-"))

@@ -135,9 +135,9 @@ def main() -> None:
     args = ap.parse_args()
     models = args.models.split(",")
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
     from pipelines.store import Store
-    from schemas.recipe import load_recipe
 
     no_wordnet = wordnet_available()
     if no_wordnet:

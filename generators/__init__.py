@@ -62,10 +62,10 @@ def build_generator(spec: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
     if not isinstance(spec, dict):
-        raise AugsvcError(f"generator: expected a mapping like {{method: smote}}, got {spec!r}")
+        raise AugsvcError(f"expected a mapping like {{method: smote}}, got {spec!r}")
     method = spec.get("method")
     if method is None:
-        raise AugsvcError(f"generator: 'method' is missing; known methods: {', '.join(generator_names())}")
+        raise AugsvcError(f"'method' is missing; known methods: {', '.join(generator_names())}")
     cls = generator_class(str(method))
     try:
         return cls(**spec)
@@ -79,27 +79,21 @@ def build_generator(spec: dict[str, Any]) -> Any:
 
                 hint = closest(key, list(cls.model_fields))
                 msgs.append(
-                    f"generator: unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; "
+                    f"unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; "
                     f"allowed keys: {', '.join(cls.model_fields)}"
                 )
             else:
-                msgs.append(f"generator: {key}: {msg}" if key else f"generator: {msg}")
+                msgs.append(f"{key}: {msg}" if key else msg)
         raise AugsvcError("; ".join(msgs)) from None
 
 
-def generator_catalog() -> list[dict[str, Any]]:
-    """Every generator with its parameters (name, type, default, description), for ``augsvc ops --json``."""
-    out = []
+def generator_catalog() -> dict[str, dict[str, Any]]:
+    """Every generator: ``{method: {modalities, model_backed, doc, params}}`` (for ``augsvc ops --json``)."""
+    from schemas.catalogue import first_line, params_of
+
+    out = {}
     for method in generator_names():
         cls = generator_class(method)
-        params = []
-        for name, f in cls.model_fields.items():
-            if name == "method":
-                continue
-            default = f.default if not f.is_required() else None
-            params.append({"name": name, "type": str(f.annotation).replace("typing.", ""), "default": default,
-                           "required": f.is_required(), "description": f.description or ""})  # fmt: skip
-        doc = (cls.__doc__ or "").strip().splitlines()
-        out.append({"method": method, "modalities": list(cls.modalities), "model_backed": cls.model_backed,
-                    "description": doc[0] if doc else "", "parameters": params})  # fmt: skip
+        out[method] = {"modalities": list(cls.modalities), "model_backed": cls.model_backed,
+                       "doc": first_line(cls.__doc__), "params": params_of(cls, skip=("method",))}  # fmt: skip
     return out

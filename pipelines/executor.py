@@ -18,12 +18,20 @@ _REMOTE_CACHE: dict[Callable, Any] = {}
 
 
 def start_workers(workers: int | None, address: str | None) -> tuple[int, float]:
-    """(worker count, seconds spent starting Ray): all cores when ``workers`` is None; 0 runs in-process."""
+    """(worker count, seconds spent starting Ray): all cores when ``workers`` is None; 0 runs in-process.
+
+    Attached to a cluster (``address`` or ``RAY_ADDRESS``) with ``workers`` None, the count is the cluster's CPUs,
+    not the driver's cores."""
+    address = address or os.environ.get("RAY_ADDRESS")
     n = (os.cpu_count() or 1) if workers is None else workers
     if n == 0 and not address:
         return 0, 0.0
     t = time.perf_counter()
     ensure_ray(n, address)
+    if address and workers is None:
+        import ray
+
+        n = max(1, int(ray.cluster_resources().get("CPU", n)))
     return n, time.perf_counter() - t
 
 
@@ -119,3 +127,67 @@ def _get(ray, ref: Any) -> Any:
         if isinstance(cause, AugsvcError):
             raise AugsvcError(str(cause)) from None
         raise
+
+
+class _ActorHost:
+    """A Ray actor holding one instance of a model-backed callable (loaded once, in ``__init__``)."""
+
+    def __init__(self, cls: type, init: Any) -> None:
+        self.obj = cls(init)
+
+    def process(self, *args: Any) -> Any:
+        return self.obj(*args)
+
+
+def cluster_gpus() -> float:
+    """GPUs of the Ray cluster this process is attached to (0 without Ray)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+
+
+def run_actor_map(
+    cls: type,
+    init: Any,
+    args: Iterable[tuple],
+    *,
+    workers: int = 0,
+    address: str | None = None,
+    num_gpus: float | None = None,
+) -> Iterator[Any]:
+    """Yield ``cls(init)(*a)`` for each ``a``, in order, with ``cls(init)`` built once per worker: a pool of Ray
+    actors (the shape of every model-backed stage: load the model once, then call it many times).
+
+    ``workers=0`` builds one instance in this process. Otherwise the pool has ``min(workers, len(args))`` actors,
+    each asking Ray for ``num_gpus`` GPUs (default: 1 when the cluster has GPUs, else 0, so it runs on CPUs).
+    A failed call raises its AugsvcError as one line; Ray restarts a lost actor and retries its call twice.
+    """
+    items = list(args)
+    if not items:
+        return
+    if workers <= 0 and not address:
+        obj = cls(init)
+        for a in items:
+            yield obj(*a)
+        return
+    import ray
+    from ray.util import ActorPool
+
+    ensure_ray(workers, address)
+    gpus = num_gpus if num_gpus is not None else (1.0 if cluster_gpus() >= 1 else 0.0)
+    n = max(1, min(workers or 1, len(items)))
+    if gpus:
+        n = max(1, min(n, int(cluster_gpus() // gpus)))
+    host = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=2, max_task_retries=2)(_ActorHost)
+    actors = [host.remote(cls, init) for _ in range(n)]
+    pool = ActorPool(actors)
+    try:
+        yield from pool.map(lambda actor, a: actor.process.remote(*a), items)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, AugsvcError):
+            raise AugsvcError(str(cause)) from None
+        raise
+    finally:
+        for a in actors:
+            ray.kill(a)

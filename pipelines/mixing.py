@@ -79,11 +79,23 @@ def mix_labels(sa: np.ndarray, sb: np.ndarray, lam: float) -> tuple[np.ndarray, 
     return mixed.astype(np.float32), dominant
 
 
-def mix_pair(
-    spec: MixSpec, a: Any, b: Any, rng: np.random.Generator, features: dict[str, str] | None = None
-) -> tuple[Any, float, dict[str, Any]]:
-    """Mix one anchor ``a`` with partner ``b``: (mixed payload, weight of ``a``, JSON-able record)."""
+def sample_mix(spec: MixSpec, shape: tuple[int, ...] | None, rng: np.random.Generator) -> dict[str, Any]:
+    """Draw one pair's mixing parameters (the lineage record): ``lam`` first, then CutMix's box for an image of
+    ``shape`` (H, W, C). Kept apart from :func:`apply_mix` (as timm keeps ``_params_per_elem`` apart), so a mixed
+    row replays from its record."""
     lam = sample_lam(spec, rng)
+    if spec.method == "cutmix":
+        h, w = shape[:2]
+        y0, y1, x0, x1 = cutmix_box(h, w, lam, rng, spec)
+        weight = 1.0 - ((y1 - y0) * (x1 - x0)) / float(h * w)
+        return {"method": "cutmix", "lam_drawn": lam, "box": [y0, y1, x0, x1], "lam": weight}
+    return {"method": spec.method, "lam": lam}
+
+
+def apply_mix(spec: MixSpec, a: Any, b: Any, params: dict[str, Any], features: dict[str, str] | None = None) -> Any:
+    """Mix anchor ``a`` with partner ``b`` by the drawn ``params`` (``sample_mix``); deterministic. Images: uint8
+    HWC, a partner of another size is resized to the anchor; tabular rows: dicts of feature values."""
+    lam = params["lam"]
     if spec.method == "tabular_mixup":
         out = {}
         for k, kind in (features or {}).items():
@@ -92,16 +104,20 @@ def mix_pair(
                 out[k] = lam * va + (1.0 - lam) * vb
             else:
                 out[k] = va if lam >= 0.5 else vb
-        return out, lam, {"method": spec.method, "lam": lam}
+        return out
     if b.shape != a.shape:
         b = _resize_like(b, a)
     if spec.method == "cutmix":
-        h, w = a.shape[:2]
-        y0, y1, x0, x1 = cutmix_box(h, w, lam, rng, spec)
-        out = paste_box(a, b, y0, y1, x0, x1)
-        weight = 1.0 - ((y1 - y0) * (x1 - x0)) / float(h * w)
-        return out, weight, {"method": "cutmix", "lam_drawn": lam, "box": [y0, y1, x0, x1], "lam": weight}
-    return blend(a, b, lam), lam, {"method": spec.method, "lam": lam}
+        return paste_box(a, b, *params["box"])
+    return blend(a, b, lam)
+
+
+def mix_pair(
+    spec: MixSpec, a: Any, b: Any, rng: np.random.Generator, features: dict[str, str] | None = None
+) -> tuple[Any, float, dict[str, Any]]:
+    """Mix one anchor ``a`` with partner ``b``: (mixed payload, weight of ``a``, JSON-able record)."""
+    params = sample_mix(spec, None if spec.method == "tabular_mixup" else a.shape, rng)
+    return apply_mix(spec, a, b, params, features), params["lam"], params
 
 
 def _resize_like(b: np.ndarray, a: np.ndarray) -> np.ndarray:

@@ -61,61 +61,22 @@ def make_plan(
 ) -> BuildPlan:
     """Decide the copies of op stages from (sample_id, label, split) of the rows that reach them.
 
-    With ``only``, plan just those stages (one row step of a build); without, simulate the whole recipe for a
-    dry run, estimating mixing stages (every pair mixed, labelled as its anchor) and generator stages.
+    With ``only``, plan just those op stages (one op step of a build); without, simulate the whole recipe for a
+    dry run: other kinds of stage give their estimate (``StageKind.estimate``).
     """
+    from pipelines.stages import kind_of
+
     names = manifest.class_names
-    index = {c: i for i, c in enumerate(names)}
     counts_in = _counts(rows, names)
     stages = []
     for k, st in enumerate(recipe.stages):
         if only is not None and k not in only:
             continue
         if st.kind != "op":
-            rows = _estimate_global(recipe, k, rows, names)
+            rows = kind_of(recipe, k).estimate(recipe, k, rows, names)
             continue
-        sname = st.name or f"stage-{k}"
-        for c in st.classes or []:
-            if c not in index:
-                raise AugsvcError(f"stages[{k}].classes: unknown class {c!r}; classes are {', '.join(names)}")
-        selected = {index[c] for c in st.classes} if st.classes else set(range(len(names)))
-        aug = [r for r in rows if r[2] in recipe.splits and r[1] in selected]
-        copies: dict[int, int] = {}
-        extra: set[str] = set()
-        if st.target_per_class is None:
-            copies = dict.fromkeys(selected, st.copies)
-        else:
-            targets = st.target_per_class
-            if isinstance(targets, dict):
-                for c in targets:
-                    if c not in index:
-                        raise AugsvcError(
-                            f"stages[{k}].target_per_class: unknown class {c!r}; classes are {', '.join(names)}"
-                        )
-                targets = {index[c]: t for c, t in targets.items()}
-            for lab in sorted(selected):
-                target = targets if isinstance(targets, int) else targets.get(lab)
-                if target is None:
-                    continue
-                members = sorted((r[0] for r in aug if r[1] == lab), key=lambda s: _rank_key(recipe.seed, k, s))
-                have = len(members) if st.keep_originals else 0
-                need = max(0, target - have)
-                if need and not members:
-                    raise AugsvcError(f"stages[{k}]: class {names[lab]!r} has no rows in {recipe.splits} to copy")
-                if not members:
-                    continue
-                copies[lab] = need // len(members)
-                extra.update(members[: need % len(members)])
-        stages.append(StagePlan(k, sname, copies, frozenset(extra), st.keep_originals))
-        nxt = []
-        in_aug = set(recipe.splits)
-        for sid, lab, split in rows:
-            if st.keep_originals:
-                nxt.append((sid, lab, split))
-            if split in in_aug and lab in copies:
-                n = copies[lab] + (1 if sid in extra else 0)
-                nxt.extend((derived_id(sid, k, c), lab, split) for c in range(n))
-        rows = nxt
+        sp, rows = plan_op_stage(recipe, k, rows, names)
+        stages.append(sp)
     return BuildPlan(
         recipe=recipe.model_dump(mode="json"),
         modality=manifest.modality,
@@ -128,30 +89,59 @@ def make_plan(
     )
 
 
-def _estimate_global(recipe: Recipe, k: int, rows: list, names: list[str]) -> list:
-    """Dry-run estimate of the rows after a mixing or generator stage."""
+def plan_op_stage(
+    recipe: Recipe, k: int, rows: list[tuple[str, int, str]], names: list[str]
+) -> tuple[StagePlan, list[tuple[str, int, str]]]:
+    """(copies per class and the rows that get one more, rows after the stage) for op stage ``k``.
+
+    Per-class targets: ``need = target - rows kept``; every row of the class gets ``need // members`` copies and the
+    ``need % members`` rows with the smallest blake2b(seed/stage/sample_id) one more."""
+    from pipelines.stages.base import selected_labels
+
     st = recipe.stages[k]
-    aug = set(recipe.splits)
-    selected = {names.index(c) for c in st.classes} if st.classes else set(range(len(names)))
-    if st.kind == "teacher":
-        return rows
-    out = [r for r in rows if st.keep_originals or r[2] not in aug]
-    if st.kind == "mix":
-        for sid, lab, split in rows:
-            if split in aug and lab in selected:
-                out.extend((derived_id(sid, k, c), lab, split) for c in range(st.copies))
-        return out
-    from generators.smote import plan as smote_plan
+    index = {c: i for i, c in enumerate(names)}
+    selected = selected_labels(recipe, k, names)
+    aug = [r for r in rows if r[2] in recipe.splits and r[1] in selected]
+    copies: dict[int, int] = {}
+    extra: set[str] = set()
+    if st.target_per_class is None:
+        copies = dict.fromkeys(selected, st.copies)
+    else:
+        targets = st.target_per_class
+        if isinstance(targets, dict):
+            for c in targets:
+                if c not in index:
+                    raise AugsvcError(
+                        f"stages[{k}].target_per_class: unknown class {c!r}; classes are {', '.join(names)}"
+                    )
+            targets = {index[c]: t for c, t in targets.items()}
+        for lab in sorted(selected):
+            target = targets if isinstance(targets, int) else targets.get(lab)
+            if target is None:
+                continue
+            members = sorted((r[0] for r in aug if r[1] == lab), key=lambda s: _rank_key(recipe.seed, k, s))
+            have = len(members) if st.keep_originals else 0
+            need = max(0, target - have)
+            if need and not members:
+                raise AugsvcError(f"stages[{k}]: class {names[lab]!r} has no rows in {recipe.splits} to copy")
+            if not members:
+                continue
+            copies[lab] = need // len(members)
+            extra.update(members[: need % len(members)])
+    sp = StagePlan(k, st.name or f"stage-{k}", copies, frozenset(extra), st.keep_originals)
+    nxt = []
+    in_aug = set(recipe.splits)
+    for sid, lab, split in rows:
+        if st.keep_originals:
+            nxt.append((sid, lab, split))
+        if split in in_aug and lab in copies:
+            n = copies[lab] + (1 if sid in extra else 0)
+            nxt.extend((derived_id(sid, k, c), lab, split) for c in range(n))
+    return sp, nxt
 
-    for split in sorted(aug):
-        counts = {names[i]: n for i, n in enumerate(_label_counts(rows, split, len(names)))}
-        for cname, n_new in smote_plan(counts, st.built).items():
-            lab = names.index(cname)
-            out.extend((f"gen/{k}/{split}/{cname}/{i}", lab, split) for i in range(n_new))
-    return out
 
-
-def _label_counts(rows: list, split: str, k: int) -> list[int]:
+def label_counts(rows: list, split: str, k: int) -> list[int]:
+    """Rows per class index in ``split``."""
     counts = [0] * k
     for _, lab, sp in rows:
         if sp == split and lab is not None:

@@ -1,46 +1,48 @@
-"""``augsvc preview``: originals beside augmented copies, one PNG grid, before building 100,000 images.
+"""``augsvc preview``: what a recipe makes, before building 100,000 rows: originals beside what each stage derived
+from them (copies, mixed pairs, synthetic rows), as a PNG grid for images or a table for text and tabular rows.
 
-Copy ``c`` of a row goes through every stage with the same generators a build uses for copy ``c``
-(``rng_for(seed, stage, c, sample_id)``), so what you see is what the build makes.
+The rows go through every stage with the same code and generators as a build (``StageKind.apply_rows``: copy ``c``
+of a row draws from ``rng_for(seed, stage, c, sample_id)``), so what you see is what the build makes. Mixing pairs
+partners within the previewed rows; a generator stage fits on every row of the augmented splits, as in a build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipelines.rng import rng_for
+from pipelines import stages
+from pipelines.plan import make_plan
+from pipelines.stages.base import StepContext
 from pipelines.store import Store
 from schemas import imagecodec
 from schemas.errors import AugsvcError
+from schemas.manifest import Manifest
 from schemas.recipe import Recipe
 
 
-def _fit(img: np.ndarray, cell: int) -> np.ndarray:
-    import cv2
+def _preview_recipe(recipe: Recipe, copies: int) -> Recipe:
+    """The recipe with ``copies`` copies per row in its op and mix stages (no per-class targets)."""
+    from pipelines.recipes import load_recipe
 
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    h, w = img.shape[:2]
-    scale = cell / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_NEAREST if scale >= 2 else cv2.INTER_AREA
-    small = cv2.resize(img, (nw, nh), interpolation=interp)
-    out = np.full((cell, cell, 3), 255, np.uint8)
-    y0, x0 = (cell - nh) // 2, (cell - nw) // 2
-    out[y0 : y0 + nh, x0 : x0 + nw] = small
-    return out
+    data = recipe.model_dump(mode="json")
+    for st in data["stages"]:
+        if "op" in st or "mix" in st:
+            st.update(copies=copies, target_per_class=None)
+    return load_recipe(data)
 
 
-def pick_rows(store: Store, recipe: Recipe, n: int) -> list[dict]:
-    """n rows of the augmented splits, spread over the classes, chosen by a seeded hash (not file order)."""
+def pick_rows(store: Store, recipe: Recipe, n: int, *, every: bool = False) -> tuple[Manifest, list[dict]]:
+    """(manifest, rows of the augmented splits): ``n`` spread over the classes, chosen by a seeded hash (not file
+    order), or every row when ``every`` (generator stages fit on the whole split)."""
     ds, v = store.resolve(recipe.input)
     m = store.manifest(ds, v)
-    if m.modality != "image":
-        raise AugsvcError(f"preview renders images; {ds}@{v} holds {m.modality} rows")
-    by_class: dict[int, list[tuple[bytes, dict]]] = {}
+    by_class: dict[Any, list[tuple[bytes, dict]]] = {}
     for s in m.shards:
         if s.split is not None and s.split not in recipe.splits:
             continue
@@ -51,40 +53,116 @@ def pick_rows(store: Store, recipe: Recipe, n: int) -> list[dict]:
             by_class.setdefault(row["label"], []).append((key, row))
     if not by_class:
         raise AugsvcError(f"{ds}@{v} has no rows in splits {recipe.splits}")
-    queues = [sorted(v_, key=lambda kv: kv[0]) for _, v_ in sorted(by_class.items())]
+    queues = [sorted(v_, key=lambda kv: kv[0]) for _, v_ in sorted(by_class.items(), key=lambda kv: str(kv[0]))]
     picked: list[dict] = []
     i = 0
-    while len(picked) < n and any(i < len(q) for q in queues):
+    limit = sum(len(q) for q in queues) if every else n
+    while len(picked) < limit and any(i < len(q) for q in queues):
         for q in queues:
-            if i < len(q) and len(picked) < n:
+            if i < len(q) and len(picked) < limit:
                 picked.append(q[i][1])
         i += 1
-    return picked
+    return m, picked
+
+
+def _no_tasks(*_: Any) -> dict:
+    raise AugsvcError("preview runs stages in memory; a stage kind asked to schedule tasks")
+
+
+def preview_lines(recipe: Recipe, store: Store, *, n: int = 16, copies: int = 4) -> tuple[Manifest, list[tuple]]:
+    """Run the recipe in memory on a few rows: (manifest, [(original row, [derived rows])]) for up to ``n`` originals,
+    each with up to ``copies`` rows derived from it (through any stage: op copies, mixes, synthetic rows)."""
+    recipe = _preview_recipe(recipe, copies)
+    kinds = [stages.kind_of(recipe, k) for k in range(len(recipe.stages))]
+    every = any(k.key == "generator" for k in kinds)
+    m, rows = pick_rows(store, recipe, n, every=every)
+    from pipelines.runner import check_recipe
+
+    check_recipe(recipe, m)
+    meta = [(r["sample_id"], r["label"], r["split"]) for r in rows]
+    ctx = StepContext(recipe, m, make_plan(recipe, m, meta, only=set()), 0, _no_tasks, _no_tasks, _no_tasks, str)
+    originals = {r["sample_id"]: r for r in rows}
+    for k, kind in enumerate(kinds):
+        ctx.step = k
+        rows = kind.apply_rows(ctx, k, rows)
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        if not r.get("lineage"):
+            continue
+        first = json.loads(r["lineage"])[0]
+        parent = first.get("parent") or (first.get("parents") or [None])[0]
+        if parent in originals:
+            children.setdefault(parent, []).append(r)
+    order = [sid for sid in originals if sid in children]
+    if not every:
+        order = [sid for sid in originals if sid in children or not children][:n]
+    return m, [(originals[sid], children.get(sid, [])[:copies]) for sid in order[:n]]
+
+
+def _caption(row: dict, m: Manifest) -> str:
+    """Short text under a cell: class (or soft label) and the last step's kind."""
+    name = m.class_names[row["label"]] if row.get("label") is not None and m.class_names else "-"
+    if not row.get("lineage"):
+        return name
+    step = json.loads(row["lineage"])[-1]
+    if "mix" in step:
+        return f"{name} lam {step['mix']['lam']:.2f}"
+    if "generator" in step:
+        return f"{name} {step['generator']}"
+    return name
+
+
+def _image_of(row: dict) -> np.ndarray:
+    if row.get("_img") is not None:
+        return row["_img"]
+    return imagecodec.decode(row["image"], row["image_format"], row["height"], row["width"], row["channels"])
+
+
+def _fit(img: np.ndarray, cell: int, caption: str) -> np.ndarray:
+    import cv2
+
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    h, w = img.shape[:2]
+    scale = cell / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_NEAREST if scale >= 2 else cv2.INTER_AREA
+    small = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
+    strip = 14
+    out = np.full((cell + strip, cell, 3), 255, np.uint8)
+    y0, x0 = (cell - nh) // 2, (cell - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = small
+    text = caption[: max(4, cell // 6)]
+    cv2.putText(out, text, (2, cell + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (40, 40, 40), 1, cv2.LINE_AA)
+    return out
 
 
 def render_preview(
     recipe: Recipe, store: Store, out: str | Path, *, n: int = 16, copies: int = 4, cell: int = 96
 ) -> Path:
+    """A PNG grid: each line an original (captioned with its class), a gap, then what the recipe derived from it
+    (captioned with class, mix weight or generator). Returns the path written."""
     import cv2
 
-    rows = pick_rows(store, recipe, n)
+    m, lines = preview_lines(recipe, store, n=n, copies=copies)
+    if m.modality != "image":
+        raise AugsvcError(f"the PNG grid is for images; {recipe.input} holds {m.modality} rows (use --out x.md)")
     pad = 4
+    width = (cell + pad) * (copies + 1) + pad * 3
     grid_rows = []
-    for row in rows:
-        orig = imagecodec.decode(row["image"], row["image_format"], row["height"], row["width"], row["channels"])
-        cells = [_fit(orig, cell)]
-        for c in range(copies):
-            x = orig
-            for k, st in enumerate(recipe.stages):
-                x, _ = st.built(x, rng_for(recipe.seed, k, c, row["sample_id"]))
-            cells.append(_fit(x, cell))
-        line = np.full((cell, (cell + pad) * len(cells) + pad * 3, 3), 255, np.uint8)
+    for orig, kids in lines:
+        cells = [_fit(_image_of(orig), cell, _caption(orig, m))] + [
+            _fit(_image_of(r), cell, _caption(r, m)) for r in kids
+        ]
+        line = np.full((cells[0].shape[0], width, 3), 255, np.uint8)
         xpos = 0
         for j, im in enumerate(cells):
             line[:, xpos : xpos + cell] = im
             xpos += cell + pad + (pad * 3 if j == 0 else 0)  # a wider gap after the original
         grid_rows.append(line)
-    sep = np.full((pad, grid_rows[0].shape[1], 3), 255, np.uint8)
+    if not grid_rows:
+        raise AugsvcError(f"{recipe.input}: the recipe derived no rows from the previewed ones")
+    sep = np.full((pad, width, 3), 255, np.uint8)
     grid = np.concatenate([x for r in grid_rows for x in (r, sep)], axis=0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,47 +171,44 @@ def render_preview(
     return out
 
 
-def render_text_preview(
-    recipe: Recipe, store: Store, *, n: int = 10, copies: int = 3, out: str | Path | None = None
-) -> str:
-    """Originals vs augmented copies of text rows as a Markdown table (or HTML when ``out`` ends in .html).
+def _cells(row: dict, m: Manifest) -> list[str]:
+    if m.modality == "text":
+        return [row["text"]]
+    if m.modality == "translation":
+        return [f"{row['src']} => {row['tgt']}"]
+    return [", ".join(f"{f}={_fmt(row.get(f))}" for f in m.features)]
 
-    Copies are made exactly as a build makes them (same generators, same mutation cap)."""
-    import html
 
-    from pipelines.tasks import apply_stage_op
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    ds, v = store.resolve(recipe.input)
-    m = store.manifest(ds, v)
-    if m.modality != "text":
-        raise AugsvcError(f"text preview needs a text version; {ds}@{v} holds {m.modality} rows")
-    picked: list[dict] = []
-    for s in m.shards:
-        if len(picked) >= n:
-            break
-        if s.split is not None and s.split not in recipe.splits:
-            continue
-        table = store.read_shard(ds, v, s.path)
-        picked += [r for r in table.to_pylist() if r["split"] in recipe.splits]
-    picked = picked[:n]
-    lines = []
-    for row in picked:
-        variants = []
-        for c in range(copies):
-            x = row["text"]
-            for k, st in enumerate(recipe.stages):
-                if st.kind == "op":
-                    x, _ = apply_stage_op(recipe, k, x, rng_for(recipe.seed, k, c, row["sample_id"]), "text")
-            variants.append(x)
-        lines.append((m.class_names[row["label"]], row["text"], variants))
+
+def render_table(recipe: Recipe, store: Store, *, n: int = 10, copies: int = 3, out: str | Path | None = None) -> str:
+    """Originals beside what the recipe derived from them, for text, translation and tabular rows: a Markdown table
+    (or HTML when ``out`` ends in .html), written to ``out`` when given."""
+    m, lines = preview_lines(recipe, store, n=n, copies=copies)
+    if m.modality == "image":
+        raise AugsvcError(f"{recipe.input} holds images: preview writes a PNG grid (--out grid.png)")
+    table = [
+        (_caption(o, m), _cells(o, m)[0], [f"{_caption(r, m)}: {_cells(r, m)[0]}" for r in kids]) for o, kids in lines
+    ]
     if out is not None and str(out).endswith(".html"):
-        cells = [(html.escape(lab), html.escape(t), "<br>".join(html.escape(x) for x in vs)) for lab, t, vs in lines]
-        body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in cells)
-        text = f"<table><tr><th>label</th><th>original</th><th>augmented</th></tr>{body}</table>\n"
+        esc = html.escape
+        body = "".join(
+            f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{'<br>'.join(esc(x) for x in c)}</td></tr>" for a, b, c in table
+        )
+        text = f"<table><tr><th>class</th><th>original</th><th>derived</th></tr>{body}</table>\n"
     else:
-        esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        rows_md = [f"| {esc(lab)} | {esc(t)} | {'<br>'.join(esc(x) for x in vs)} |" for lab, t, vs in lines]
-        text = "\n".join(["| label | original | augmented |", "|---|---|---|", *rows_md]) + "\n"
+        esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        rows_md = [f"| {esc(a)} | {esc(b)} | {'<br>'.join(esc(x) for x in c)} |" for a, b, c in table]
+        text = "\n".join(["| class | original | derived |", "|---|---|---|", *rows_md]) + "\n"
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text
+
+
+def render_text_preview(
+    recipe: Recipe, store: Store, *, n: int = 10, copies: int = 3, out: str | Path | None = None
+) -> str:
+    """Text rows: see :func:`render_table`."""
+    return render_table(recipe, store, n=n, copies=copies, out=out)

@@ -1,14 +1,13 @@
 """Build runner: a recipe turns a source version into a new, augmented, immutable version.
 
-The recipe's stages are grouped into *steps*: a run of consecutive per-row op stages is one step (one task per
-part, rows never leave their part); a mixing stage is a step that pairs rows across the whole dataset (a keyed
-scatter of partner rows, then one task per part); a generator stage gathers the rows it needs per class. A *part*
-is an ordered list of Parquet files; the input's shards are the first parts, and every step maps parts to parts,
-so output order and shard boundaries are fixed by the data. Tasks run on Ray core tasks via
-``pipelines.executor.run_map`` (or in-process), each a pure function of its inputs and the plan: every random draw
-comes from ``rng_for(seed, stage, copy, sample_id)`` (or a documented variant), so the bytes do not depend on worker
-count or scheduling. Every task output is kept in ``.staging/build-<version>/work/`` with a sidecar, so an
-interrupted build, run again, reuses finished work.
+The recipe's stages are grouped into *steps* (``pipelines.stages.steps``: consecutive op stages form one step) and
+the runner is one loop over them: each step's stage kind (``pipelines/stages/``) schedules its work over the
+*parts* through a :class:`~pipelines.stages.base.StepContext`. A part is an ordered list of Parquet files; the
+input's shards are the first parts, and every step maps parts to parts, so output order and shard boundaries are
+fixed by the data. Tasks run on Ray core tasks or actor pools via ``pipelines.executor`` (or in-process), each a
+pure function of its inputs and the plan: every random draw comes from ``rng_for(seed, stage, copy, sample_id)``
+(or a documented variant), so the bytes do not depend on worker count or scheduling. Every task output is kept in
+``.staging/build-<version>/work/`` with a sidecar, so an interrupted build, run again, reuses finished work.
 """
 
 from __future__ import annotations
@@ -23,23 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import storefs
-from pipelines.executor import run_map, start_workers
-from pipelines.plan import BuildPlan, _label_counts, make_plan
+from pipelines import stages, storefs
+from pipelines.executor import run_actor_map, run_map, start_workers
+from pipelines.plan import BuildPlan, make_plan
+from pipelines.stages.base import StepContext
 from pipelines.store import Store
-from pipelines.tasks import (
-    GenPlan,
-    MixPlan,
-    PartOut,
-    TeacherPlan,
-    apply_stage_op,
-    gen_task,
-    mix_task,
-    plan_pairs,
-    rows_task,
-    scatter_task,
-    teacher_task,
-)
+from pipelines.tasks import PartOut
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
 from schemas.manifest import Manifest, ShardInfo
@@ -48,7 +36,7 @@ from schemas.version import PACKAGE_VERSION
 
 BUILD_FORMAT_VERSION = 4  # bump whenever an op's output bytes change for the same recipe and seed
 
-__all__ = ["BuildPlan", "BuildReport", "apply_stage_op", "build", "make_plan", "plan_pairs", "replay"]
+__all__ = ["BuildPlan", "BuildReport", "build", "build_definition", "check_recipe", "make_plan", "replay"]
 
 
 @dataclass
@@ -61,6 +49,7 @@ class BuildReport:
     ray_start_seconds: float = 0.0
     rows_in: int = 0
     reused_shards: int = 0
+    reports: dict | None = None  # stage name -> report (generators' quality gates)
 
 
 def _input_rows(store: Store, dataset: str, version: str, m: Manifest) -> list[tuple[str, int, str]]:
@@ -71,34 +60,36 @@ def _input_rows(store: Store, dataset: str, version: str, m: Manifest) -> list[t
     return rows
 
 
-def _check_modality(recipe: Recipe, modality: str) -> None:
-    def walk(op) -> list:
-        kids = getattr(op, "ops", None) or []
-        return [op, *[o for k in kids for o in walk(k)]]
+def check_recipe(recipe: Recipe, m: Manifest) -> None:
+    """Everything a build would refuse about ``recipe`` on a version with manifest ``m``, before any work (dry runs
+    too): the augmented splits exist, each stage's kind accepts the version, and the output name is valid."""
+    from pipelines.store import check_name
 
-    for k, st in enumerate(recipe.stages):
-        if st.kind == "mix":
-            ok = {"mixup": ("image",), "cutmix": ("image",), "average": ("image",), "tabular_mixup": ("tabular",)}
-            if modality not in ok[st.mix.method]:
-                raise AugsvcError(f"stages[{k}]: mix method {st.mix.method!r} does not work on {modality} rows")
-            continue
-        if st.kind != "op":
-            continue
-        for op in walk(st.built):
-            if op.modality not in ("any", "", modality):
-                raise AugsvcError(
-                    f"stages[{k}]: op {op.name!r} works on {op.modality} rows, but {recipe.input} is {modality}"
-                )
+    check_name(recipe.output, "output dataset name")
+    have = set(m.rows_per_split or {}) or {s.split for s in m.shards if s.split}
+    missing = [sp for sp in recipe.splits if sp not in have]
+    if missing:
+        raise AugsvcError(
+            f"splits: {', '.join(map(repr, missing))} not in {recipe.input} "
+            f"(it has {', '.join(sorted(have)) or 'none'})"
+        )
+    for k in range(len(recipe.stages)):
+        stages.kind_of(recipe, k).check(recipe, k, m)
 
 
-def _steps(recipe: Recipe) -> list[tuple[str, list[int]]]:
-    steps: list[tuple[str, list[int]]] = []
-    for k, st in enumerate(recipe.stages):
-        if st.kind == "op" and steps and steps[-1][0] == "op":
-            steps[-1][1].append(k)
-        else:
-            steps.append((st.kind, [k]))
-    return steps
+def build_definition(recipe: Recipe, parent: str) -> dict:
+    """What a build's version id is derived from (see docs/architecture.md, "Version ids")."""
+    definition = {
+        "kind": "build",
+        "parents": [parent],
+        "recipe": recipe.definition(),
+        "seed": recipe.seed,
+        "code": {"augsvc": PACKAGE_VERSION, "build_format": BUILD_FORMAT_VERSION},
+    }
+    ident = stages.identity(recipe)
+    if ident:  # model-backed stages: their models' content hashes
+        definition["stage_identity"] = ident
+    return definition
 
 
 class _Work:
@@ -120,19 +111,30 @@ class _Work:
         tmp.write_bytes(data)
         os.replace(tmp, Path(self.root) / name)
 
-    def done(self, key: str) -> list[str] | None:
+    def done(self, key: str) -> tuple[list[str], dict | None] | None:
+        """(files, report) of a finished task, or None."""
         side = storefs.join(self.root, f"{key}.json")
         if not storefs.exists(side):
             return None
-        files = [storefs.join(self.root, f) for f in json.loads(storefs.read_bytes(side))["files"]]
-        return files if all(storefs.exists(f) for f in files) else None
+        meta = json.loads(storefs.read_bytes(side))
+        files = [storefs.join(self.root, f) for f in meta["files"]]
+        return (files, meta.get("report")) if all(storefs.exists(f) for f in files) else None
 
-    def save(self, key: str, blobs: list[bytes], names: list[str] | None = None) -> list[str]:
+    def save(
+        self, key: str, blobs: list[bytes], names: list[str] | None = None, report: dict | None = None
+    ) -> list[str]:
         names = names or [f"{key}-{j:03d}.parquet" for j in range(len(blobs))]
         for n, b in zip(names, blobs, strict=True):
             self._write(n, b)
-        self._write(f"{key}.json", json.dumps({"files": names}).encode())
+        self._write(f"{key}.json", json.dumps({"files": names, "report": report}).encode())
         return [storefs.join(self.root, n) for n in names]
+
+    def cache_dir(self, name: str) -> str:
+        """A folder under the work root for what a stage keeps across resumes (a fine-tuned model)."""
+        path = storefs.join(self.root, f"cache-{name}")
+        if storefs.is_local(path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+        return path
 
     def clear(self) -> None:
         if storefs.is_local(self.root):
@@ -164,17 +166,13 @@ def build(
     t0 = time.perf_counter()
     dataset, version = store.resolve(recipe.input)
     m = store.manifest(dataset, version)
-    _check_modality(recipe, m.modality)
+    check_recipe(recipe, m)
     rows = _input_rows(store, dataset, version, m)
     plan = make_plan(recipe, m, rows)
-    definition = {
-        "kind": "build",
-        "parents": [f"{dataset}@{version}"],
-        "recipe": recipe.definition(),
-        "seed": recipe.seed,
-        "code": {"augsvc": PACKAGE_VERSION, "build_format": BUILD_FORMAT_VERSION},
-    }
+    definition = build_definition(recipe, f"{dataset}@{version}")
     vid = version_id(definition)
+    if plan.counts_out is not None and not any(n for per in plan.counts_out.values() for n in per.values()):
+        raise AugsvcError("the recipe leaves no rows (copies 0 with keep_originals false?); nothing to publish")
     if dry_run:
         return BuildReport(None, store.exists(recipe.output, vid), plan, vid, rows_in=len(rows))
     if store.exists(recipe.output, vid):
@@ -188,25 +186,26 @@ def build(
     work = _Work(work_root or str(staging.dir / "work"))
     n_workers, ray_s = start_workers(workers, address)
     parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
-    steps = _steps(recipe)
     reused = 0
     tasks_done = 0
+    task_reports: dict[str, dict | None] = {}
 
-    def run(fn, shared, items: list[tuple[str, tuple]]) -> dict[str, list[str]]:
-        """Run tasks not finished before (by key); returns key -> output files."""
+    def finish(items: list[tuple[str, tuple]], outputs) -> dict[str, list[str]]:
+        """Run the tasks not finished before (by key) through ``outputs(todo)``; returns key -> output files."""
         nonlocal reused, tasks_done
         result: dict[str, list[str]] = {}
         todo = []
         for key, args in items:
-            files = work.done(key)
-            if files is not None:
-                result[key] = files
+            got = work.done(key)
+            if got is not None:
+                result[key], task_reports[key] = got
                 reused += 1
             else:
                 todo.append((key, *args))
-        for out in run_map(fn, todo, workers=n_workers, address=address, shared=shared):
+        for out in outputs(todo):
             if isinstance(out, PartOut):
-                result[out.key] = work.save(out.key, [c.data for c in out.chunks])
+                result[out.key] = work.save(out.key, [c.data for c in out.chunks], report=out.report)
+                task_reports[out.key] = out.report
             else:
                 key, blobs, dests = out
                 result[key] = work.save(key, blobs, [f"{key}-d{d}.parquet" for d in dests])
@@ -215,68 +214,19 @@ def build(
                 progress(tasks_done, None)
         return result
 
-    for si, (kind, ks) in enumerate(steps):
-        if kind == "op":
-            step_plan = make_plan(recipe, m, [r for meta in _metas(parts) for r in meta], only=set(ks))
-            keys = [(f"s{si}-p{i}", (files,)) for i, files in enumerate(parts)]
-            res = run(rows_task, step_plan, keys)
-            parts = [res[k] for k, _ in keys]
-        elif kind == "mix":
-            k = ks[0]
-            metas = _metas(parts)
-            pairs = plan_pairs(recipe, k, metas, m.class_names)
-            where = {sid: i for i, meta in enumerate(metas) for sid, _, _ in meta}
-            needs: dict[int, dict[str, list[int]]] = {}
-            for d, plist in pairs.items():
-                for _, _, psid in plist:
-                    needs.setdefault(where[psid], {}).setdefault(psid, []).append(d)
-            mplan = MixPlan(plan, k, recipe.stages[k].name or f"stage-{k}", recipe.stages[k].mix,
-                            recipe.stages[k].keep_originals, list(recipe.splits))  # fmt: skip
-            sc_items = [(f"s{si}-x{j}", (parts[j], needs.get(j, {}))) for j in range(len(parts))]
-            scattered = run(_scatter_entry, mplan, sc_items)
-            delivered: dict[int, list[str]] = {}
-            for j in range(len(parts)):
-                for f in scattered[f"s{si}-x{j}"]:
-                    d = int(storefs.basename(f).removesuffix(".parquet").rsplit("-d", 1)[1])
-                    delivered.setdefault(d, []).append(f)
-            keys = [
-                (f"s{si}-p{i}", (parts[i], sorted(delivered.get(i, [])), pairs.get(i, []))) for i in range(len(parts))
-            ]
-            res = run(mix_task, mplan, keys)
-            parts = [res[key] for key, _ in keys]
-        elif kind == "teacher":
-            k = ks[0]
-            tplan = TeacherPlan(plan, k, recipe.stages[k].teacher.checkpoint, recipe.stages[k].teacher.batch_size)
-            keys = [(f"s{si}-p{i}", (files,)) for i, files in enumerate(parts)]
-            res = run(teacher_task, tplan, keys)
-            parts = [res[key] for key, _ in keys]
-        else:
-            k = ks[0]
-            st = recipe.stages[k]
-            gplan = GenPlan(plan, k, st.name or f"stage-{k}", st.built)
-            from generators.smote import plan as smote_plan
+    def run(fn, shared, items):
+        return finish(items, lambda todo: run_map(fn, todo, workers=n_workers, address=address, shared=shared))
 
-            metas = _metas(parts)
-            all_files = [f for files in parts for f in files]
-            items = []
-            for split in recipe.splits:
-                counts = {
-                    m.class_names[i]: n
-                    for i, n in enumerate(_label_counts([r for mt in metas for r in mt], split, len(m.class_names)))
-                }
-                if not any(counts.values()):
-                    continue
-                for cname, n_new in smote_plan(counts, st.built).items():
-                    if n_new > 0:
-                        lab = m.class_names.index(cname)
-                        items.append((f"s{si}-g-{split}-{lab}", (all_files, split, lab, n_new)))
-            res = run(gen_task, gplan, items)
-            if not st.keep_originals:
-                parts = [[f for f in files if _split_of(f) not in recipe.splits] for files in parts]
-            parts = parts + [res[key] for key, _ in items]
+    def run_actors(cls, init, items):
+        return finish(items, lambda todo: run_actor_map(cls, init, todo, workers=n_workers, address=address))
+
+    reports: dict = {}
+    for si, (kind, ks) in enumerate(stages.steps(recipe)):
+        ctx = StepContext(recipe, m, plan, si, run, run_actors, _metas, work.cache_dir, reports, task_reports)
+        parts = kind.run(ctx, ks, parts)
     # publish: the last step's files in order become the shards
     splits: dict[str, dict[str, int]] = {}
-    soft = m.soft_labels or any(st.kind == "mix" for st in recipe.stages)
+    soft = m.soft_labels or any(stages.kind_of(recipe, k).mixes_labels for k in range(len(recipe.stages)))
     final = [f for files in parts for f in files]
     for f in final:
         t = storefs.read_table(f, columns=["label", "split"])
@@ -312,31 +262,22 @@ def build(
             "features": m.features,
             "image_storage": recipe.output_image_format if m.modality == "image" else None,
             "soft_labels": soft,
+            **({"stage_reports": reports} if reports else {}),
         },
     )
     return BuildReport(
-        result.manifest, result.up_to_date, plan, vid, time.perf_counter() - t0, ray_s, len(rows), reused
+        result.manifest, result.up_to_date, plan, vid, time.perf_counter() - t0, ray_s, len(rows), reused, reports
     )
 
 
-def _scatter_entry(plan: MixPlan, key: str, files: list[str], needs: dict[str, list[int]]) -> tuple:
-    """scatter_task as a run() item: (key, Parquet bytes per dest part, dest parts); saved as ``<key>-d<dest>``."""
-    by_dest = scatter_task(plan, key, files, needs)
-    return key, [by_dest[d] for d in sorted(by_dest)], sorted(by_dest)
+def replay(recipe: Recipe, original: Any, lineage: str, partners: dict[str, Any] | None = None) -> Any:
+    """Re-create an augmented payload from its original and its ``lineage`` column (audit / debugging).
 
-
-def _split_of(f: str) -> str:
-    t = storefs.read_table(f, columns=["split"])
-    return t["split"][0].as_py() if t.num_rows else ""
-
-
-def replay(recipe: Recipe, original: Any, lineage: str) -> Any:
-    """Re-create an op-augmented payload from its original and its ``lineage`` column (audit / debugging)."""
+    ``partners`` maps the sample ids of mix partners to their payloads (as they were when mixed); a generator step
+    cannot be replayed from one original."""
     x = original
     for step in json.loads(lineage):
-        if "op" not in step:
-            raise AugsvcError(f"step {step.get('stage')} is a {('mix' if 'mix' in step else 'generator')} step; "
-                              "replay it with its partner/parents")  # fmt: skip
-        if step["op"] is not None:
-            x = recipe.stages[step["stage"]].built.apply(x, step["op"]["params"])
+        kind = stages.stage_kind(recipe.stages[step["stage"]].kind)
+        partner = (partners or {}).get(step.get("partner")) if "partner" in step else None
+        x = kind.replay(recipe, step, x, partner)
     return x

@@ -59,6 +59,11 @@ def _check_name(kind: str, name: str) -> None:
         raise AugsvcError(f"{kind} {name!r} is not valid: use letters, digits, '.', '_' and '-'")
 
 
+def check_name(name: str, what: str = "dataset name") -> None:
+    """AugsvcError unless ``name`` is a valid dataset or tag name (letters, digits, '.', '_', '-')."""
+    _check_name(what, name)
+
+
 @dataclass
 class PublishResult:
     manifest: Manifest

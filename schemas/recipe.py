@@ -21,88 +21,93 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from pipelines.mixing import MixSpec
 from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
 
 RECIPE_SCHEMA_VERSION = 1
-
-
-class TeacherSpec(BaseModel):
-    """A teacher stage: a run directory (or best.pt) of ``augsvc train`` whose logits every row gets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: str = Field(description="run directory or .pt file of a trained model")
-    batch_size: int = Field(256, ge=1)
+# stage kinds whose key always appears in a stage's definition (null when absent): the build ids of recipes written
+# before the stage-kind registry depend on it
+LEGACY_KINDS = ("op", "mix", "generator", "teacher")
 
 
 class Stage(BaseModel):
-    """One recipe stage: an op (or composition) and how its output joins the dataset."""
+    """One recipe stage: the keys every stage kind shares, plus exactly one *kind key* (``op``, ``mix``,
+    ``generator``, ``teacher`` or a registered kind) holding that kind's spec.
 
-    model_config = ConfigDict(extra="forbid")
+    This model checks the shape only; ``pipelines.stages.bind`` validates the spec with the kind's own model
+    (``pipelines/stages/``) and attaches the result (:attr:`built`). ``pipelines.recipes.load_recipe`` does both.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     name: str | None = Field(None, description="label for logs and lineage (default: stage-<index>)")
-    op: dict[str, Any] | list[dict[str, Any]] | None = Field(
-        None, description="per-row op spec, or a list of specs run in sequence"
-    )
-    mix: MixSpec | None = Field(None, description="label-mixing stage: pairs rows across the whole dataset")
-    generator: dict[str, Any] | None = Field(None, description="generator stage, e.g. {method: smote, k_neighbors: 5}")
-    teacher: TeacherSpec | None = Field(None, description="model stage: write teacher_logits from a trained run")
     copies: int = Field(1, ge=0, le=1000, description="augmented copies per selected row")
     keep_originals: bool = Field(True, description="keep the stage's input rows in its output")
     classes: list[str] | None = Field(None, description="only rows of these classes get copies")
     target_per_class: int | dict[str, int] | None = Field(
         None, description="add copies until each class (or each named class) has this many rows"
     )
-    _op: Any = PrivateAttr(None)
-
-    @field_validator("op")
-    @classmethod
-    def _op_spec(cls, v: Any) -> Any:
-        if isinstance(v, list) and not v:
-            raise ValueError("an empty op list does nothing; give at least one op")
-        return v
+    _built: Any = PrivateAttr(None)
+    _canonical: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _build(self) -> Stage:
-        from pipelines.transforms.compose import build_op
+    def _one_kind(self) -> Stage:
+        keys = list(self.model_extra or {})
+        from schemas.suggest import closest
 
-        given = [k for k in ("op", "mix", "generator", "teacher") if getattr(self, k) is not None]
-        if len(given) != 1:
+        for key in keys:
+            hint = closest(key, [f for f in type(self).model_fields if f != "name"])
+            if key not in LEGACY_KINDS and hint is not None:
+                raise ValueError(f"unknown key {key!r} (did you mean {hint!r}?)")
+        if not keys:
             raise ValueError(
-                f"a stage has exactly one of op, mix, generator or teacher (got {', '.join(given) or 'none'})"
+                "a stage needs one kind key: op, mix, generator, teacher (or a registered kind); see augsvc ops"
             )
-        if self.op is not None:
-            spec = {"op": "sequence", "ops": self.op} if isinstance(self.op, list) else self.op
-            try:
-                self._op = build_op(spec)
-            except AugsvcError as e:  # reported by pydantic with this stage's location
-                raise ValueError(str(e)) from None
-        if self.generator is not None:
-            from generators import build_generator
-
-            try:
-                self._op = build_generator(self.generator)
-            except AugsvcError as e:
-                raise ValueError(str(e)) from None
+        if len(keys) > 1:
+            raise ValueError(f"a stage has exactly one kind key; got {', '.join(keys)} (a misspelled key?)")
         if self.target_per_class is not None and self.copies != 1:
             raise ValueError("give either copies or target_per_class, not both")
+        targets = self.target_per_class
+        bad = [targets] if isinstance(targets, int) else list((targets or {}).values())
+        if any(t < 0 for t in bad):
+            raise ValueError(f"target_per_class must be rows >= 0, got {targets}")
         return self
 
     @property
-    def built(self) -> Any:
-        """The built op (op stages) or generator parameters (generator stages)."""
-        return self._op
+    def kind(self) -> str:
+        """The stage's kind key (``op``, ``mix``, ...)."""
+        return next(iter(self.model_extra or {}))
 
     @property
-    def kind(self) -> str:
-        for kind in ("op", "mix", "generator", "teacher"):
-            if getattr(self, kind) is not None:
-                return kind
-        raise AssertionError("validated: one kind is set")
+    def spec(self) -> Any:
+        """The kind's spec as written in the recipe."""
+        return (self.model_extra or {})[self.kind]
+
+    @property
+    def built(self) -> Any:
+        """What the kind built from the spec at bind time (an op, a MixSpec, a generator, a TeacherSpec...)."""
+        if self._built is None:
+            raise AugsvcError("recipe stages are not bound yet: load recipes with pipelines.recipes.load_recipe")
+        return self._built
+
+    def bind(self, built: Any, canonical: Any) -> None:
+        """Attach the kind's validated spec (``built``) and its JSON form for the build id (``canonical``)."""
+        self._built, self._canonical = built, canonical
+
+    def definition(self) -> dict[str, Any]:
+        """What the build's bytes depend on for this stage (stable across releases; see LEGACY_KINDS)."""
+        if self._built is None:
+            raise AugsvcError("recipe stages are not bound yet: load recipes with pipelines.recipes.load_recipe")
+        out: dict[str, Any] = {"name": self.name}
+        for k in LEGACY_KINDS:
+            out[k] = self._canonical if k == self.kind else None
+        if self.kind not in LEGACY_KINDS:
+            out[self.kind] = self._canonical
+        out.update(copies=self.copies, keep_originals=self.keep_originals, classes=self.classes,
+                   target_per_class=self.target_per_class)  # fmt: skip
+        return out
 
 
 class Recipe(BaseModel):
@@ -123,8 +128,10 @@ class Recipe(BaseModel):
     stages: list[Stage] = Field(min_length=1)
 
     def definition(self) -> dict[str, Any]:
-        """What the build's bytes depend on (the output name is not part of it)."""
-        return self.model_dump(mode="json", exclude={"output"})
+        """What the build's bytes depend on (the output name is not part of it); stages must be bound."""
+        out = self.model_dump(mode="json", exclude={"output", "stages"})
+        out["stages"] = [st.definition() for st in self.stages]
+        return out
 
     def to_yaml(self) -> str:
         import yaml
@@ -132,11 +139,12 @@ class Recipe(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-def load_recipe(source: str | Path | dict) -> Recipe:
-    """Load and validate a recipe from a YAML file path or a dict; every problem raises one clear AugsvcError."""
+def read_recipe(source: str | Path | dict) -> tuple[Recipe, str]:
+    """(recipe, where) from a YAML file path or a dict, its shape validated (stage specs are not: see
+    ``pipelines.recipes.load_recipe``); every problem raises one clear AugsvcError naming the key."""
     data, where = read_mapping(source, "recipe", "input, output, seed and stages")
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data), where
     except ValidationError as e:
         raise AugsvcError(
             validation_message(e, where, lambda loc: Stage if "stages" in loc else Recipe, "recipe")

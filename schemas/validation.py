@@ -8,6 +8,7 @@ one (``did you mean 'copies'?``).
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,39 @@ def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[d
     if not path.is_file():
         raise AugsvcError(f"{path}: {kind} file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_unique_key_loader())  # a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise AugsvcError(f"{path}: not valid YAML ({e})") from None
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        if mark is not None and problem:
+            raise AugsvcError(f"{path}:{mark.line + 1}: not valid YAML: {problem}") from None
+        raise AugsvcError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is None:  # an empty file: report the missing keys, not a type
         data = {}
     if not isinstance(data, dict):
         raise AugsvcError(f"{path}: a {kind} is a mapping with {expected}, got {type(data).__name__}")
     return data, str(path)
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[override]
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                        f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark,
+                    )  # fmt: skip
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def key_of(loc: tuple) -> str:

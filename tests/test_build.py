@@ -12,13 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from augsvc.cli import app
-from pipelines import runner
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build, replay
 from pipelines.store import Store
 from schemas import imagecodec
 from schemas.errors import AugsvcError
-from schemas.recipe import load_recipe
 
 FLIPROTATE = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 30, "fill_mode": "reflect"}]
 
@@ -116,9 +115,9 @@ def test_two_stages_chain_lineage(source: Store) -> None:
 
 
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
-    with pytest.raises(AugsvcError, match=r"unknown key 'stages\[0\].copis' \(did you mean 'copies'\?\)"):
+    with pytest.raises(AugsvcError, match=r"stages\[0\]: unknown key 'copis' \(did you mean 'copies'\?\)"):
         load_recipe({"input": "a", "output": "b", "stages": [{"op": FLIPROTATE, "copis": 2}]})
-    with pytest.raises(AugsvcError, match=r"stages\[0\]: op 'rotate': unknown key 'limt'"):
+    with pytest.raises(AugsvcError, match=r"stages\[0\].op: op 'rotate': unknown key 'limt'"):
         load_recipe({"input": "a", "output": "b", "stages": [{"op": {"op": "rotate", "limt": 2}}]})
     with pytest.raises(AugsvcError, match="unknown op 'rotat'"):
         load_recipe({"input": "a", "output": "b", "stages": [{"op": {"op": "rotat"}}]})
@@ -145,7 +144,9 @@ def test_failing_op_names_sample_and_stage_and_publishes_nothing(source: Store, 
 
 
 def test_interrupted_build_resumes_with_same_bytes(source: Store, monkeypatch) -> None:
-    real = runner.rows_task
+    from pipelines.stages import op as op_stage
+
+    real = op_stage.rows_task
     calls = []
 
     def flaky(plan, key, files):
@@ -154,11 +155,11 @@ def test_interrupted_build_resumes_with_same_bytes(source: Store, monkeypatch) -
             raise KeyboardInterrupt  # the user pressed Ctrl-C while shard 2 was being built
         return real(plan, key, files)
 
-    monkeypatch.setattr(runner, "rows_task", flaky)
+    monkeypatch.setattr(op_stage, "rows_task", flaky)
     with pytest.raises(KeyboardInterrupt):
         build(recipe(), source, workers=0)
     assert source.versions("aug") == []
-    monkeypatch.setattr(runner, "rows_task", real)
+    monkeypatch.setattr(op_stage, "rows_task", real)
     rep = build(recipe(), source, workers=0)
     assert rep.reused_shards == 2
     build(recipe(output="clean"), source, workers=0)
@@ -172,7 +173,7 @@ def test_modality_mismatch_and_preview(source: Store, tmp_path: Path) -> None:
 
     out = render_preview(recipe(), source, tmp_path / "g.png", n=3, copies=2, cell=32)
     img = cv2.imread(str(out))
-    assert img.shape[0] == 3 * (32 + 4) and img.shape[1] == 3 * (32 + 4) + 12
+    assert img.shape[0] == 3 * (32 + 14 + 4) and img.shape[1] == 3 * (32 + 4) + 12  # 14: the caption strip
 
 
 def test_cli_build_dry_run_json(source: Store, tmp_path: Path) -> None:
@@ -183,6 +184,15 @@ def test_cli_build_dry_run_json(source: Store, tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     assert out["rows_in"] == 17 and out["rows_out"] == 73 and out["dry_run"]
     assert source.versions("aug") == []
-    res = CliRunner().invoke(app, ["ops", "--json"])
+    res = CliRunner().invoke(app, ["ops", "--kind", "op", "--json"])
     ops = json.loads(res.stdout)
     assert ops["rotate"]["params"]["limit"]["default"] is not None and "hflip" in ops
+    everything = json.loads(CliRunner().invoke(app, ["ops", "--json"]).stdout)
+    assert {"op", "mix", "generator", "teacher"} <= set(everything)
+    assert everything["mix"]["cutmix"]["params"]["alpha"]["default"] == 0.4
+    assert everything["generator"]["smote"]["params"]["k_neighbors"]["default"] == 5
+    assert "smoten" in everything["generator"] and "checkpoint" in everything["teacher"]["teacher"]["params"]
+    one = json.loads(CliRunner().invoke(app, ["ops", "adasyn", "--json"]).stdout)
+    assert one == {"generator": {"adasyn": everything["generator"]["adasyn"]}}
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.startswith("augsvc ")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.store import Store
-from schemas.recipe import load_recipe
 from tests.conftest import write_image
 
 

@@ -13,9 +13,10 @@ import pytest
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.kernels.mixing import blend, paste_box
 from pipelines.mixing import MixSpec, mix_batch, mix_labels, mix_pair, soft_of
-from pipelines.runner import build, plan_pairs
+from pipelines.recipes import load_recipe
+from pipelines.runner import build
+from pipelines.stages.mix import plan_pairs
 from pipelines.store import Store
-from schemas.recipe import load_recipe
 
 COLOURS = {"black": 0, "grey": 128, "white": 255}
 

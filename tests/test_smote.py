@@ -24,10 +24,10 @@ from generators.smote import (
     tabular_features,
 )
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.store import Store
 from schemas.errors import AugsvcError
-from schemas.recipe import load_recipe
 
 METHODS = [
     {"method": "smote"},
@@ -261,7 +261,7 @@ def test_params_validate_at_load_time() -> None:
         build_generator({"method": "adasyn", "k_neighbors": 3})
     with pytest.raises(AugsvcError, match="m_neighbors applies to method borderline"):
         build_generator({"method": "smote", "m_neighbors": 3})
-    with pytest.raises(AugsvcError, match="generator: unknown key 'k'"):
+    with pytest.raises(AugsvcError, match="unknown key 'k'; allowed keys: method"):
         build_generator({"method": "smote", "k": 3})
     with pytest.raises(AugsvcError, match=r"sampling_strategy: ratio 1.5 is outside \(0, 1\]"):
         build_generator({"method": "smote", "sampling_strategy": 1.5})
@@ -270,7 +270,7 @@ def test_params_validate_at_load_time() -> None:
     with pytest.raises(AugsvcError, match=r"target rows must be whole numbers >= 0, got \{'pos': -1\}"):
         build_generator({"method": "smote", "sampling_strategy": {"pos": -1}})
     with pytest.raises(
-        AugsvcError, match=r"recipe: stages\[0\]: generator: kind applies to method borderline, not smote"
+        AugsvcError, match=r"recipe: stages\[0\].generator: kind applies to method borderline, not smote"
     ):
         load_recipe(
             {"input": "t", "output": "x", "stages": [{"generator": {"method": "smote", "kind": "borderline-2"}}]}
@@ -290,7 +290,9 @@ def test_smote_stage_in_a_build(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     ingest(tmp_path / "t.csv", name="t", store=store, options=IngestOptions(format="tabular"), workers=0)
     spec = {"input": "t", "output": "bal", "seed": 0, "stages": [{"generator": {"method": "smote", "k_neighbors": 3}}]}
-    with pytest.raises(AugsvcError, match="colour are categorical; use method smotenc"):
+    with pytest.raises(
+        AugsvcError, match="colour are categorical and smote interpolates numbers only; use method smotenc"
+    ):
         build(load_recipe(spec), store, workers=0)
     spec["stages"][0]["generator"]["method"] = "smotenc"
     rep = build(load_recipe(spec), store, workers=0)

@@ -21,10 +21,10 @@ from augsvc.cli import app
 from augsvc.stream import Stream
 from pipelines import storefs
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.store import Store
 from schemas.errors import AugsvcError
-from schemas.recipe import load_recipe
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (a dev extra) runs the local S3 endpoint")
 

@@ -12,10 +12,10 @@ import pytest
 
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.preview import render_text_preview
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.store import Store
 from pipelines.transforms.text.tokenize import Tokens
-from schemas.recipe import load_recipe
 
 TEXTS = [
     ("pos", "The film was a delight from the first scene to the very last one, and the cast shone."),
@@ -84,7 +84,7 @@ def test_text_build_same_bytes_with_0_and_2_workers(store: Store) -> None:
 
 def test_text_preview_markdown_and_html(store: Store, tmp_path: Path) -> None:
     md = render_text_preview(load_recipe(RECIPE), store, n=3, copies=2)
-    assert md.startswith("| label | original | augmented |") and md.count("\n") == 5
+    assert md.startswith("| class | original | derived |") and md.count("\n") == 5
     html_path = tmp_path / "p.html"
     render_text_preview(load_recipe(RECIPE), store, n=2, copies=1, out=html_path)
     assert "<table>" in html_path.read_text(encoding="utf-8")

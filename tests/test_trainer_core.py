@@ -15,11 +15,11 @@ import torch
 from augsvc.trainer.loop import compare, load_config, train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.split import split_version
 from pipelines.store import Store
 from schemas.errors import AugsvcError
-from schemas.recipe import load_recipe
 
 
 def test_losses_by_hand() -> None:

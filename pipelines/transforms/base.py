@@ -188,3 +188,13 @@ def get_op_class(name: str) -> type[Op]:
     if name not in ops:
         raise AugsvcError(f"unknown op {name!r}; known ops: {', '.join(ops)}")
     return ops[name]
+
+
+def op_catalogue() -> dict[str, dict[str, Any]]:
+    """Every registered op: ``{name: {modality, doc, params: {name: {default, type, required, description}}}}``."""
+    from schemas.catalogue import first_line, params_of
+
+    return {
+        name: {"modality": cls.modality, "doc": first_line(cls.__doc__), "params": params_of(cls)}
+        for name, cls in registry().items()
+    }

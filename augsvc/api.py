@@ -1,0 +1,219 @@
+"""The Python API: what the CLI does, as functions that return typed results with a JSON form.
+
+>>> import augsvc
+>>> r = augsvc.ingest("data/flowers", name="flowers", store="augsvc-store", on_error="skip")  # doctest: +SKIP
+>>> r.version, r.rows, r.model_dump_json()  # doctest: +SKIP
+
+Every function takes ``store`` (a path, a URI such as ``s3://bucket/prefix``, a :class:`pipelines.store.Store`, or
+None for ``$AUGSVC_STORE`` / ``./augsvc-store``) and raises :class:`schemas.errors.AugsvcError` with a one-line
+message for anything the user can fix. The CLI (``augsvc/cli.py``) and the HTTP service are thin shells over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.manifest import Manifest
+
+Progress = Callable[[int, int | None], None] | None
+
+
+class Result(BaseModel):
+    """Base of every API result: ``model_dump()`` / ``model_dump_json()`` give the JSON form the CLI prints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestResult(Result):
+    dataset: str
+    version: str
+    up_to_date: bool
+    rows: int
+    rows_per_class: dict[str, int]
+    rows_per_split: dict[str, int]
+    splits: dict[str, dict[str, int]]
+    quarantined: int
+    duplicate_groups: int
+    duplicates_dropped: int
+    seconds: float
+    manifest: Manifest = Field(exclude=True)
+
+
+class SplitResult(Result):
+    dataset: str
+    version: str
+    up_to_date: bool
+    parent: str
+    splits: dict[str, dict[str, int]]
+    manifest: Manifest = Field(exclude=True)
+
+
+class StagePlanInfo(Result):
+    index: int
+    name: str
+    copies: dict[str, int]  # class -> copies per row
+    extra_rows: int  # rows that get one copy more (per-class targets)
+    keep_originals: bool
+
+
+class BuildResult(Result):
+    dataset: str
+    version: str
+    dry_run: bool
+    up_to_date: bool
+    rows_in: int
+    rows_out: int
+    counts_in: dict[str, dict[str, int]]
+    counts_out: dict[str, dict[str, int]]
+    stages: list[StagePlanInfo]
+    stage_reports: dict[str, Any] = Field(default_factory=dict)
+    seconds: float
+    ray_start_seconds: float
+    reused_tasks: int = 0
+    manifest: Manifest | None = Field(None, exclude=True)
+
+
+class VerifyResult(Result):
+    dataset: str
+    version: str
+    ok: bool
+    problems: list[str]
+
+
+def open_store(store: Any = None) -> Any:
+    """A :class:`pipelines.store.Store` for ``store`` (see the module doc)."""
+    from pipelines.store import Store
+
+    return store if isinstance(store, Store) else Store(store)
+
+
+def ingest(
+    source: str | Path,
+    name: str,
+    *,
+    store: Any = None,
+    workers: int | None = None,
+    address: str | None = None,
+    progress: Progress = None,
+    **options: Any,
+) -> IngestResult:
+    """Ingest ``source`` (a file or folder) as a new immutable version of ``name``; ``options`` are
+    :class:`pipelines.ingest.IngestOptions` fields (``format``, ``on_error``, ``resize``, ...)."""
+    from pydantic import ValidationError
+
+    from pipelines.ingest import IngestOptions
+    from pipelines.ingest import ingest as run_ingest
+    from schemas.errors import AugsvcError
+    from schemas.validation import validation_message
+
+    try:
+        opts = IngestOptions(**options)
+    except ValidationError as e:
+        raise AugsvcError(validation_message(e, "ingest", lambda loc: IngestOptions, "ingest option")) from None
+    rep = run_ingest(source, name=name, store=open_store(store), options=opts, workers=workers, address=address,
+                     progress=progress)  # fmt: skip
+    m = rep.manifest
+    return IngestResult(
+        dataset=m.dataset, version=m.version, up_to_date=rep.up_to_date, rows=m.rows, rows_per_class=m.rows_per_class,
+        rows_per_split=m.rows_per_split, splits=m.splits, quarantined=len(m.quarantine),
+        duplicate_groups=len(m.duplicates), duplicates_dropped=m.duplicates_dropped, seconds=round(rep.seconds, 3),
+        manifest=m,
+    )  # fmt: skip
+
+
+def split(ref: str, *, val: float = 0.1, test: float = 0.2, seed: int = 0, store: Any = None) -> SplitResult:
+    """A stratified child version of ``ref`` with ``val``/``test`` fractions carved out of train."""
+    from pipelines.split import split_version
+
+    r = split_version(open_store(store), ref, val=val, test=test, seed=seed)
+    m = r.manifest
+    return SplitResult(dataset=m.dataset, version=m.version, up_to_date=r.up_to_date, parent=m.parents[0],
+                       splits=m.splits, manifest=m)  # fmt: skip
+
+
+def load_recipe(recipe: Any) -> Any:
+    """A validated recipe from a YAML path, a dict or a Recipe (every stage spec checked by its kind)."""
+    from pipelines.recipes import load_recipe as load
+
+    return load(recipe)
+
+
+def build(
+    recipe: Any,
+    *,
+    store: Any = None,
+    workers: int | None = None,
+    address: str | None = None,
+    dry_run: bool = False,
+    progress: Progress = None,
+) -> BuildResult:
+    """Build ``recipe`` (a YAML path, dict or Recipe): augment its input version and publish a new version
+    (``dry_run``: plan and expected rows only, after every check the build would make)."""
+    from pipelines.runner import build as run_build
+
+    r = load_recipe(recipe)
+    rep = run_build(r, open_store(store), workers=workers, address=address, dry_run=dry_run, progress=progress)
+    plan = rep.plan
+    names = plan.class_names
+    stage_info = [
+        StagePlanInfo(
+            index=st.index,
+            name=st.name,
+            copies={names[k]: v for k, v in sorted(st.copies.items())},
+            extra_rows=len(st.extra),
+            keep_originals=st.keep_originals,
+        )  # fmt: skip
+        for st in plan.stages
+    ]
+    return BuildResult(
+        dataset=r.output, version=rep.version, dry_run=dry_run, up_to_date=rep.up_to_date, rows_in=rep.rows_in,
+        rows_out=sum(sum(v.values()) for v in plan.counts_out.values()), counts_in=plan.counts_in,
+        counts_out=plan.counts_out, stages=stage_info, stage_reports=rep.reports or {},
+        seconds=round(rep.seconds, 3), ray_start_seconds=round(rep.ray_start_seconds, 3),
+        reused_tasks=rep.reused_shards, manifest=rep.manifest,
+    )  # fmt: skip
+
+
+def show(ref: str, *, store: Any = None) -> Manifest:
+    """The manifest of ``ref`` (``NAME``, ``NAME@VERSION`` or ``NAME@TAG``)."""
+    s = open_store(store)
+    return s.manifest(*s.resolve(ref))
+
+
+def verify(ref: str, *, store: Any = None) -> VerifyResult:
+    """Re-hash every shard of ``ref`` against its manifest; ``ok`` is False with the problems named."""
+    s = open_store(store)
+    ds, v = s.resolve(ref)
+    problems = s.verify(ds, v)
+    return VerifyResult(dataset=ds, version=v, ok=not problems, problems=problems)
+
+
+def preview(recipe: Any, out: str | Path | None = None, *, store: Any = None, n: int = 16, copies: int = 4,
+            cell: int = 96) -> str:  # fmt: skip
+    """Render what ``recipe`` makes from a few rows: a PNG grid for images (written to ``out``, default
+    preview.png; returns the path), else a Markdown/HTML table (returned, and written to ``out`` when given)."""
+    from pipelines.preview import render_preview, render_table
+
+    r = load_recipe(recipe)
+    s = open_store(store)
+    if s.manifest(*s.resolve(r.input)).modality == "image":
+        return str(render_preview(r, s, out or "preview.png", n=n, copies=copies, cell=cell))
+    return render_table(r, s, n=n, copies=copies, out=out)
+
+
+def catalogue() -> dict[str, Any]:
+    """Stage kinds with their parameters: ops, mix methods, generators, teacher (``augsvc ops --json``)."""
+    from pipelines.stages import catalogue as kinds
+
+    return {entry["kind"]: entry for entry in kinds()}
+
+
+def stream(ref: str, **kwargs: Any) -> Any:
+    """An :class:`augsvc.stream.Stream` over ``ref`` (numpy batches for a training loop)."""
+    from augsvc.stream import Stream
+
+    return Stream(ref, **kwargs)

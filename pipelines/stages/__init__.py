@@ -1,0 +1,103 @@
+"""Stage kinds: the registry that the runner, dry run, preview, replay, stream and ``augsvc ops`` consult.
+
+Built-in kinds (``op``, ``mix``, ``generator``, ``teacher``) live in this package, one module each, and are imported
+on first use. A new kind is a :class:`pipelines.stages.base.StageKind` subclass plus :func:`register_stage_kind`
+(see docs/architecture.md, "How to add a stage kind").
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from schemas.errors import AugsvcError
+from schemas.recipe import Recipe
+
+_KINDS: dict[str, Any] = {}
+_BUILTIN = {
+    "op": "pipelines.stages.op",
+    "mix": "pipelines.stages.mix",
+    "generator": "pipelines.stages.generator",
+    "teacher": "pipelines.stages.teacher",
+}
+
+
+def register_stage_kind(kind: Any) -> Any:
+    """Register a StageKind instance (or class, instantiated) under its ``key``; returns it (usable as decorator)."""
+    obj = kind() if isinstance(kind, type) else kind
+    if not obj.key:
+        raise AugsvcError(f"{type(obj).__name__}: a stage kind needs a key")
+    _KINDS[obj.key] = obj
+    return kind
+
+
+def unregister_stage_kind(key: str) -> None:
+    """Remove a registered kind (tests that register a temporary one)."""
+    _KINDS.pop(key, None)
+
+
+def kind_names() -> list[str]:
+    return sorted(set(_BUILTIN) | set(_KINDS))
+
+
+def stage_kind(key: str) -> Any:
+    """The registered kind for a stage key; AugsvcError with the closest key when unknown."""
+    if key not in _KINDS and key in _BUILTIN:
+        importlib.import_module(_BUILTIN[key])
+    if key not in _KINDS:
+        from schemas.recipe import Stage
+        from schemas.suggest import closest
+
+        hint = closest(key, [*kind_names(), *Stage.model_fields])
+        raise AugsvcError(
+            f"unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; a stage has one kind key "
+            f"({', '.join(kind_names())}) and any of {', '.join(Stage.model_fields)}"
+        )
+    return _KINDS[key]
+
+
+def kind_of(recipe: Recipe, k: int) -> Any:
+    return stage_kind(recipe.stages[k].kind)
+
+
+def bind(recipe: Recipe, where: str = "recipe") -> Recipe:
+    """Validate every stage's spec with its kind and attach the result (``stage.built``); returns ``recipe``.
+
+    Errors name the file and key: ``recipe.yaml: stages[1].op: ...``."""
+    for k, st in enumerate(recipe.stages):
+        try:
+            kind = stage_kind(st.kind)
+            built = kind.parse(st.spec)
+            st.bind(built, kind.canonical(built, st.spec))
+        except (AugsvcError, ValueError) as e:
+            msg = str(e).removeprefix("Value error, ")
+            loc = f"stages[{k}]" if msg.startswith("unknown key") else f"stages[{k}].{st.kind}"
+            raise AugsvcError(f"{where}: {loc}: {msg}") from None
+    return recipe
+
+
+def identity(recipe: Recipe) -> dict[str, Any]:
+    """Per-stage identities beyond the specs (model hashes), keyed by stage index; empty for most recipes."""
+    out = {}
+    for k, st in enumerate(recipe.stages):
+        ident = stage_kind(st.kind).identity(st.built)
+        if ident:
+            out[str(k)] = ident
+    return out
+
+
+def steps(recipe: Recipe) -> list[tuple[Any, list[int]]]:
+    """Stages grouped into steps: consecutive stages of a fusing kind (op) run as one step."""
+    out: list[tuple[Any, list[int]]] = []
+    for k, st in enumerate(recipe.stages):
+        kind = stage_kind(st.kind)
+        if kind.fuses and out and out[-1][0] is kind:
+            out[-1][1].append(k)
+        else:
+            out.append((kind, [k]))
+    return out
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every stage kind's catalogue entry (``augsvc ops --json``)."""
+    return [stage_kind(k).describe() for k in kind_names()]
