@@ -19,9 +19,10 @@ from augsvc.trainer.finetune import group_learning_rates, make_optimizer, set_tr
 from augsvc.trainer.loop import train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
 from augsvc.trainer.reports import compare
-from generators.nets.classifier import TeacherStage, load_model, logits_for_rows
+from generators.nets.classifier import load_model, logits_for_rows
 from generators.nets.models import SmallCNN, count_parameters
 from pipelines.ingest.encode import write_parquet
+from pipelines.recipes import load_recipe
 from pipelines.store import Store
 from schemas.arrow import image_schema, text_schema
 from schemas.errors import AugsvcError
@@ -138,12 +139,14 @@ def test_teacher_stage_logits_equal_forward_pass(store: Store, tmp_path: Path) -
     got = logits_for_rows(lm, rows, batch_size=7, modality="image")
     assert got.dtype == np.float32 and got.shape == (80, 2)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    stage = TeacherStage(tmp_path / "t", batch_size=16, device="cpu")
-    out = stage(rows[:5])
+    from pipelines.plan import make_plan
+    from pipelines.stages.teacher import TeacherHost, TeacherPlan
+
+    host = TeacherHost(TeacherPlan(make_plan(load_recipe({"input": "squares", "output": "x", "stages": [
+        {"teacher": {"checkpoint": str(tmp_path / "t")}}]}), m, []), 0, str(tmp_path / "t"), 16, "cpu"))  # fmt: skip
+    out = host.label_rows([dict(r) for r in rows[:5]])
     assert [r["sample_id"] for r in out] == [r["sample_id"] for r in rows[:5]]
     np.testing.assert_allclose(np.array([r["teacher_logits"] for r in out]), expected[:5], atol=1e-5)
-    cols = {k: np.array([r[k] for r in rows[:5]], dtype=object) for k in rows[0]}  # Ray map_batches format
-    np.testing.assert_allclose(stage(cols)["teacher_logits"], expected[:5], atol=1e-5)
     with pytest.raises(AugsvcError, match="trained on image rows, not text"):
         logits_for_rows(lm, rows, modality="text")
 

@@ -2,8 +2,8 @@
 
 The teacher stage (``pipelines/stages/teacher.py``) writes them as the ``teacher_logits`` column, so distillation
 reads them from the version and a big teacher never sits in memory beside the student; generators' quality gates
-score synthetic rows with them. ``TeacherStage`` is the model-backed callable: it loads the model once (on CUDA when
-there is one) and is run as a pool of Ray actors by the build.
+score synthetic rows with them. The teacher stage's actor (``pipelines.stages.teacher.TeacherHost``) loads the model
+once per actor (on CUDA when there is one).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import numpy as np
 
 from schemas.errors import AugsvcError
 
-_CACHE: dict[tuple, LoadedModel] = {}
+_CACHE: dict[tuple, LoadedModel] = {}  # per process; at most _CACHE_MAX models
+_CACHE_MAX = 2
 
 
 class LoadedModel(NamedTuple):
@@ -43,6 +44,8 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
         model.load_state_dict(ck["model"])
         model.to(torch.device(device)).eval()
         meta = {k: v for k, v in ck.items() if k not in ("model", "prep")}
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = LoadedModel(model, prep, meta)
     return _CACHE[key]
 
@@ -106,32 +109,3 @@ def logits_for_rows(
             x = to_device(prep.inputs(part, meta.get("max_len", 64)), device)
             out.append(lm.model(x).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
-
-
-class TeacherStage:
-    """Adds ``teacher_logits`` (list of K floats) to rows; load once, call many times (one per actor).
-
-    ``__call__`` takes a list of row dicts and returns them with the new key, or a dict of columns (Ray Data's
-    ``map_batches`` numpy format, payload columns as stored) and returns it with a ``teacher_logits`` column.
-    """
-
-    def __init__(self, checkpoint: str | Path, *, batch_size: int = 256, device: str = "auto") -> None:
-        import torch
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.checkpoint, self.batch_size = str(checkpoint), batch_size
-        self.loaded = load_model(checkpoint, device)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.loaded.meta["class_names"])
-
-    def __call__(self, rows: list[dict] | dict) -> list[dict] | dict:
-        if isinstance(rows, dict):
-            n = len(next(iter(rows.values()))) if rows else 0
-            as_rows = [{k: v[i] for k, v in rows.items()} for i in range(n)]
-            logits = logits_for_rows(self.loaded, as_rows, self.batch_size)
-            return {**rows, "teacher_logits": logits}
-        logits = logits_for_rows(self.loaded, rows, self.batch_size)
-        return [{**r, "teacher_logits": lg.tolist()} for r, lg in zip(rows, logits, strict=True)]

@@ -70,10 +70,29 @@ def bind(recipe: Recipe, where: str = "recipe") -> Recipe:
             built = kind.parse(st.spec)
             st.bind(built, kind.canonical(built, st.spec))
         except (AugsvcError, ValueError) as e:
-            msg = str(e).removeprefix("Value error, ")
+            from pydantic import ValidationError
+
+            if isinstance(e, ValidationError):  # a kind's own model: one line per problem, naming the key
+                from schemas.validation import validation_message
+
+                err = e
+                msg = validation_message(err, "spec", lambda loc: _model_of(err)).removeprefix("spec: ")
+            else:
+                msg = str(e).removeprefix("Value error, ")
             loc = f"stages[{k}]" if msg.startswith("unknown key") else f"stages[{k}].{st.kind}"
             raise AugsvcError(f"{where}: {loc}: {msg}") from None
     return recipe
+
+
+def _model_of(err: Any) -> Any:
+    """The pydantic model a ValidationError came from (for unknown-key suggestions)."""
+    from pydantic import BaseModel
+
+    title = getattr(err, "title", "")
+    for cls in BaseModel.__subclasses__():
+        if cls.__name__ == title:
+            return cls
+    return BaseModel
 
 
 def identity(recipe: Recipe) -> dict[str, Any]:
