@@ -75,8 +75,8 @@ def bind(recipe: Recipe, where: str = "recipe") -> Recipe:
             if isinstance(e, ValidationError):  # a kind's own model: one line per problem, naming the key
                 from schemas.validation import validation_message
 
-                err = e
-                msg = validation_message(err, "spec", lambda loc: _model_of(err)).removeprefix("spec: ")
+                model = _model_of(e)
+                msg = validation_message(e, "spec", lambda loc, m=model: m).removeprefix("spec: ")
             else:
                 msg = str(e).removeprefix("Value error, ")
             loc = f"stages[{k}]" if msg.startswith("unknown key") else f"stages[{k}].{st.kind}"
