@@ -57,3 +57,6 @@ class Manifest(BaseModel):
     soft_labels: bool = False
     duplicates: list[list[str]] = Field(default_factory=list, description="groups of byte-identical inputs")
     duplicates_dropped: int = 0
+    stage_reports: dict[str, Any] = Field(
+        default_factory=dict, description="stage name -> a stage's report (a generator's quality gate per split)"
+    )
