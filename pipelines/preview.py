@@ -106,7 +106,7 @@ def _caption(row: dict, m: Manifest) -> str:
         return name
     step = json.loads(row["lineage"])[-1]
     if "mix" in step:
-        return f"{name} lam {step['mix']['lam']:.2f}"
+        return f"{step['mix']['lam']:.2f} {name}"  # the anchor's weight, then the mixed row's class
     if "generator" in step:
         return f"{name} {step['generator']}"
     return name
@@ -132,7 +132,7 @@ def _fit(img: np.ndarray, cell: int, caption: str) -> np.ndarray:
     out = np.full((cell + strip, cell, 3), 255, np.uint8)
     y0, x0 = (cell - nh) // 2, (cell - nw) // 2
     out[y0 : y0 + nh, x0 : x0 + nw] = small
-    text = caption[: max(4, cell // 6)]
+    text = caption[: max(4, cell // 5)]
     cv2.putText(out, text, (2, cell + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (40, 40, 40), 1, cv2.LINE_AA)
     return out
 
