@@ -21,7 +21,8 @@ from pipelines.transforms.text.base import ReplacesWords, WordOp, below, choose
 from pipelines.transforms.text.tokenize import Tokens, match_case, scan_words, seps_of, split_words
 from schemas.errors import AugsvcError
 
-_MODELS: dict[str, tuple[Any, Any]] = {}
+_MODELS: dict[str, tuple[Any, Any]] = {}  # per process, at most _MODELS_MAX models (oldest dropped)
+_MODELS_MAX = 2
 
 
 def load_masked_lm(path: str) -> tuple[Any, Any]:
@@ -46,6 +47,8 @@ def load_masked_lm(path: str) -> tuple[Any, Any]:
         raise AugsvcError(f"model_path {path!r}: not a loadable masked language model ({e})") from None
     if tok.mask_token is None:
         raise AugsvcError(f"model_path {path!r}: the tokenizer has no mask token; use a masked LM (BERT-like)")
+    if len(_MODELS) >= _MODELS_MAX:
+        _MODELS.pop(next(iter(_MODELS)))
     _MODELS[key] = (tok, model)
     return tok, model
 
