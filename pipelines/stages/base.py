@@ -94,6 +94,20 @@ class StageKind:
         return {"kind": self.key, "description": self.description}
 
 
+def validate_spec(model: type, spec: Any, example: str) -> Any:
+    """``model(**spec)``, or one AugsvcError line per problem naming the key (``example`` shows the expected form)."""
+    from pydantic import ValidationError
+
+    if not isinstance(spec, dict):
+        raise AugsvcError(f"expected a mapping like {example}, got {spec!r}")
+    try:
+        return model(**spec)
+    except ValidationError as e:
+        from schemas.validation import validation_message
+
+        raise AugsvcError(validation_message(e, "spec", lambda loc: model).removeprefix("spec: ")) from None
+
+
 def selected_labels(recipe: Recipe, k: int, class_names: list[str]) -> set[int]:
     """Class indices stage ``k`` applies to (its ``classes``, default all); AugsvcError naming an unknown class."""
     st = recipe.stages[k]

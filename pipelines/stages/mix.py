@@ -23,7 +23,7 @@ from pipelines.mixing import MixSpec, apply_mix, mix_labels, mix_pair, soft_of
 from pipelines.plan import BuildPlan, derived_id
 from pipelines.rng import rng_for, sample_key
 from pipelines.stages import register_stage_kind
-from pipelines.stages.base import Row, StageKind, StepContext, selected_labels, stage_name
+from pipelines.stages.base import Row, StageKind, StepContext, selected_labels, stage_name, validate_spec
 from pipelines.tasks import PartOut, get_payload, read_part, set_payload, worker_recipe, worker_setup, write_rows
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
@@ -185,16 +185,7 @@ class MixStage(StageKind):
     mixes_labels = True
 
     def parse(self, spec: Any) -> MixSpec:
-        from pydantic import ValidationError
-
-        if not isinstance(spec, dict):
-            raise AugsvcError(f"expected a mapping like {{method: mixup, alpha: 0.4}}, got {spec!r}")
-        try:
-            return MixSpec(**spec)
-        except ValidationError as e:
-            from schemas.validation import validation_message
-
-            raise AugsvcError(validation_message(e, "mix", lambda loc: MixSpec).removeprefix("mix: ")) from None
+        return validate_spec(MixSpec, spec, "{method: mixup, alpha: 0.4}")
 
     def canonical(self, built: MixSpec, spec: Any) -> Any:
         return built.model_dump(mode="json")

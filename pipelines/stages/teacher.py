@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.plan import BuildPlan
 from pipelines.stages import register_stage_kind
-from pipelines.stages.base import Row, StageKind, StepContext
+from pipelines.stages.base import Row, StageKind, StepContext, validate_spec
 from pipelines.tasks import PartOut, get_payload, read_part, worker_setup, write_rows
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
@@ -103,14 +103,7 @@ class TeacherStage(StageKind):
     description = "a trained run's logits on every row (teacher_logits), for distillation"
 
     def parse(self, spec: Any) -> TeacherSpec:
-        if not isinstance(spec, dict):
-            raise AugsvcError(f"expected a mapping like {{checkpoint: runs/teacher}}, got {spec!r}")
-        try:
-            return TeacherSpec(**spec)
-        except ValidationError as e:
-            from schemas.validation import validation_message
-
-            raise AugsvcError(validation_message(e, "t", lambda loc: TeacherSpec).removeprefix("t: ")) from None
+        return validate_spec(TeacherSpec, spec, "{checkpoint: runs/teacher}")
 
     def canonical(self, built: TeacherSpec, spec: Any) -> Any:
         return built.model_dump(mode="json", exclude={"device"})  # where it runs does not change the logits' id
