@@ -83,31 +83,34 @@ def _describe_oserror(e: OSError) -> str:
 
 
 def fault_guard(what: str) -> Callable[[F], F]:
-    """Decorate a job (ingest, split, build) that takes ``store=`` so an ``OSError`` becomes one line.
+    """Decorate a job (ingest, split, build) that takes a :class:`Store` so its failures are one line.
 
-    The line says what failed (the error and its file), that nothing was published (a version becomes visible in
-    one rename or put, and failures after it are only warnings), and which staging folder keeps finished work for a
-    resume. Locks the job held are released."""
+    An ``OSError`` (disk full, I/O error, read-only store, a rename across devices, the store folder gone) becomes
+    an ``AugsvcError`` saying what failed (the error and its file), that nothing was published (a version becomes
+    visible in one rename or put, and failures after it are only warnings), and which staging folder keeps
+    finished work for a resume. An ``AugsvcError`` raised after the job opened a staging folder gets the same
+    ending. Locks the job took are released either way."""
 
     def deco(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             store = kwargs.get("store") or next((a for a in args if isinstance(a, Store)), None)
+            if store is None:
+                return fn(*args, **kwargs)
+            start = len(store._opened())
             try:
                 return fn(*args, **kwargs)
-            except OSError as e:
-                kept = store._kept_work() if store is not None else []
-                where = f" in store {store.shown}" if store is not None else ""
-                tail = (
-                    f"; finished work is kept in {', '.join(kept)}: run the same command again to resume"
-                    if kept
-                    else ""
-                )
-                msg = f"{what} failed{where}: {_describe_oserror(e)}; nothing was published{tail}"
-                raise AugsvcError(msg) from None
+            except (OSError, AugsvcError) as e:
+                ours = store._opened()[start:]
+                if isinstance(e, AugsvcError) and not ours:
+                    raise  # failed before any work: the message stands alone
+                kept = store._kept_work(ours)
+                tail = f"; finished work is kept in {', '.join(kept)}: run the same command again to resume"
+                why = _describe_oserror(e) if isinstance(e, OSError) else str(e)
+                msg = f"{what} failed in store {store.shown}: {why}; nothing was published{tail if kept else ''}"
+                raise AugsvcError(msg.replace("\n", " ")) from None
             finally:
-                if store is not None:
-                    store._release_locks()
+                store._release_locks(start)
 
         return wrapper  # type: ignore[return-value]
 
@@ -253,9 +256,15 @@ class Store:
         target = self.root.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     # -- reading -----------------------------------------------------------------------------------------------
     def exists(self, dataset: str, version: str) -> bool:
@@ -485,10 +494,10 @@ class Store:
         _check_name("dataset", dataset)
         return storelock.reclaim_stale(self.root / dataset / ".staging", min_age_s=min_age_s)
 
-    def _kept_work(self) -> list[str]:
-        """Staging folders of this thread's jobs that still hold files (finished work kept for a resume)."""
+    def _kept_work(self, stagings: list[Staging]) -> list[str]:
+        """Those of ``stagings`` that still hold files (finished work kept for a resume)."""
         kept = []
-        for st in self._opened():
+        for st in stagings:
             try:
                 if st.dir.is_dir() and any(p.is_file() for p in st.dir.rglob("*")):
                     kept.append(str(st.dir))
@@ -496,11 +505,12 @@ class Store:
                 pass
         return kept
 
-    def _release_locks(self) -> None:
+    def _release_locks(self, start: int = 0) -> None:
+        """Release the locks of staging folders opened by this thread since the ``start``-th one."""
         opened = self._opened()
-        for st in opened:
+        for st in opened[start:]:
             st.release()
-        opened.clear()
+        del opened[start:]
 
     def _forget(self, staging: Staging) -> None:
         staging.release()
