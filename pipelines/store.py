@@ -13,6 +13,12 @@ version loses the rename race harmlessly (the content is identical by constructi
 A remote store (``s3://bucket/prefix``, any URI of :mod:`pipelines.storefs`) stages on local disk (``AUGSVC_STAGING``,
 default ``~/.cache/augsvc/staging``), then uploads the shards and writes ``manifest.json`` last, in one put: a crash
 before that put leaves shard objects that no reader lists (the next publish of that version overwrites them).
+
+Everything read from store files is checked before use: manifests must parse and agree with themselves and their
+folder, shard paths must name files inside ``<version>/shards/``, tag files must hold a version id, names must be
+plain (:func:`_check_name`). Jobs (ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a
+vanished store ends in one line; identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises
+are listed under "Store guarantees" in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -183,6 +189,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.shown!r})"
+
+    def __getstate__(self) -> dict:  # picklable (DataLoader workers, Ray): per-thread job state stays behind
+        return {k: v for k, v in self.__dict__.items() if k != "_tls"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tls = threading.local()
 
     # -- references --------------------------------------------------------------------------------------------
     def ref(self, *parts: str) -> str:
