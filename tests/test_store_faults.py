@@ -89,7 +89,7 @@ class Faults:
 
 CHECK = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     from pathlib import Path
     from pipelines.store import Store
     from tests.test_store_faults import run_job
@@ -103,7 +103,8 @@ CHECK = textwrap.dedent(
         report[root] = {"visible": visible, "bad": bad, "again": again,
                         "latest": store.resolve("aug" if job == "build" else "t")[1],
                         "verify": store.verify("aug" if job == "build" else "t", again)}
-    print(json.dumps(report))
+    print(json.dumps(report), flush=True)
+    os._exit(0)  # skip interpreter teardown: a native thread pool aborted there once (SIGABRT after the output)
     """
 )
 
