@@ -54,7 +54,16 @@ def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt
         typer.echo(json.dumps(items))
     else:
         for i in items:
-            typer.echo(i)
+            typer.echo(i + (_damaged(s, name, i) if name else ""))
+
+
+def _damaged(s, name: str, version: str) -> str:
+    """'  (damaged: ...)' for a version whose manifest cannot be used, else ''."""
+    try:
+        s.manifest(name, version)
+    except AugsvcError as e:
+        return f"  (damaged: {str(e).split(': ', 1)[-1]})"
+    return ""
 
 
 @app.command()
@@ -377,4 +386,8 @@ def main() -> None:
         app()
     except AugsvcError as e:
         typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
+    except OSError as e:  # a fault outside a guarded job (tag, show on a vanished store): one line, no traceback
+        where = f": {e.filename}" if e.filename else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
         raise SystemExit(2) from None

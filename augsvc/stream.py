@@ -233,6 +233,9 @@ class Stream:
                 f"{where} does not match its sha256 in the manifest (modified or corrupt: {path}); run 'augsvc verify'"
             )
         pf = pq.ParquetFile(pa.BufferReader(data))
+        if pf.metadata.num_rows != info.rows:  # an edited manifest would make the epoch plan skip or overrun rows
+            n = pf.metadata.num_rows
+            raise AugsvcError(f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'")
         wanted = self._read_columns()
         names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in _NEVER_DEFAULT)]
         cols = self._to_numpy(pf.read(columns=names))

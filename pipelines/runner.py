@@ -26,7 +26,7 @@ from pipelines import stages, storefs
 from pipelines.executor import run_actor_map, run_map, start_workers
 from pipelines.plan import BuildPlan, make_plan
 from pipelines.stages.base import StepContext
-from pipelines.store import Store
+from pipelines.store import Store, fault_guard
 from pipelines.tasks import PartOut
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
@@ -154,6 +154,7 @@ def _metas(parts: list[list[str]]) -> list[list[tuple[str, int, str]]]:
     return out
 
 
+@fault_guard("build")
 def build(
     recipe: Recipe,
     store: Store,
@@ -165,7 +166,7 @@ def build(
 ) -> BuildReport:
     t0 = time.perf_counter()
     dataset, version = store.resolve(recipe.input)
-    m = store.manifest(dataset, version)
+    m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
     check_recipe(recipe, m)
     rows = _input_rows(store, dataset, version, m)
     plan = make_plan(recipe, m, rows)
@@ -175,12 +176,12 @@ def build(
         raise AugsvcError("the recipe leaves no rows (copies 0 with keep_originals false?); nothing to publish")
     if dry_run:
         return BuildReport(None, store.exists(recipe.output, vid), plan, vid, rows_in=len(rows))
-    if store.exists(recipe.output, vid):
-        store.set_tag(recipe.output, "latest", vid)
+    staging = store.staging_keyed(recipe.output, f"build-{vid}", version=vid)  # waits for an identical build
+    if staging is None:  # published, before or while this one waited
+        store.mark_latest(recipe.output, vid)
         return BuildReport(
             store.manifest(recipe.output, vid), True, plan, vid, time.perf_counter() - t0, 0.0, len(rows)
         )
-    staging = store.staging_keyed(recipe.output, f"build-{vid}")
     # on a cluster with a remote store, intermediate files live in the store so every node can read them
     work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
     work = _Work(work_root or str(staging.dir / "work"))

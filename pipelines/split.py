@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from pipelines.ingest.encode import sample_id as sample_id_of
 from pipelines.ingest.encode import write_parquet
-from pipelines.store import PublishResult, Store
+from pipelines.store import PublishResult, Store, fault_guard
 from schemas.errors import AugsvcError
 
 SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
@@ -49,9 +49,10 @@ def assign(
     return out
 
 
+@fault_guard("split")
 def split_version(store: Store, ref: str, *, val: float, test: float, seed: int) -> PublishResult:
     dataset, version = store.resolve(ref)
-    m = store.manifest(dataset, version)
+    m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")
     present = set(m.splits)

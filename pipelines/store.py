@@ -13,25 +13,36 @@ version loses the rename race harmlessly (the content is identical by constructi
 A remote store (``s3://bucket/prefix``, any URI of :mod:`pipelines.storefs`) stages on local disk (``AUGSVC_STAGING``,
 default ``~/.cache/augsvc/staging``), then uploads the shards and writes ``manifest.json`` last, in one put: a crash
 before that put leaves shard objects that no reader lists (the next publish of that version overwrites them).
+
+Everything read from store files is checked before use: manifests must parse and agree with themselves and their
+folder, shard paths must name files inside ``<version>/shards/``, tag files must hold a version id, names must be
+plain (:func:`_check_name`). Jobs (ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a
+vanished store ends in one line; identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises
+are listed under "Store guarantees" in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import storefs
+from pipelines import storefs, storelock
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo
@@ -41,7 +52,11 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 DEFAULT_STORE = "./augsvc-store"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: no trailing newline, no '/', no '..'
+_VERSION_RE = re.compile(r"[0-9a-f]{16}")  # a version id (schemas.hashing.version_id)
+_SHARD_RE = re.compile(r"shards/[A-Za-z0-9_-][A-Za-z0-9._-]*\.parquet")  # a shard path inside its version
+log = logging.getLogger("augsvc.store")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def resolve_store_uri(uri: str | None) -> str:
@@ -55,8 +70,57 @@ def _staging_root(uri: str) -> Path:
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not _NAME_RE.match(name):
-        raise AugsvcError(f"{kind} {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 200:
+        raise AugsvcError(
+            f"{kind} {name!r} is not valid: use letters, digits, '.', '_' and '-' (starting with a letter or digit)"
+        )
+
+
+def is_version_id(text: str) -> bool:
+    """True when ``text`` has the shape of a version id (16 lowercase hex digits)."""
+    return bool(_VERSION_RE.fullmatch(text))
+
+
+def _describe_oserror(e: OSError) -> str:
+    """``strerror: filename`` of an OSError (what failed and where), on one line."""
+    what = e.strerror or str(e) or type(e).__name__
+    where = f": {e.filename}" if e.filename else ""
+    return f"{what}{where}".replace("\n", " ")
+
+
+def fault_guard(what: str) -> Callable[[F], F]:
+    """Decorate a job (ingest, split, build) that takes a :class:`Store` so its failures are one line.
+
+    An ``OSError`` (disk full, I/O error, read-only store, a rename across devices, the store folder gone) becomes
+    an ``AugsvcError`` saying what failed (the error and its file), that nothing was published (a version becomes
+    visible in one rename or put, and failures after it are only warnings), and which staging folder keeps
+    finished work for a resume. An ``AugsvcError`` raised after the job opened a staging folder gets the same
+    ending. Locks the job took are released either way."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            store = kwargs.get("store") or next((a for a in args if isinstance(a, Store)), None)
+            if store is None:
+                return fn(*args, **kwargs)
+            start = len(store._opened())
+            try:
+                return fn(*args, **kwargs)
+            except (OSError, AugsvcError) as e:
+                ours = store._opened()[start:]
+                if isinstance(e, AugsvcError) and not ours:
+                    raise  # failed before any work: the message stands alone
+                kept = store._kept_work(ours)
+                tail = f"; finished work is kept in {', '.join(kept)}: run the same command again to resume"
+                why = _describe_oserror(e) if isinstance(e, OSError) else str(e)
+                msg = f"{what} failed in store {store.shown}: {why}; nothing was published{tail if kept else ''}"
+                raise AugsvcError(msg.replace("\n", " ")) from None
+            finally:
+                store._release_locks(start)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
 
 
 def check_name(name: str, what: str = "dataset name") -> None:
@@ -76,6 +140,9 @@ class Staging:
 
     dir: Path
     shards: list[ShardInfo] = field(default_factory=list)
+    lock: storelock.Lock | None = field(default=None, repr=False)
+    #: a one-off ``<uuid>`` folder: its lock file goes when the folder is done (keyed lock files stay)
+    one_off: bool = False
 
     def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
         """Write a table as the next ``part-NNNNN.parquet`` (zstd); ``split`` when every row has that split."""
@@ -103,6 +170,14 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        """Let other processes take this folder's lock (it stays on disk for a resume unless discarded)."""
+        if self.lock is not None:
+            if self.one_off and self.lock.held:
+                self.lock.path.unlink(missing_ok=True)
+            self.lock.release()
 
 
 class Store:
@@ -115,9 +190,17 @@ class Store:
         self.root = Path(self.uri.removeprefix("file://")) if self.local else _staging_root(self.uri)
         self.shown = storefs.display(self.uri)  # for messages: secrets in the query string masked
         self._writable = self.local
+        self._tls = threading.local()  # staging folders opened by this thread's jobs (fault messages, locks)
 
     def __repr__(self) -> str:
         return f"Store({self.shown!r})"
+
+    def __getstate__(self) -> dict:  # picklable (DataLoader workers, Ray): per-thread job state stays behind
+        return {k: v for k, v in self.__dict__.items() if k != "_tls"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tls = threading.local()
 
     # -- references --------------------------------------------------------------------------------------------
     def ref(self, *parts: str) -> str:
@@ -125,6 +208,14 @@ class Store:
         return str(self.root.joinpath(*parts)) if self.local else storefs.join(self.uri, *parts)
 
     def shard_ref(self, dataset: str, version: str, rel: str) -> str:
+        """The ref of a shard named in a manifest; only names inside ``<version>/shards/`` are accepted, so a
+        manifest can never point a reader outside the store (``AugsvcError`` otherwise)."""
+        self._check_version_ref(dataset, version)
+        if not isinstance(rel, str) or not _SHARD_RE.fullmatch(rel):
+            raise AugsvcError(
+                f"{dataset}@{version}: manifest shard path {rel!r} is not a file inside the version's shards/ folder "
+                "(the manifest was edited or damaged); run 'augsvc verify'"
+            )
         return self.ref(dataset, version, rel)
 
     def read_shard(self, dataset: str, version: str, rel: str, columns: list[str] | None = None) -> pa.Table:
@@ -138,7 +229,14 @@ class Store:
         """The local folder of a version (local stores only; use :meth:`shard_ref` for either kind)."""
         if not self.local:
             raise AugsvcError(f"store {self.shown} is remote: it has no local version folder")
+        self._check_version_ref(dataset, version)
         return self.root / dataset / version
+
+    @staticmethod
+    def _check_version_ref(dataset: str, version: str) -> None:
+        _check_name("dataset", dataset)
+        if not isinstance(version, str) or not is_version_id(version):
+            raise AugsvcError(f"{dataset}@{version!r}: not a version id (16 hex digits); see 'augsvc ls {dataset}'")
 
     def _isfile(self, *parts: str) -> bool:
         if self.local:
@@ -176,32 +274,101 @@ class Store:
         target = self.root.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     # -- reading -----------------------------------------------------------------------------------------------
     def exists(self, dataset: str, version: str) -> bool:
+        """True when ``dataset@version`` is published (its ``manifest.json`` exists); false for malformed names."""
+        if not (_NAME_RE.fullmatch(dataset) and is_version_id(version)):
+            return False
         return self._isfile(dataset, version, "manifest.json")
 
     def datasets(self) -> list[str]:
-        return [d for d in self._subdirs() if not d.startswith(".") and self.versions(d)]
+        return [d for d in self._subdirs() if _NAME_RE.fullmatch(d) and not d.startswith(".") and self.versions(d)]
 
     def versions(self, dataset: str) -> list[str]:
-        return [v for v in self._subdirs(dataset) if v not in ("tags", ".staging") and self.exists(dataset, v)]
+        """The published versions of ``dataset`` (folders named like a version id holding a ``manifest.json``)."""
+        _check_name("dataset", dataset)
+        return [v for v in self._subdirs(dataset) if is_version_id(v) and self.exists(dataset, v)]
 
-    def manifest(self, dataset: str, version: str) -> Manifest:
+    def _load_manifest(self, dataset: str, version: str) -> tuple[Manifest | None, list[str]]:
+        """(manifest or None, problems): parse errors and inconsistencies found without reading shards."""
+        from pydantic import ValidationError
+
+        self._check_version_ref(dataset, version)
         if not self.exists(dataset, version):
             raise AugsvcError(f"{dataset}@{version}: no such version in store {self.shown}; see 'augsvc ls'")
-        return Manifest.model_validate_json(self._read_text(dataset, version, "manifest.json"))
+        try:
+            text = self._read_text(dataset, version, "manifest.json")
+        except (OSError, UnicodeDecodeError) as e:
+            why = _describe_oserror(e) if isinstance(e, OSError) else "not UTF-8 text"
+            return None, [f"manifest.json cannot be read ({why})"]
+        if not text.strip():
+            return None, ["manifest.json is empty (damaged)"]
+        try:
+            json.loads(text)
+        except ValueError as e:
+            return None, [f"manifest.json is not valid JSON (damaged or truncated: {e})"]
+        try:
+            m = Manifest.model_validate_json(text)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "manifest"
+            more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+            return None, [f"manifest.json is damaged: {key}: {err['msg']}{more}"]
+        return m, _manifest_problems(m, dataset, version)
+
+    def manifest(self, dataset: str, version: str) -> Manifest:
+        """The manifest of a published version; ``AugsvcError`` (one line) when it is missing, damaged, points
+        outside the version's ``shards/`` folder, or contradicts itself (totals, class counts, version id)."""
+        m, problems = self._load_manifest(dataset, version)
+        if problems or m is None:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise AugsvcError(
+                f"{dataset}@{version}: {problems[0]}{more}; the version cannot be used: run "
+                f"'augsvc verify {dataset}@{version}' and re-create it"
+            )
+        return m
+
+    def verified_manifest(self, dataset: str, version: str) -> Manifest:
+        """The manifest of a version after :meth:`verify` found it intact (every shard re-hashed, row counts from
+        the Parquet footers, class counts): what a job that derives a new version from it must read first.
+
+        Raises ``AugsvcError`` (one line) naming the first problem."""
+        problems = self.verify(dataset, version)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise AugsvcError(
+                f"{dataset}@{version} failed verification: {problems[0]}{more}; refusing to derive a version from "
+                f"it: run 'augsvc verify {dataset}@{version}' and re-create it"
+            )
+        return self.manifest(dataset, version)
 
     def resolve(self, ref: str) -> tuple[str, str]:
-        """``name``, ``name@version`` (or a unique prefix) or ``name@tag`` -> (dataset, version)."""
+        """``name``, ``name@version`` (or a unique prefix) or ``name@tag`` -> (dataset, version).
+
+        An exact version id wins over a tag of that name (tags shaped like ids are refused anyway); a missing
+        ``latest`` tag is derived as the most recently published version (a crash between a publish and its
+        tag write leaves exactly that)."""
         name, _, sel = ref.partition("@")
         _check_name("dataset", name)
         sel = sel or "latest"
-        if _NAME_RE.match(sel) and self._isfile(name, "tags", sel):
-            return name, self._read_text(name, "tags", sel).strip()
+        if is_version_id(sel) and self.exists(name, sel):
+            return name, sel
+        if _NAME_RE.fullmatch(sel) and self._isfile(name, "tags", sel):
+            return name, self._read_tag(name, sel)
+        if sel == "latest":
+            newest = self._newest_version(name)
+            if newest is not None:
+                return name, newest
         matches = [v for v in self.versions(name) if v.startswith(sel)]
         if len(matches) == 1:
             return name, matches[0]
@@ -209,12 +376,72 @@ class Store:
             raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.shown}")
         raise AugsvcError(f"{ref}: {sel!r} matches several versions ({', '.join(matches)}); give more digits")
 
+    def _read_tag(self, dataset: str, tag: str) -> str:
+        """The version id a tag file holds; refuses anything else (a path, another store's id)."""
+        try:
+            text = self._read_text(dataset, "tags", tag)
+        except (OSError, UnicodeDecodeError):
+            text = "<unreadable>"
+        vid = text.strip()
+        if not is_version_id(vid):
+            raise AugsvcError(
+                f"{dataset}@{tag}: tag file {self.ref(dataset, 'tags', tag)} holds {text[:40]!r}, not a version id; "
+                f"point it at a version with 'augsvc tag {dataset}@VERSION {tag}'"
+            )
+        if not self.exists(dataset, vid):
+            raise AugsvcError(
+                f"{dataset}@{tag}: the tag points at version {vid}, which is not published in {self.shown}; "
+                f"point it at a version with 'augsvc tag {dataset}@VERSION {tag}'"
+            )
+        return vid
+
+    def _newest_version(self, dataset: str) -> str | None:
+        """The version whose ``manifest.json`` was written last (None when there is none)."""
+        import pyarrow.fs as pafs
+
+        best: tuple[float, str] | None = None
+        for v in self.versions(dataset):
+            fs, path = storefs.resolve(self.ref(dataset, v, "manifest.json"))
+            info = fs.get_file_info(path)
+            t = info.mtime.timestamp() if info.type == pafs.FileType.File and info.mtime else 0.0
+            if best is None or (t, v) > best:
+                best = (t, v)
+        if best is not None:
+            log.warning("%s: tags/latest is missing; using the most recently published version %s", dataset, best[1])
+        return None if best is None else best[1]
+
     def set_tag(self, dataset: str, tag: str, version: str) -> None:
-        """Point a tag at a version; tags are the only mutable names."""
+        """Point a tag at a version; tags are the only mutable names. Tags shaped like a version id are refused
+        (they would shadow that version). Raises ``AugsvcError`` (one line) when the tag cannot be written."""
+        _check_name("dataset", dataset)
         _check_name("tag", tag)
+        if is_version_id(tag):
+            raise AugsvcError(
+                f"tag {tag!r} looks like a version id (16 hex digits) and would shadow one; choose another name"
+            )
         if not self.exists(dataset, version):
             raise AugsvcError(f"cannot tag {dataset}@{version}: no such version")
-        self._write((version + "\n").encode(), dataset, "tags", tag)
+        try:
+            if self._isfile(dataset, "tags", tag) and self._read_text(dataset, "tags", tag).strip() == version:
+                return  # already there: nothing to write (a read-only store stays usable)
+        except (OSError, UnicodeDecodeError):
+            pass
+        try:
+            self._write((version + "\n").encode(), dataset, "tags", tag)
+        except OSError as e:
+            raise AugsvcError(
+                f"cannot write tag {dataset}@{tag} in store {self.shown}: {_describe_oserror(e)}"
+            ) from None
+
+    def mark_latest(self, dataset: str, version: str) -> bool:
+        """Point ``latest`` at a version, best effort: a failure is a warning, because the version itself is
+        published and ``latest`` is derived when its tag is missing. Returns whether the tag holds ``version``."""
+        try:
+            self.set_tag(dataset, "latest", version)
+            return True
+        except AugsvcError as e:
+            log.warning("warning: %s@%s is published, but tags/latest was not updated (%s)", dataset, version, e)
+            return False
 
     # -- writing -----------------------------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -231,20 +458,83 @@ class Store:
             ) from None
         self._writable = True
 
-    def staging(self, dataset: str) -> Staging:
-        _check_name("dataset", dataset)
-        self._check_writable()
-        d = self.root / dataset / ".staging" / uuid.uuid4().hex
-        (d / "shards").mkdir(parents=True)
-        return Staging(d)
+    def _opened(self) -> list[Staging]:
+        """Staging folders opened by jobs of this thread (for fault messages and lock release)."""
+        if not hasattr(self._tls, "open"):
+            self._tls.open = []
+        return self._tls.open
 
-    def staging_keyed(self, dataset: str, key: str) -> Staging:
-        """A staging folder with a stable name, so an interrupted job can find and reuse its finished work."""
+    def staging(self, dataset: str) -> Staging:
+        """A fresh ``.staging/<uuid>/`` folder, held by a liveness lock while this process uses it.
+
+        Stale folders of writers that are gone (killed ingests and splits) are reclaimed first."""
         _check_name("dataset", dataset)
         self._check_writable()
-        d = self.root / dataset / ".staging" / key
+        self.reclaim_staging(dataset)
+        key = uuid.uuid4().hex
+        root = self.root / dataset / ".staging"
+        lock = storelock.acquire(root / f"{key}{storelock.LOCK_SUFFIX}", wait=False)
+        d = root / key
+        (d / "shards").mkdir(parents=True)
+        st = Staging(d, lock=lock, one_off=True)
+        self._opened().append(st)
+        return st
+
+    def staging_keyed(self, dataset: str, key: str, *, version: str | None = None) -> Staging | None:
+        """A staging folder with a stable name, so an interrupted job can find and reuse its finished work.
+
+        The caller holds the folder's exclusive lock until it publishes (or fails): a concurrent job with the same
+        key waits for it. With ``version``, returns ``None`` when that version is published (before or while
+        waiting): the caller reports "up to date"."""
+        _check_name("dataset", dataset)
+        _check_name("staging key", key)
+        if version is not None and self.exists(dataset, version):
+            return None
+        self._check_writable()
+        root = self.root / dataset / ".staging"
+        lock_path = root / f"{key}{storelock.LOCK_SUFFIX}"
+        lock = storelock.acquire(lock_path, wait=False)
+        if lock is None:
+            log.warning("another process is running %s for %s in %s; waiting for it", key, dataset, self.shown)
+            lock = storelock.acquire(lock_path, wait=True)
+        if version is not None and self.exists(dataset, version):
+            lock.release()
+            return None
+        d = root / key
         (d / "shards").mkdir(parents=True, exist_ok=True)
-        return Staging(d)
+        st = Staging(d, lock=lock)
+        self._opened().append(st)
+        return st
+
+    def reclaim_staging(self, dataset: str, *, min_age_s: float = storelock.STALE_AFTER_S) -> list[str]:
+        """Remove ``.staging/<uuid>/`` folders of writers that are gone (no live lock, untouched for
+        ``min_age_s`` seconds); keyed build folders stay for a resume. Returns the names removed; never raises."""
+        _check_name("dataset", dataset)
+        return storelock.reclaim_stale(self.root / dataset / ".staging", min_age_s=min_age_s)
+
+    def _kept_work(self, stagings: list[Staging]) -> list[str]:
+        """Those of ``stagings`` that still hold files (finished work kept for a resume)."""
+        kept = []
+        for st in stagings:
+            try:
+                if st.dir.is_dir() and any(p.is_file() for p in st.dir.rglob("*")):
+                    kept.append(str(st.dir))
+            except OSError:
+                pass
+        return kept
+
+    def _release_locks(self, start: int = 0) -> None:
+        """Release the locks of staging folders opened by this thread since the ``start``-th one."""
+        opened = self._opened()
+        for st in opened[start:]:
+            st.release()
+        del opened[start:]
+
+    def _forget(self, staging: Staging) -> None:
+        staging.release()
+        opened = self._opened()
+        if staging in opened:
+            opened.remove(staging)
 
     def publish(
         self,
@@ -260,14 +550,21 @@ class Store:
         quarantine: list[QuarantineItem] | None = None,
         extra: dict | None = None,
     ) -> PublishResult:
-        """Verify the staged shards, write the manifest, and make the version visible in one step."""
+        """Verify the staged shards, write the manifest, and make the version visible in one step.
+
+        Locally the version appears by one directory rename; an ``OSError`` before it means nothing was published
+        (the staging folder is left to the caller). A failure to move ``latest`` afterwards is only a warning."""
         vid = version_id(definition)
         if self.exists(dataset, vid):
             shutil.rmtree(staging.dir, ignore_errors=True)
-            self.set_tag(dataset, "latest", vid)
+            self._forget(staging)
+            self.mark_latest(dataset, vid)
             return PublishResult(self.manifest(dataset, vid), up_to_date=True)
         for s in staging.shards:
-            data = (staging.dir / s.path).read_bytes()
+            with open(staging.dir / s.path, "rb") as f:
+                data = f.read()
+                if self.local:
+                    os.fsync(f.fileno())  # durable before the rename makes it visible
             if sha256_bytes(data) != s.sha256:
                 raise AugsvcError(f"staged shard {s.path} changed while publishing; nothing was published")
         manifest = Manifest(
@@ -294,7 +591,10 @@ class Store:
             manifest.rows_per_split = dict(sorted(per_split.items()))
         body = manifest.model_dump_json(indent=2).encode()
         if self.local:
-            (staging.dir / "manifest.json").write_bytes(body)
+            with open(staging.dir / "manifest.json", "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
             target = self.version_dir(dataset, vid)
             try:
                 os.rename(staging.dir, target)
@@ -302,6 +602,7 @@ class Store:
                 if not self.exists(dataset, vid):
                     raise
                 shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
+            _fsync_dir(target.parent)
         else:
             try:  # shards first; the manifest written last is what makes the version visible
                 for s in staging.shards:
@@ -313,19 +614,124 @@ class Store:
                     f"staged shards are kept in {staging.dir}: run the command again"
                 ) from None
             shutil.rmtree(staging.dir, ignore_errors=True)
-        self.set_tag(dataset, "latest", vid)
+        self._forget(staging)
+        self.mark_latest(dataset, vid)
         return PublishResult(manifest, up_to_date=False)
 
     def verify(self, dataset: str, version: str) -> list[str]:
-        """Re-hash every shard; return one message per problem (empty when the version is intact)."""
-        m = self.manifest(dataset, version)
-        problems = []
+        """Check a version against its manifest; return one message per problem (empty when intact).
+
+        Checks: the manifest parses and is consistent (see :meth:`manifest`), every shard path is a file inside
+        the version's ``shards/``, every shard's size and sha256, its row count (Parquet footer) against
+        ``shards[i].rows``, its ``split`` column against ``shards[i].split``, and the labels counted per split and
+        class against ``splits`` and ``rows_per_class``."""
+        import pyarrow.parquet as pq
+
+        m, problems = self._load_manifest(dataset, version)
+        if m is None:
+            return problems
+        counts: dict[str, dict[int, int]] = {}
+        counted = bool(m.class_names)
         for s in m.shards:
+            if not _SHARD_RE.fullmatch(s.path):
+                counted = False
+                continue  # reported by _manifest_problems; never read outside the version
             try:
                 data = storefs.read_bytes(self.shard_ref(dataset, version, s.path))
-            except (FileNotFoundError, OSError):
-                problems.append(f"{s.path}: missing")
+            except OSError:
+                problems.append(f"{s.path}: missing or unreadable")
+                counted = False
                 continue
             if len(data) != s.bytes or sha256_bytes(data) != s.sha256:
                 problems.append(f"{s.path}: sha256 or size differs from manifest (shard was modified)")
+                counted = False
+                continue
+            try:
+                pf = pq.ParquetFile(pa.BufferReader(data))
+                n = pf.metadata.num_rows
+                names = set(pf.schema_arrow.names)
+                cols = [c for c in ("label", "split") if c in names]
+                t = pf.read(columns=cols) if cols else None
+            except (OSError, ValueError) as e:
+                problems.append(f"{s.path}: not a readable Parquet file ({str(e).splitlines()[0]})")
+                counted = False
+                continue
+            if n != s.rows:
+                problems.append(f"{s.path}: holds {n} rows, the manifest says {s.rows}")
+            if t is None or "label" not in names:
+                counted = False
+                continue
+            splits = t["split"].to_pylist() if "split" in names else [s.split] * n
+            if s.split is not None and any(x != s.split for x in splits):
+                problems.append(f"{s.path}: holds rows of another split than its manifest entry ({s.split!r})")
+            for sp, lab in zip(splits, t["label"].to_pylist(), strict=True):
+                if lab is None:
+                    continue
+                per = counts.setdefault(sp, {})
+                per[lab] = per.get(lab, 0) + 1
+        if counted:
+            k = len(m.class_names)
+            bad = sorted({lab for per in counts.values() for lab in per if not 0 <= lab < k})
+            if bad:
+                problems.append(f"labels {bad} have no entry in class_names ({k} classes)")
+            else:
+                named = {sp: {m.class_names[i]: n for i, n in sorted(per.items())} for sp, per in counts.items()}
+                if m.splits and named != {sp: {c: n for c, n in per.items() if n} for sp, per in m.splits.items()}:
+                    problems.append("splits (class counts per split) differ from the rows in the shards")
+                totals = {c: sum(per.get(c, 0) for per in named.values()) for c in m.class_names}
+                if {c: n for c, n in totals.items() if n} != {c: n for c, n in m.rows_per_class.items() if n}:
+                    problems.append("rows_per_class differs from the labels in the shards")
         return problems
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _manifest_problems(m: Manifest, dataset: str, version: str) -> list[str]:
+    """Inconsistencies of a parsed manifest that need no shard reads: identity, shard paths, totals, counts."""
+    problems = []
+    if m.dataset != dataset or m.version != version:
+        problems.append(f"manifest.json describes {m.dataset}@{m.version}, not {dataset}@{version}")
+    if version_id(m.definition) != version:
+        problems.append("manifest.json's definition does not hash to its version id (edited)")
+    seen: set[str] = set()
+    for i, s in enumerate(m.shards):
+        if not _SHARD_RE.fullmatch(s.path):
+            problems.append(f"shards[{i}].path {s.path!r} is not a file inside the version's shards/ folder")
+        elif s.path in seen:
+            problems.append(f"shards[{i}].path {s.path!r} is listed twice")
+        seen.add(s.path)
+    total = sum(s.rows for s in m.shards)
+    if total != m.rows:
+        problems.append(f"rows is {m.rows}, but its shards list {total} rows")
+    if m.shards and all(s.split is not None for s in m.shards) and m.rows_per_split:
+        per_split: dict[str, int] = {}
+        for s in m.shards:
+            per_split[s.split] = per_split.get(s.split, 0) + s.rows  # type: ignore[index]
+        if {k: v for k, v in per_split.items() if v} != {k: v for k, v in m.rows_per_split.items() if v}:
+            problems.append("rows_per_split differs from the rows its shards list per split")
+    if m.class_names:
+        names = set(m.class_names)
+        if len(names) != len(m.class_names):
+            problems.append("class_names holds a name twice")
+        unknown = sorted((set(m.rows_per_class) | {c for per in m.splits.values() for c in per}) - names)
+        if unknown:
+            problems.append(f"classes {unknown} are counted but not in class_names")
+        elif m.rows_per_class and sum(m.rows_per_class.values()) != m.rows:
+            problems.append(f"rows_per_class sums to {sum(m.rows_per_class.values())}, not rows ({m.rows})")
+        for sp, per in m.splits.items():
+            if sp in m.rows_per_split and sum(per.values()) != m.rows_per_split[sp]:
+                want = m.rows_per_split[sp]
+                problems.append(f"splits[{sp!r}] sums to {sum(per.values())}, not rows_per_split ({want})")
+    return problems

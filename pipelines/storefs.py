@@ -141,7 +141,8 @@ def read_table(ref: str, columns: list[str] | None = None) -> pa.Table:
     try:
         return pq.read_table(path, columns=columns, filesystem=fs)
     except (OSError, ValueError) as e:  # missing file, network error, not Parquet (ArrowInvalid)
-        raise AugsvcError(f"{display(ref)}: cannot read it ({e}); run 'augsvc verify' on its version") from None
+        why = " ".join(str(e).split())  # pyarrow's messages span lines
+        raise AugsvcError(f"{display(ref)}: cannot read it ({why}); run 'augsvc verify' on its version") from None
 
 
 def read_schema(ref: str) -> pa.Schema:

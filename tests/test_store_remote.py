@@ -178,7 +178,7 @@ def test_missing_bucket_and_missing_shard_are_clear_errors(s3_endpoint: str, s3_
     rep = ingest(images, name="src", store=remote, options=IngestOptions(shard_rows=4), workers=0)
     fs, root = remote.filesystem()
     fs.delete_file(f"{root}/src/{rep.manifest.version}/{rep.manifest.shards[1].path}")
-    with pytest.raises(AugsvcError, match=r"shards/part-00001.parquet.*: cannot read it.*augsvc verify"):
+    with pytest.raises(AugsvcError, match=r"failed verification: shards/part-00001.parquet: missing.*augsvc verify"):
         build(load_recipe(RECIPE), remote, workers=0)
     shown = storefs.display("sftp://host/store?username=me&password=hunter2&key_filename=/k")
     assert shown == "sftp://host/store?username=me&password=***&key_filename=***"

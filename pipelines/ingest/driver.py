@@ -19,7 +19,7 @@ from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
 from pipelines.ingest.records import Bad, FileRef, Record, payload_digest
-from pipelines.store import Store
+from pipelines.store import Store, fault_guard
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
 from schemas.manifest import Manifest, QuarantineItem
@@ -154,6 +154,7 @@ def _streaming_records(src: Source, opts: IngestOptions, tally: _Tally):
         yield item, (None if isinstance(item.payload, FileRef) else payload_digest(item.payload))
 
 
+@fault_guard("ingest")
 def ingest(
     path: str | Path,
     *,
@@ -196,7 +197,7 @@ def ingest(
         class_names = opts.classes or natural_classes(tally.labels)
         vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
         if store.exists(name, vid):
-            store.set_tag(name, "latest", vid)
+            store.mark_latest(name, vid)
             m = store.manifest(name, vid)
             return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates)
         records = _pass2_records(src, opts, digests, keep)
