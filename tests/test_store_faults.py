@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.ingest import IngestOptions, ingest
+from pipelines.recipes import load_recipe
 from pipelines.runner import build
 from pipelines.split import split_version
 from pipelines.store import Store
 from schemas.errors import AugsvcError
-from schemas.recipe import load_recipe
 
 ROWS = [("pos", f"a fine film number {i}") for i in range(6)] + [("neg", f"a dull film number {i}") for i in range(6)]
 OPTS = {"format": "tsv", "shard_rows": 4}
