@@ -24,7 +24,7 @@ ROWS += [("neg", f"a dull film number {i} with a tired plot") for i in range(12)
 CLI = """
 import os, sys, time
 from pathlib import Path
-import pipelines.runner as runner
+import pipelines.stages.op as runner  # where op-step tasks live
 task = runner.rows_task
 def slow(*a, **k):
     time.sleep(0.4)

@@ -264,16 +264,16 @@ def test_input_error_and_store_removed_mid_run_are_one_line(tmp_path: Path, monk
             run_job("ingest", tmp_path / "s", data, "")
     assert "\n" not in str(e.value) and "t.tsv" in str(e.value)
     vid = run_job("ingest", tmp_path / "s", data, "")
-    import pipelines.runner as runner
+    import pipelines.stages.op as op_stage
 
-    task = runner.rows_task
+    task = op_stage.rows_task
 
     def move_store_away(*a, **k):
         if (tmp_path / "s").exists():
             (tmp_path / "s").rename(tmp_path / "moved")
         return task(*a, **k)
 
-    monkeypatch.setattr(runner, "rows_task", move_store_away)
+    monkeypatch.setattr(op_stage, "rows_task", move_store_away)
     with pytest.raises(AugsvcError) as e:
         build(load_recipe(RECIPE | {"input": f"t@{vid}"}), Store(tmp_path / "s"), workers=0)
     msg = str(e.value)
