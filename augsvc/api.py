@@ -108,12 +108,15 @@ def ingest(
     from pipelines.ingest import IngestOptions
     from pipelines.ingest import ingest as run_ingest
     from schemas.errors import AugsvcError
-    from schemas.validation import validation_message
 
     try:
         opts = IngestOptions(**options)
     except ValidationError as e:
-        raise AugsvcError(validation_message(e, "ingest", lambda loc: IngestOptions, "ingest option")) from None
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "options"
+            lines.append(f"{key} (--{key.replace('_', '-')}): {err['msg']}")
+        raise AugsvcError("ingest: " + "; ".join(lines)) from None
     rep = run_ingest(source, name=name, store=open_store(store), options=opts, workers=workers, address=address,
                      progress=progress)  # fmt: skip
     m = rep.manifest
