@@ -145,6 +145,9 @@ def ingest(
     image_storage: Annotated[str, typer.Option(help="auto, raw, jpeg, png or webp (see docs).")] = "auto",
     jpeg_quality: Annotated[int, typer.Option(help="Quality for jpeg/webp storage.")] = 95,
     labels_file: Annotated[str | None, typer.Option(help="Flat image folder: CSV/JSONL file -> label map.")] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option(help="Quarantine images above this many pixels (default 100,000,000; 0: no limit).")
+    ] = None,
     x_key: Annotated[str, typer.Option(help="NPZ images array name.")] = "x",
     y_key: Annotated[str, typer.Option(help="NPZ labels array name.")] = "y",
     src_lang: Annotated[str | None, typer.Option(help="Parallel text: source language suffix.")] = None,
@@ -173,6 +176,8 @@ def ingest(
         classes=[c.strip() for c in classes.split(",")] if classes else None,
         on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
     )  # fmt: skip
+    if max_pixels is not None:
+        raw["max_pixels"] = max_pixels or None
     try:
         opts = IngestOptions(**raw)
     except ValidationError as e:

@@ -85,6 +85,16 @@ class _Tally:
         return hashlib.sha256(self.h_bad.digest() + self.h_good.digest()).hexdigest()
 
 
+def _nothing_usable(path: Path, bad: list[Bad]) -> str:
+    """The one-line refusal of an ingest in which no item became a row (nothing is published: no 0-row version)."""
+    if not bad:
+        return f"{path}: no usable items found"
+    return (
+        f"{path}: no usable items: all {len(bad)} items were bad, so nothing was published "
+        f"(first: {bad[0].describe()})"
+    )
+
+
 def _accepted(item: Record | Bad, opts: IngestOptions) -> Bad | None:
     """None when a record is usable, else why not (a bad item, or a label outside ``--classes``)."""
     if isinstance(item, Bad):
@@ -192,7 +202,7 @@ def ingest(
         # Two passes: hash first, so an existing version is reported without starting Ray.
         tally, digests, keep = _scan(src, opts)
         if not tally.sources:
-            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+            raise AugsvcError(_nothing_usable(path, tally.bad))
         class_names = opts.classes or natural_classes(tally.labels)
         vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
         if store.exists(name, vid):
@@ -243,8 +253,8 @@ def ingest(
             done += len(keys)
             if progress:
                 progress(done, expected)
-        if not tally.sources:
-            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+        if not tally.sources or not staging.shards:
+            raise AugsvcError(_nothing_usable(path, tally.bad + worker_bad))
         chunk_dir.rmdir()
         vid_def = definition | {"content_sha256": tally.content(), "class_names": class_names}
         rows_per_class: dict[str, int] = {}

@@ -81,32 +81,49 @@ def _read_file(rec: Record, digest: bytes | None) -> tuple[bytes, bytes]:
     return data, got
 
 
-def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[bytes, str, int, int, int]:
-    """(stored bytes, image_format, height, width, channels) for one image record."""
+def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[bytes, str, int, int, int, int | None]:
+    """(stored bytes, image_format, height, width, channels, exif_orientation) for one image record.
+
+    The pixel limit is checked from the file header before anything is decoded. A JPEG whose EXIF orientation is
+    not upright is decoded, turned the way viewers show it and re-encoded (it cannot pass through unchanged).
+    """
     payload = rec.payload
     if isinstance(payload, bytes):
         data = payload
+    orientation = None
     if data is not None:
         source_fmt = imagecodec.sniff_format(data)
+        hw = imagecodec.header_shape(data)
+        if hw is not None:
+            imagecodec.check_pixels(*hw, opts.max_pixels)
+        if source_fmt == "jpeg":
+            orientation = imagecodec.jpeg_orientation(data)
+        turn = orientation not in (None, 1)
         store = opts.image_storage
-        if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH:
+        if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH and not turn:
             store = source_fmt
-        if store == source_fmt and opts.resize is None:  # the file passes through: no re-encoding loss or cost
+        if store == source_fmt and opts.resize is None and not turn:  # the file passes through: no loss or cost
             if source_fmt == "jpeg":
-                return data, store, *imagecodec.validate_jpeg(data)  # every byte checked, pixels not needed
-            _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
-            return data, store, *shape
-        raw, _ = imagecodec.probe_file_bytes(data)
-        img = imagecodec.normalise(raw, bgr=True)
+                shape = imagecodec.validate_jpeg(data)  # every byte checked, pixels not needed
+            else:
+                _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
+            imagecodec.check_pixels(shape[0], shape[1], opts.max_pixels)
+            return data, store, *shape, orientation
+        raw, shape = imagecodec.probe_file_bytes(data, strict=True)
+        imagecodec.check_pixels(shape[0], shape[1], opts.max_pixels)
+        img = imagecodec.apply_orientation(imagecodec.normalise(raw, bgr=True), orientation)
     else:
-        img = imagecodec.normalise(np.asarray(payload))
+        arr = np.asarray(payload)
+        if arr.ndim >= 2:
+            imagecodec.check_pixels(arr.shape[0], arr.shape[1], opts.max_pixels)
+        img = imagecodec.normalise(arr)
     if opts.resize is not None:
         img = imagecodec.resize(img, *opts.resize)
     store = opts.image_storage
     if store == "auto":
         store = "raw" if img.shape[0] * img.shape[1] <= RAW_AUTO_MAX_PIXELS else "jpeg"
     h, w, c = img.shape
-    return imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality), store, h, w, c
+    return imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality), store, h, w, c, orientation
 
 
 def encode_chunk(
@@ -181,4 +198,4 @@ def encode_chunk(
 
 
 _COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage", "teacher_logits"}
-_IMAGE_COLS = ("image", "image_format", "height", "width", "channels")
+_IMAGE_COLS = ("image", "image_format", "height", "width", "channels", "exif_orientation")
