@@ -153,3 +153,69 @@ def test_corrupt_jpeg_data_warning_is_a_bad_item(tmp_path: Path) -> None:
         assert ok == (not warning and cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) is not None), k
         flagged += not ok
     assert flagged >= 10
+
+
+# -- 4-6. CSV: quoted newlines, unterminated quotes, huge fields, decoding before splitting -------------------------
+
+
+def text_rows(store: Store) -> dict[str, tuple]:
+    return {r["source"]: (r["label"], r["text"]) for r in rows_of(store)}
+
+
+def test_quoted_newline_is_one_record_numbered_by_its_first_line(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b'label,text\na,"two\r\nlines"\nb,plain\n')
+    store, rep = run(tmp_path / "d.csv", tmp_path)
+    m = store.manifest(*store.resolve("ds"))
+    got = text_rows(store)
+    assert got == {"d.csv:2": (0, "two\r\nlines"), "d.csv:4": (1, "plain")} and m.class_names == ["a", "b"]
+    (tmp_path / "t.csv").write_text('f1,f2,class\n1,"a\nb",p\n2,c,q\n')
+    store, _ = run(tmp_path / "t.csv", tmp_path / "2", format="tabular")
+    rows = {r["source"]: (r["f1"], r["f2"]) for r in rows_of(store)}
+    assert rows == {"t.csv:2": (1.0, "a\nb"), "t.csv:4": (2.0, "c")}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tabular"])
+def test_unterminated_quote_is_a_bad_item_not_a_swallowed_file(tmp_path: Path, fmt: str) -> None:
+    (tmp_path / "d.csv").write_text('text,label\nok,z\n"never closed,a\ntwo,b\nthree,c')
+    with pytest.raises(AugsvcError, match=r"d.csv:3: a quoted field opened on line 3 is never closed \(lines 3-5"):
+        run(tmp_path / "d.csv", tmp_path, format=fmt)
+    store, rep = run(tmp_path / "d.csv", tmp_path, format=fmt, on_error="skip")
+    assert [r["source"] for r in rows_of(store)] == ["d.csv:2"]
+    assert [(q.source, q.line) for q in rep.quarantine] == [("d.csv", 3)]
+
+
+def test_malformed_quoting_and_undecodable_lines_are_bad_items(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b'label,text\na,"x"y\nb,caf\xe9\nc,fine\n')
+    store, rep = run(tmp_path / "d.csv", tmp_path, on_error="skip")
+    assert list(text_rows(store)) == ["d.csv:4"]
+    reasons = {q.line: q.reason for q in rep.quarantine}
+    assert set(reasons) == {2, 3} and "malformed CSV" in reasons[2] and "cannot decode as utf-8" in reasons[3]
+
+
+def test_huge_fields_are_read(tmp_path: Path) -> None:
+    big = "w" * 1_000_000
+    (tmp_path / "d.csv").write_text(f'label,text\na,"{big}"\nb,{big}\n')
+    store, _ = run(tmp_path / "d.csv", tmp_path)
+    assert text_rows(store) == {"d.csv:2": (0, big), "d.csv:3": (1, big)}
+
+
+def test_field_above_the_limit_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    import csv
+
+    from pipelines.ingest.readers import textio
+
+    monkeypatch.setattr(textio, "FIELD_LIMIT", 1000)
+    old = csv.field_size_limit(1000)
+    try:
+        (tmp_path / "d.csv").write_text(f"label,text\na,{'w' * 2000}\nb,short\n")
+        store, rep = run(tmp_path / "d.csv", tmp_path, on_error="skip")
+    finally:
+        csv.field_size_limit(old)
+    assert list(text_rows(store)) == ["d.csv:3"]
+    assert rep.quarantine[0].line == 2 and "longer than 1,000 characters" in rep.quarantine[0].reason
+
+
+def test_utf16_is_decoded_before_lines_are_split(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes("label,text\nα,ünï\nβ,\u2028sep\n".encode("utf-16"))
+    store, _ = run(tmp_path / "d.csv", tmp_path, encoding="utf-16")
+    assert text_rows(store) == {"d.csv:2": (0, "ünï"), "d.csv:3": (1, "\u2028sep")}

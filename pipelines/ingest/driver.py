@@ -90,8 +90,7 @@ def _nothing_usable(path: Path, bad: list[Bad]) -> str:
     if not bad:
         return f"{path}: no usable items found"
     return (
-        f"{path}: no usable items: all {len(bad)} items were bad, so nothing was published "
-        f"(first: {bad[0].describe()})"
+        f"{path}: no usable items: all {len(bad)} items were bad, so nothing was published (first: {bad[0].describe()})"
     )
 
 
