@@ -200,6 +200,7 @@ def ingest(
                     "quarantined": len(m.quarantine),
                     "duplicate_groups": len(m.duplicates),
                     "duplicates_dropped": m.duplicates_dropped,
+                    "notes": rep.notes,
                     "seconds": round(rep.seconds, 3),
                 }
             )
@@ -207,6 +208,8 @@ def ingest(
         return
     state = "up to date" if rep.up_to_date else "published"
     typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
+    for note in rep.notes:
+        typer.echo(f"  note: {note}")
     for sp, n in m.rows_per_split.items():
         per = m.splits.get(sp, {})
         typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))

@@ -219,3 +219,199 @@ def test_utf16_is_decoded_before_lines_are_split(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_bytes("label,text\nα,ünï\nβ,\u2028sep\n".encode("utf-16"))
     store, _ = run(tmp_path / "d.csv", tmp_path, encoding="utf-16")
     assert text_rows(store) == {"d.csv:2": (0, "ünï"), "d.csv:3": (1, "\u2028sep")}
+
+
+# -- 7. Parquet ----------------------------------------------------------------------------------------------------
+
+
+def test_parquet_files_with_different_columns_name_the_file_and_column(tmp_path: Path) -> None:
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"x1": [1.0, 2.0], "x2": [3.0, 4.0], "label": ["a", "b"]}), tmp_path / "pq" / "a.parquet")
+    pq.write_table(pa.table({"x1": [5.0], "label": ["a"]}), tmp_path / "pq" / "b.parquet")
+    with pytest.raises(AugsvcError, match=r"b.parquet: no column 'x2', which a.parquet has"):
+        run(tmp_path / "pq", tmp_path)
+    pq.write_table(pa.table({"x1": [5.0], "x2": [1.0], "x3": [0.0], "label": ["a"]}), tmp_path / "pq" / "b.parquet")
+    with pytest.raises(AugsvcError, match=r"b.parquet: column 'x3' is not in a.parquet"):
+        run(tmp_path / "pq", tmp_path)
+    pq.write_table(pa.table({"x1": [5.0], "x2": ["s"], "label": ["a"]}), tmp_path / "pq" / "b.parquet")
+    with pytest.raises(AugsvcError, match=r"b.parquet: column 'x2' is string but double in a.parquet"):
+        run(tmp_path / "pq", tmp_path)
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.7, 0.95])
+def test_corrupt_parquet_is_one_line(tmp_path: Path, cut: float) -> None:
+    (tmp_path / "pq").mkdir()
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": ["hello there"] * 50, "label": ["a", "b"] * 25}), sink)
+    data = sink.getvalue().to_pybytes()
+    (tmp_path / "pq" / "a.parquet").write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(AugsvcError, match=r"a.parquet: not a readable Parquet file"):
+        run(tmp_path / "pq", tmp_path)
+    flipped = bytearray(data)
+    flipped[4 : len(data) // 2] = bytes(len(data) // 2 - 4)  # pages zeroed, footer intact
+    (tmp_path / "pq" / "a.parquet").write_bytes(bytes(flipped))
+    try:
+        store, rep = run(tmp_path / "pq", tmp_path, on_error="skip")
+    except AugsvcError as e:
+        assert "a.parquet" in str(e) and "\n" not in str(e)
+    else:
+        assert rep.manifest.rows + len(rep.quarantine) >= 1
+
+
+def test_parquet_labels_of_the_wrong_type_are_bad_items(tmp_path: Path) -> None:
+    (tmp_path / "pq").mkdir()
+    t = pa.table({"text": ["one", "two", "three", "four"], "label": [1.0, float("nan"), 2.5, 3.0]})
+    pq.write_table(t, tmp_path / "pq" / "a.parquet")
+    store, rep = run(tmp_path / "pq", tmp_path, on_error="skip")
+    m = store.manifest(*store.resolve("ds"))
+    assert m.class_names == ["1", "3"] and [q.line for q in rep.quarantine] == [2, 3]
+
+
+# -- 8. gzip, IDX, NPZ -----------------------------------------------------------------------------------------------
+
+
+def write_idx(folder: Path, images: bytes, labels: bytes, gz: bool = False) -> None:
+    folder.mkdir(exist_ok=True)
+    suffix = ".gz" if gz else ""
+    import gzip
+
+    for name, data in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
+        (folder / (name + suffix)).write_bytes(gzip.compress(data, mtime=0) if gz else data)
+
+
+def idx_images(n: int, h: int = 4, w: int = 4) -> bytes:
+    pixels = np.random.default_rng(n).integers(0, 256, n * h * w, dtype=np.uint8).tobytes()
+    return b"\0\0\x08\x03" + struct.pack(">III", n, h, w) + pixels
+
+
+def idx_labels(values, dtype: int = 0x08) -> bytes:
+    arr = np.asarray(values, {0x08: np.uint8, 0x0D: ">f4"}[dtype])
+    return b"\0\0" + bytes([dtype, 1]) + struct.pack(">I", len(arr)) + arr.tobytes()
+
+
+def test_truncated_gzip_idx_is_reported_not_aborted(tmp_path: Path) -> None:
+    import gzip
+
+    n = 3000
+    write_idx(tmp_path / "idx", idx_images(n), idx_labels([i % 2 for i in range(n)]), gz=True)
+    img = tmp_path / "idx" / "train-images-idx3-ubyte.gz"
+    img.write_bytes(img.read_bytes()[:-100])
+    with pytest.raises(AugsvcError, match=r"train-images-idx3-ubyte.gz: truncated or corrupt gzip data at item 2048"):
+        run(tmp_path / "idx", tmp_path)
+    store, rep = run(tmp_path / "idx", tmp_path, on_error="skip")
+    assert rep.manifest.rows == 2048 and len(rep.quarantine) == 1
+    assert rep.quarantine[0].reason.startswith("truncated or corrupt gzip data at item 2048 of 3000")
+    head = gzip.compress(idx_images(2), mtime=0)[:12]  # the header itself cannot be read: the file is refused
+    img.write_bytes(head)
+    for on_error in ("fail", "skip"):
+        with pytest.raises(AugsvcError, match=r"train-images-idx3-ubyte.gz: truncated or corrupt gzip data"):
+            run(tmp_path / "idx", tmp_path, on_error=on_error)
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (b"\0\0\x08\x03" + struct.pack(">I", 5) + b"\0\0", r"IDX header is truncated \(10 of 16 bytes\)"),
+        (b"\0\0\x08\xff" + bytes(64), r"IDX header says 255 dimensions"),
+        (b"\0\0\x08\x03" + struct.pack(">III", 2, 0, 4), r"IDX images have a zero dimension \(0, 4\)"),
+        (b"\0\1\x08\x03" + bytes(12), r"not an IDX file \(bad magic number"),
+    ],
+)
+def test_malformed_idx_headers_are_one_line(tmp_path: Path, images: bytes, match: str) -> None:
+    write_idx(tmp_path / "idx", images, idx_labels([0, 1]))
+    for on_error in ("fail", "skip"):
+        with pytest.raises(AugsvcError, match=match):
+            run(tmp_path / "idx", tmp_path, on_error=on_error)
+
+
+def test_idx_nan_labels_are_bad_items(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", idx_images(3), idx_labels([1.0, float("nan"), 2.0], dtype=0x0D))
+    store, rep = run(tmp_path / "idx", tmp_path, on_error="skip")
+    m = store.manifest(*store.resolve("ds"))
+    assert m.class_names == ["1", "2"] and m.rows == 2
+    assert [q.source for q in rep.quarantine] == ["train-images-idx3-ubyte#1"]
+    assert "is not a class index" in rep.quarantine[0].reason
+
+
+def test_truncated_gzip_parallel_text_is_quarantined(tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "par").mkdir()
+    data = gzip.compress(("hello world\n" * 200).encode(), mtime=0)
+    (tmp_path / "par" / "train.en.gz").write_bytes(data[:-10])
+    (tmp_path / "par" / "train.de").write_text("hallo welt\n" * 200)
+    (tmp_path / "par" / "val.en").write_text("a b\nc d\n")
+    (tmp_path / "par" / "val.de").write_text("e f\ng h\n")
+    with pytest.raises(AugsvcError, match=r"train.en.gz: truncated or corrupt gzip file"):
+        run(tmp_path / "par", tmp_path)
+    store, rep = run(tmp_path / "par", tmp_path, on_error="skip")
+    assert rep.manifest.rows == 2 and [q.source for q in rep.quarantine] == ["train.en.gz"]
+
+
+def test_npz_object_arrays_are_one_line(tmp_path: Path) -> None:
+    np.savez(tmp_path / "o.npz", x=np.zeros((2, 4, 4), np.uint8), y=np.array([{"k": 1}, "b"], dtype=object))
+    for on_error in ("fail", "skip"):
+        with pytest.raises(AugsvcError, match=r"o.npz: array 'y' holds Python objects"):
+            run(tmp_path / "o.npz", tmp_path, on_error=on_error)
+
+
+def test_npz_one_hot_and_soft_labels(tmp_path: Path) -> None:
+    x = np.zeros((3, 4, 4), np.uint8)
+    np.savez(tmp_path / "h.npz", x=x, y=np.eye(3, dtype=np.float32)[[2, 0, 2]])
+    store, rep = run(tmp_path / "h.npz", tmp_path)
+    m = store.manifest(*store.resolve("ds"))
+    assert m.class_names == ["0", "1", "2"] and m.rows_per_class == {"0": 1, "1": 0, "2": 2}
+    assert rep.notes == ["y: one-hot rows of 3 classes read as class indices (argmax)"] and not m.soft_labels
+    assert [r["soft_label"] for r in rows_of(store)] == [None] * 3
+    soft = np.array([[0.1, 0.9], [0.5, 0.5], [1.0, 0.0], [0.7, 0.7]], np.float32)
+    np.savez(tmp_path / "s.npz", x=np.zeros((4, 4, 4), np.uint8), y=soft)
+    store, rep = run(tmp_path / "s.npz", tmp_path / "2", on_error="skip")
+    m = store.manifest(*store.resolve("ds"))
+    assert rep.notes == ["y: rows of 2 probabilities read as soft labels (hard label: argmax)"] and m.soft_labels
+    rows = rows_of(store)
+    assert [r["label"] for r in rows] == [1, 0, 0]
+    assert [r["soft_label"] for r in rows] == [pytest.approx(list(v)) for v in soft[:3]]
+    assert [q.source for q in rep.quarantine] == ["s.npz#3"]  # sums to 1.4: not a distribution
+
+
+# -- 9. JSONL labels and texts of the wrong type; nothing publishes 0 rows ------------------------------------------
+
+
+def test_jsonl_values_of_the_wrong_type_are_bad_items(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "fine", "label": "pos"}',
+        '{"text": "int label", "label": 3}',
+        '{"text": "integral float", "label": 3.0}',
+        '{"text": "dict", "label": {"k": 1}}',
+        '{"text": "bool", "label": true}',
+        '{"text": "inf", "label": Infinity}',
+        '{"text": "list", "label": ["l"]}',
+        '{"text": "nan", "label": NaN}',
+        '{"text": "fraction", "label": 0.5}',
+        '{"text": ["a list"], "label": "pos"}',
+        '{"text": 12, "label": "pos"}',
+        '{"text": {"deep": [[[[1]]]]}, "label": "pos"}',
+        "[" * 100000 + "]" * 100000,
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(AugsvcError, match=r"d.jsonl:4: 'label' is an object; a label is a string or an integer"):
+        run(tmp_path / "d.jsonl", tmp_path)
+    store, rep = run(tmp_path / "d.jsonl", tmp_path, on_error="skip")
+    m = store.manifest(*store.resolve("ds"))
+    assert m.class_names == ["3", "pos"] and m.rows == 3
+    assert [q.line for q in rep.quarantine] == list(range(4, 14))
+    reasons = [q.reason for q in rep.quarantine]
+    assert "'label' is true" in reasons[1] and "infinite" in reasons[2] and "NaN" in reasons[4]
+    assert "'text' is a list, not a string" in reasons[6]
+
+
+def test_skip_mode_with_every_item_bad_publishes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "x.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "in" / "a" / "y.png").write_bytes(b"garbage")
+    with pytest.raises(AugsvcError, match=r"no usable items: all 2 items were bad, so nothing was published"):
+        run(tmp_path / "in", tmp_path, on_error="skip")
+    assert not (tmp_path / "store" / "ds").exists() or not any((tmp_path / "store" / "ds").glob("*/manifest.json"))
+    (tmp_path / "t.csv").write_text("label,text\n,\n,\n")
+    with pytest.raises(AugsvcError, match=r"no usable items: all 2 items were bad"):
+        run(tmp_path / "t.csv", tmp_path, on_error="skip")

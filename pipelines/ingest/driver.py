@@ -18,7 +18,7 @@ from pipelines.executor import run_map, start_workers
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
-from pipelines.ingest.records import Bad, FileRef, Record, payload_digest
+from pipelines.ingest.records import Bad, FileRef, Record, record_digest
 from pipelines.store import Store
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
@@ -36,6 +36,7 @@ class IngestReport:
     ray_start_seconds: float = 0.0
     quarantine: list[QuarantineItem] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the reader read the input (e.g. one-hot labels)
 
 
 def natural_classes(labels: set[str]) -> list[str]:
@@ -111,7 +112,7 @@ def _scan(src: Source, opts: IngestOptions) -> tuple[_Tally, list[bytes], list[b
         if bad is not None:
             tally.add_bad(bad, opts)
             continue
-        d = payload_digest(item.payload)
+        d = record_digest(item)
         tally.add(item.source, item.split, item.label, d)
         digests.append(d)
     keep = [True] * len(digests)
@@ -160,7 +161,7 @@ def _streaming_records(src: Source, opts: IngestOptions, tally: _Tally):
         if bad is not None:
             tally.add_bad(bad, opts)
             continue
-        yield item, (None if isinstance(item.payload, FileRef) else payload_digest(item.payload))
+        yield item, (None if isinstance(item.payload, FileRef) else record_digest(item))
 
 
 def ingest(
@@ -207,7 +208,7 @@ def ingest(
         if store.exists(name, vid):
             store.set_tag(name, "latest", vid)
             m = store.manifest(name, vid)
-            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
         if workers is None and not address and expected <= shard_rows:
@@ -276,10 +277,11 @@ def ingest(
                 "image_storage": opts.image_storage if src.modality == "image" else None,
                 "duplicates": [[tally.sources[i] for i in g] for g in groups],
                 "duplicates_dropped": sum(len(g) - 1 for g in groups) if opts.dedupe else 0,
+                "soft_labels": src.soft_labels,
             },
         )
     except BaseException:
         staging.discard()
         raise
     m = result.manifest
-    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates)
+    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)

@@ -34,7 +34,7 @@ class Chunk:
         # which matters because the driver pickles every chunk it sends.
         files = [isinstance(r.payload, FileRef) for r in self.records]
         rows = [
-            (r.source, r.split, r.label, r.payload.path if f else r.payload, r.line)
+            (r.source, r.split, r.label, r.payload.path if f else r.payload, r.line, r.soft)
             for r, f in zip(self.records, files, strict=True)
         ]
         return (self.index, self.split, rows, files, self.digests)
@@ -42,8 +42,8 @@ class Chunk:
     def __setstate__(self, state: tuple) -> None:
         self.index, self.split, rows, files, self.digests = state
         self.records = [
-            Record(s, sp, lab, FileRef(p) if f else p, line)
-            for (s, sp, lab, p, line), f in zip(rows, files, strict=True)
+            Record(s, sp, lab, FileRef(p) if f else p, line, soft)
+            for (s, sp, lab, p, line, soft), f in zip(rows, files, strict=True)
         ]
 
 
@@ -178,7 +178,7 @@ def encode_chunk(
     cols = {
         "sample_id": [sample_id(r.source) for r in keep],
         "label": labels,
-        "soft_label": [None] * n,
+        "soft_label": [None if r.soft is None else list(r.soft) for r in keep],
         "split": [r.split for r in keep],
         "source": [r.source for r in keep],
         "lineage": [None] * n,

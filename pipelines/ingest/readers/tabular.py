@@ -24,7 +24,7 @@ def _is_number(v: str) -> bool:
     return True
 
 
-def _check_names(path: Path, features: list[str]) -> None:
+def check_feature_names(path: Path, features: list[str]) -> None:
     """Feature columns become Arrow columns: names must be unique, non-empty and not a reserved row column."""
     from schemas.arrow import COMMON_FIELDS
 
@@ -64,7 +64,7 @@ def source(path: Path, opts: IngestOptions) -> Source:
         label_i = next((i for i, h in enumerate(header) if LABEL_NAMES.match(h)), len(header) - 1)
     ncols = len(header)
     features = [h for i, h in enumerate(header) if i != label_i]
-    _check_names(path, features)
+    check_feature_names(path, features)
     ok_rows = [(n, r) for n, r in parsed if len(r) == ncols]
     kinds = {}
     for i, h in enumerate(header):
