@@ -61,7 +61,7 @@ CHAR_UNIT = re.compile(rf".(?:{_MARK})*", re.DOTALL)
 
 def _split(text: str) -> list[str]:
     """``_WORD_SPLIT.split(text)``, by the faster mark-less pattern when ``text`` has no combining mark (a mark is
-    never ``\w``, so with that pattern every mark lands in a separator: a separator without one means none)."""
+    never ``\\w``, so with that pattern every mark lands in a separator: a separator without one means none)."""
     parts = _PLAIN_SPLIT.split(text)
     for sep in parts[0::2]:
         if not sep.isascii() and HAS_MARK.search(sep):
