@@ -89,6 +89,7 @@ def _with_decoder_warnings(fn):
         if fd < 0:  # no memfd (not Linux): decode without the check
             return fn(), ""
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # fd 2 will share this offset: start writing at 0 again
         saved = os.dup(2)
         try:
             os.dup2(fd, 2)
@@ -264,13 +265,22 @@ def validate_jpeg(data: bytes) -> tuple[int, int, int]:
 
 
 def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
-    """Any 2-D/3-D image array -> contiguous uint8 HWC with 1 (grey) or 3 (RGB) channels."""
+    """Any 2-D/3-D image array -> contiguous uint8 HWC with 1 (grey) or 3 (RGB) channels.
+
+    Integers are clipped to 0-255 (16-bit: scaled); floats in [0, 1] are scaled by 255. Raises ImageDecodeError
+    for other pixel types (complex, strings, objects), NaN or infinite pixels, and unsupported shapes.
+    """
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+            raise ImageDecodeError(f"unsupported pixel type {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating):
+            if arr.size and not np.isfinite(arr).all():
+                raise ImageDecodeError("image has NaN or infinite pixel values")
+            if arr.size and float(arr.max()) <= 1.0:
+                arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import math
 import struct
-import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from pipelines.ingest.records import Bad, Record, relative, split_from_name
 from schemas.errors import AugsvcError
 
 _IDX_BLOCK = 1024  # items read per call
+_IDX_BLOCK_BYTES = 64 << 20  # ... and at most this many bytes (a header may claim huge images)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -100,10 +100,16 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
                 shape = idims[1:]
                 if 0 in shape:
                     raise AugsvcError(f"{img_path}: IDX images have a zero dimension {tuple(shape)}")
+                if opts.max_pixels is not None and shape[0] * shape[1] > opts.max_pixels:
+                    raise AugsvcError(
+                        f"{img_path}: IDX images are {shape[1]}x{shape[0]} = {shape[0] * shape[1]:,} pixels, above "
+                        f"the limit of {opts.max_pixels:,} (raise --max-pixels to accept them)"
+                    )
                 size = int(np.prod(shape)) * idt.itemsize
                 n = idims[0]
-                for start in range(0, n, _IDX_BLOCK):  # read blocks of items: memory stays bounded, reads are few
-                    k = min(_IDX_BLOCK, n - start)
+                block = max(1, min(_IDX_BLOCK, _IDX_BLOCK_BYTES // size))
+                for start in range(0, n, block):  # read blocks of items: memory stays bounded, reads are few
+                    k = min(block, n - start)
                     try:
                         buf, lab = fi.read(size * k), fl.read(ldt.itemsize * k)
                     except (EOFError, OSError, zlib.error) as e:
@@ -135,8 +141,8 @@ def _npz_array(data, key: str, path: Path) -> np.ndarray:
                 "pickle); save it as a numeric array"
             ) from None
         raise AugsvcError(f"{path}: array {key!r} cannot be read ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise AugsvcError(f"{path}: array {key!r} cannot be read (corrupt file? {e})") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt zip raises anything from zipfile, zlib or numpy's format code
+        raise AugsvcError(f"{path}: array {key!r} cannot be read (corrupt file? {type(e).__name__}: {e})") from None
 
 
 def npz_labels(y: np.ndarray, path: Path, key: str) -> tuple[list[str | None], np.ndarray | None, str | None]:
@@ -173,8 +179,10 @@ def npz_source(path: Path, opts: IngestOptions) -> Source:
                     raise AugsvcError(f"{path}: no array {key!r} (has {', '.join(files)}); pass --x-key/--y-key")
             y = _npz_array(data, opts.y_key, path)
             x_shape = _npz_array(data, opts.x_key, path).shape
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise AugsvcError(f"{path}: not a readable .npz file ({e})") from None
+    except AugsvcError:
+        raise
+    except Exception as e:  # noqa: BLE001 - as above: a corrupt zip container fails in many ways
+        raise AugsvcError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     if len(x_shape) not in (3, 4):
         raise AugsvcError(f"{path}: {opts.x_key} has shape {x_shape}; expected (N, H, W) or (N, H, W, C)")
     if x_shape[0] != len(y):
