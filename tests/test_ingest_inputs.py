@@ -415,3 +415,18 @@ def test_skip_mode_with_every_item_bad_publishes_nothing(tmp_path: Path) -> None
     (tmp_path / "t.csv").write_text("label,text\n,\n,\n")
     with pytest.raises(AugsvcError, match=r"no usable items: all 2 items were bad"):
         run(tmp_path / "t.csv", tmp_path, on_error="skip")
+
+
+def test_cli_max_pixels_and_notes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augsvc.cli import app
+
+    np.savez(tmp_path / "h.npz", x=np.zeros((2, 5, 5), np.uint8), y=np.eye(2)[[1, 0]])
+    store = ["--store", str(tmp_path / "store"), "--workers", "0"]
+    res = CliRunner().invoke(app, ["ingest", str(tmp_path / "h.npz"), "--name", "h", *store])
+    assert res.exit_code == 0, res.output
+    assert "note: y: one-hot rows of 2 classes read as class indices (argmax)" in res.output
+    res = CliRunner().invoke(app, ["ingest", str(tmp_path / "h.npz"), "--name", "h2", "--max-pixels", "10", *store])
+    assert isinstance(res.exception, AugsvcError)  # augsvc.cli.main prints it as one line
+    assert "h.npz#0: image is 5x5 = 25 pixels, above the limit of 10" in str(res.exception)
