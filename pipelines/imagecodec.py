@@ -145,19 +145,28 @@ def _jpeg_segments(data: bytes):
         i += 2 + length
 
 
-def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
-    """(height, width, stored channels) from a JPEG's frame header, without decoding; None if not found."""
+def jpeg_header(data: bytes) -> tuple[tuple[int, int, int] | None, int | None]:
+    """(``jpeg_shape``, ``jpeg_orientation``) from one scan of a JPEG's header segments."""
+    orientation = None
     for marker, i in _jpeg_segments(data):
-        if marker in _SOF:
+        if marker == 0xE1 and orientation is None and data[i + 4 : i + 10] == b"Exif\0\0":
+            end = min(len(data), i + 2 + int.from_bytes(data[i + 2 : i + 4], "big"))
+            orientation = _exif_orientation(data[i + 10 : end])
+        elif marker in _SOF:
             if i + 10 > len(data):
-                return None
+                return None, orientation
             h, w, comps = (
                 int.from_bytes(data[i + 5 : i + 7], "big"),
                 int.from_bytes(data[i + 7 : i + 9], "big"),
                 data[i + 9],
             )
-            return (h, w, 1 if comps == 1 else 3) if h and w else None
-    return None
+            return ((h, w, 1 if comps == 1 else 3) if h and w else None), orientation
+    return None, orientation
+
+
+def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, stored channels) from a JPEG's frame header, without decoding; None if not found."""
+    return jpeg_header(data)[0]
 
 
 def jpeg_orientation(data: bytes) -> int | None:
@@ -165,27 +174,26 @@ def jpeg_orientation(data: bytes) -> int | None:
 
     1 is upright; 2-8 say how a viewer turns the stored pixels to show them (``apply_orientation``).
     """
-    for marker, i in _jpeg_segments(data):
-        if marker != 0xE1 or data[i + 4 : i + 10] != b"Exif\0\0":
-            continue
-        end = min(len(data), i + 2 + int.from_bytes(data[i + 2 : i + 4], "big"))
-        tiff = data[i + 10 : end]
-        if tiff[:4] not in (b"II*\0", b"MM\0*"):
-            return None
-        order = "little" if tiff[:2] == b"II" else "big"
-        ifd = int.from_bytes(tiff[4:8], order)
-        if ifd + 2 > len(tiff):
-            return None
-        count = int.from_bytes(tiff[ifd : ifd + 2], order)
-        for k in range(count):
-            e = ifd + 2 + 12 * k
-            if e + 12 > len(tiff):
-                return None
-            if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
-                kind = int.from_bytes(tiff[e + 2 : e + 4], order)
-                value = int.from_bytes(tiff[e + 8 : e + 10], order) if kind == 3 else tiff[e + 8]
-                return value if 1 <= value <= 8 else None
+    return jpeg_header(data)[1]
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (0x0112) of IFD0 of an EXIF TIFF block; None when absent, out of 1-8, or unreadable."""
+    if tiff[:4] not in (b"II*\0", b"MM\0*"):
         return None
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return None
+    count = int.from_bytes(tiff[ifd : ifd + 2], order)
+    for k in range(count):
+        e = ifd + 2 + 12 * k
+        if e + 12 > len(tiff):
+            return None
+        if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
+            kind = int.from_bytes(tiff[e + 2 : e + 4], order)
+            value = int.from_bytes(tiff[e + 8 : e + 10], order) if kind == 3 else tiff[e + 8]
+            return value if 1 <= value <= 8 else None
     return None
 
 
@@ -243,7 +251,7 @@ def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
         )
 
 
-def validate_jpeg(data: bytes) -> tuple[int, int, int]:
+def validate_jpeg(data: bytes, shape: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     """Check a JPEG file end to end and return its stored (h, w, c), cheaply.
 
     The entropy-coded data is decoded in full (that is where corruption shows), at 1/8 scale and in grey, which
@@ -251,8 +259,9 @@ def validate_jpeg(data: bytes) -> tuple[int, int, int]:
     same verdict (600 randomly corrupted flowers JPEGs: identical results to a full ``IMREAD_UNCHANGED`` decode).
     A decoder warning ("Corrupt JPEG data: ...": bad Huffman code, extraneous bytes, premature end of a segment)
     is an error here: the image would decode with grey or shifted blocks (see ``_with_decoder_warnings``).
+    ``shape``: ``jpeg_shape(data)`` when the caller has it already.
     """
-    shape = jpeg_shape(data)
+    shape = shape or jpeg_shape(data)
     if shape is None:  # headers our scan does not follow (stray bytes, odd lengths): libjpeg may still read it
         return probe_file_bytes(data, strict=True)[1]
     try:

@@ -93,18 +93,21 @@ def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[b
     orientation = None
     if data is not None:
         source_fmt = imagecodec.sniff_format(data)
-        hw = imagecodec.header_shape(data)
+        jpeg_shape = None
+        if source_fmt == "jpeg":
+            jpeg_shape, orientation = imagecodec.jpeg_header(data)
+            hw = None if jpeg_shape is None else jpeg_shape[:2]
+        else:
+            hw = imagecodec.header_shape(data)
         if hw is not None:
             imagecodec.check_pixels(*hw, opts.max_pixels)
-        if source_fmt == "jpeg":
-            orientation = imagecodec.jpeg_orientation(data)
         turn = orientation not in (None, 1)
         store = opts.image_storage
         if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH and not turn:
             store = source_fmt
         if store == source_fmt and opts.resize is None and not turn:  # the file passes through: no loss or cost
             if source_fmt == "jpeg":
-                shape = imagecodec.validate_jpeg(data)  # every byte checked, pixels not needed
+                shape = imagecodec.validate_jpeg(data, jpeg_shape)  # every byte checked, pixels not needed
             else:
                 _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
             imagecodec.check_pixels(shape[0], shape[1], opts.max_pixels)
