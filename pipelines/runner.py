@@ -46,7 +46,7 @@ from schemas.manifest import Manifest, ShardInfo
 from schemas.recipe import Recipe
 from schemas.version import PACKAGE_VERSION
 
-BUILD_FORMAT_VERSION = 4  # bump whenever an op's output bytes change for the same recipe and seed
+BUILD_FORMAT_VERSION = 5  # bump whenever an op's output bytes change for the same recipe and seed
 
 __all__ = ["BuildPlan", "BuildReport", "apply_stage_op", "build", "make_plan", "plan_pairs", "replay"]
 

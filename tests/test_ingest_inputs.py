@@ -430,3 +430,29 @@ def test_cli_max_pixels_and_notes(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["ingest", str(tmp_path / "h.npz"), "--name", "h2", "--max-pixels", "10", *store])
     assert isinstance(res.exception, AugsvcError)  # augsvc.cli.main prints it as one line
     assert "h.npz#0: image is 5x5 = 25 pixels, above the limit of 10" in str(res.exception)
+
+
+def test_builds_read_versions_written_before_the_exif_orientation_column(tmp_path: Path) -> None:
+    """A version ingested by older code has no ``exif_orientation``; a build mixing its shards with new parts
+    (an op step, then cutmix, then a generator-free second op step) reads both."""
+    from pipelines.runner import build
+    from schemas.recipe import load_recipe
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        for i in range(4):
+            (tmp_path / "in" / c).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "in" / c / f"{i}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    store, rep = run(tmp_path / "in", tmp_path, shard_rows=3)
+    m = rep.manifest
+    st = store.staging("old")
+    for s in m.shards:
+        st.write_shard(store.read_shard(m.dataset, m.version, s.path).drop_columns(["exif_orientation"]), s.split)
+    store.publish(st, dataset="old", definition={"old": 1}, modality="image", class_names=m.class_names,
+                  rows_per_class=m.rows_per_class, extra={"splits": m.splits, "image_storage": "auto"})  # fmt: skip
+    recipe = load_recipe({"input": "old", "output": "new", "seed": 3, "stages": [
+        {"mix": {"method": "cutmix", "alpha": 1.0}, "copies": 1},
+        {"op": {"op": "hflip"}, "copies": 1},
+    ]})  # fmt: skip
+    out = build(recipe, store, workers=0)
+    assert out.manifest.rows == 8 * 2 * 2
