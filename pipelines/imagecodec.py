@@ -88,8 +88,6 @@ def _with_decoder_warnings(fn):
         fd = _WARN_FD[0]
         if fd < 0:  # no memfd (not Linux): decode without the check
             return fn(), ""
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)  # fd 2 will share this offset: start writing at 0 again
         saved = os.dup(2)
         try:
             os.dup2(fd, 2)
@@ -99,8 +97,12 @@ def _with_decoder_warnings(fn):
                 os.dup2(saved, 2)
         finally:
             os.close(saved)
-        n = os.fstat(fd).st_size
-        text = os.pread(fd, min(n, 4096), 0).decode("utf-8", "replace") if n else ""
+        n = os.lseek(fd, 0, os.SEEK_CUR)  # what was written (the file is empty and at offset 0 before each call)
+        text = ""
+        if n:
+            text = os.pread(fd, min(n, 4096), 0).decode("utf-8", "replace")
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)  # fd 2 shared this offset: the next call writes at 0 again
     lines = [ln.strip() for ln in text.splitlines() if "JPEG" in ln or "Corrupt" in ln or "jpeg" in ln]
     return out, lines[0] if lines else ""
 
