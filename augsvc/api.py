@@ -39,6 +39,7 @@ class IngestResult(Result):
     quarantined: int
     duplicate_groups: int
     duplicates_dropped: int
+    notes: list[str] = Field(default_factory=list)  # how the input was read (e.g. one-hot labels as classes)
     seconds: float
     manifest: Manifest = Field(exclude=True)
 
@@ -123,8 +124,8 @@ def ingest(
     return IngestResult(
         dataset=m.dataset, version=m.version, up_to_date=rep.up_to_date, rows=m.rows, rows_per_class=m.rows_per_class,
         rows_per_split=m.rows_per_split, splits=m.splits, quarantined=len(m.quarantine),
-        duplicate_groups=len(m.duplicates), duplicates_dropped=m.duplicates_dropped, seconds=round(rep.seconds, 3),
-        manifest=m,
+        duplicate_groups=len(m.duplicates), duplicates_dropped=m.duplicates_dropped, notes=list(rep.notes),
+        seconds=round(rep.seconds, 3), manifest=m,
     )  # fmt: skip
 
 

@@ -174,6 +174,9 @@ def ingest(
     image_storage: Annotated[str, typer.Option(help="auto, raw, jpeg, png or webp (see docs).")] = "auto",
     jpeg_quality: Annotated[int, typer.Option(help="Quality for jpeg/webp storage.")] = 95,
     labels_file: Annotated[str | None, typer.Option(help="Flat image folder: CSV/JSONL file -> label map.")] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option(help="Quarantine images above this many pixels (default 100,000,000; 0: no limit).")
+    ] = None,
     x_key: Annotated[str, typer.Option(help="NPZ images array name.")] = "x",
     y_key: Annotated[str, typer.Option(help="NPZ labels array name.")] = "y",
     src_lang: Annotated[str | None, typer.Option(help="Parallel text: source language suffix.")] = None,
@@ -199,6 +202,8 @@ def ingest(
         classes=[c.strip() for c in classes.split(",")] if classes else None,
         on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
     )  # fmt: skip
+    if max_pixels is not None:
+        raw["max_pixels"] = max_pixels or None
     with _progress(f"ingest {name}", as_json) as bar:
         rep = run_ingest(source, name, store=store, workers=workers, address=address, progress=bar, **raw)
     m = rep.manifest
@@ -207,6 +212,8 @@ def ingest(
         return
     state = "up to date" if rep.up_to_date else "published"
     typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
+    for note in rep.notes:
+        typer.echo(f"  note: {note}")
     for sp, n in m.rows_per_split.items():
         per = m.splits.get(sp, {})
         typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))

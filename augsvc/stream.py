@@ -94,6 +94,7 @@ class Stream:
         prefetch: int = 2,
         decode_images: bool = True,
         one_hot: bool = False,
+        resize: tuple[int, int] | None = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -117,9 +118,14 @@ class Stream:
         self.columns, self.split, self.mix = columns, split, mix
         self.drop_last, self.pad, self.window, self.prefetch = drop_last, pad, shuffle_window, prefetch
         self.decode_images, self.one_hot = decode_images, one_hot
+        self.resize = check_resize(resize)
         self.recipe, self.aug_stages = _load_recipe(recipe)
         self.seen = 0  # samples of this epoch already yielded by this consumer
         self._split_rows: dict[int, np.ndarray] = {}  # shard -> rows of ``split`` (shards without a split tag)
+        if self.mix and self.resize is None and self.manifest.modality == "image" and decode_images:
+            sizes = image_sizes(self.store, self.dataset, self.version, self.manifest, split)
+            if len(sizes) > 1:
+                raise AugsvcError(several_sizes(f"{self.dataset}@{self.version}", sizes, "batch mixing"))
 
     # -- schedule ---------------------------------------------------------------------------------------------
     @property
@@ -337,8 +343,13 @@ class Stream:
             out["image"] = _decode(out["image"], meta)
         if self.pad:
             out["padded"] = plan.padded[start:end].copy()
+        if self.resize is not None and out.get("image") is not None and self.decode_images:
+            out["image"] = resize_batch(out["image"], self.resize)
         if self.recipe is not None and self.aug_stages:
             self._augment(out)
+        if self.mix and out.get("image") is not None and not isinstance(out["image"], np.ndarray):
+            sizes = sorted({tuple(x.shape[:2]) for x in out["image"]})
+            raise AugsvcError(several_sizes(f"batch {index} of {self.dataset}@{self.version}", sizes, "batch mixing"))
         if self.mix and isinstance(out.get("image"), np.ndarray):
             from pipelines.mixing import mix_batch
 
@@ -368,6 +379,56 @@ class Stream:
             out[key] = np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
         else:
             out[key] = np.array(xs, dtype=object)
+
+
+def check_resize(resize: Any) -> tuple[int, int] | None:
+    """``resize`` as (height, width) of positive ints, or None; AugsvcError otherwise."""
+    if resize is None:
+        return None
+    try:
+        h, w = (int(v) for v in resize)
+    except (TypeError, ValueError):
+        raise AugsvcError(f"resize must be (height, width), got {resize!r}") from None
+    if h < 1 or w < 1:
+        raise AugsvcError(f"resize must be positive, got {resize!r}")
+    return h, w
+
+
+def resize_batch(images: Any, size: tuple[int, int]) -> np.ndarray:
+    """A batch of HWC images (an (N, H, W, C) array or a list of arrays of any sizes) as one (N, h, w, C) array."""
+    from schemas import imagecodec
+
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:3] == size:
+        return images
+    out = [imagecodec.resize(np.asarray(x), *size) for x in images]
+    return np.stack(out) if out else np.zeros((0, *size, 3), np.uint8)
+
+
+def image_sizes(store: Store, dataset: str, version: str, manifest: Any, split: str | None) -> list[tuple[int, int]]:
+    """The distinct (height, width) of a version's images (of ``split``, when given), from those two columns."""
+    sizes: set[tuple[int, int]] = set()
+    for info in manifest.shards:
+        if split is not None and info.split not in (None, split):
+            continue
+        cols = ["height", "width"] + (["split"] if info.split is None and split is not None else [])
+        t = store.read_shard(dataset, version, info.path, columns=cols)
+        h, w = t["height"].to_numpy(), t["width"].to_numpy()
+        if "split" in t.column_names:
+            keep = t["split"].to_numpy(zero_copy_only=False) == split
+            h, w = h[keep], w[keep]
+        sizes.update(zip(h.tolist(), w.tolist(), strict=True))
+        if len(sizes) > 1:
+            break
+    return sorted(sizes)
+
+
+def several_sizes(where: str, sizes: list, what: str) -> str:
+    """The one-line refusal for images of several sizes where one size is needed."""
+    shown = ", ".join(f"{h}x{w}" for h, w in sizes[:3])
+    return (
+        f"{where} holds images of several sizes ({shown}); {what} needs one size: pass resize=(H, W) to the stream "
+        "(train config: 'resize: [H, W]'), or ingest with --resize HxW"
+    )
 
 
 def stream(ref: str, **kwargs: Any) -> Stream:

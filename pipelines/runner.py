@@ -34,7 +34,7 @@ from schemas.manifest import Manifest, ShardInfo
 from schemas.recipe import Recipe
 from schemas.version import PACKAGE_VERSION
 
-BUILD_FORMAT_VERSION = 4  # bump whenever an op's output bytes change for the same recipe and seed
+BUILD_FORMAT_VERSION = 5  # bump whenever an op's output bytes change for the same recipe and seed
 
 __all__ = ["BuildPlan", "BuildReport", "build", "build_definition", "check_recipe", "make_plan", "replay"]
 

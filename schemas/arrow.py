@@ -26,6 +26,8 @@ IMAGE_FIELDS = [
     pa.field("height", pa.int32(), nullable=False),
     pa.field("width", pa.int32(), nullable=False),
     pa.field("channels", pa.int32(), nullable=False),  # 1 (grey) or 3 (RGB)
+    # EXIF orientation (1-8) of the source file, whose pixels were stored turned upright; null when it had none
+    pa.field("exif_orientation", pa.int32()),
 ]
 
 TEXT_FIELDS = [pa.field("text", pa.string(), nullable=False)]

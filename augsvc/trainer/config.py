@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: str | dict | None = Field(None, description="recipe (path or mapping) applied on the fly while streaming")
     mix: MixConfig | None = None
+    resize: tuple[int, int] | None = Field(
+        None, description="images: [height, width] every image is resized to while streaming (several sizes)"
+    )
     distill: DistillConfig | None = Field(None, description="distil from the version's teacher_logits column")
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without a better val accuracy")
     finetune_from: str | None = Field(None, description="run dir or checkpoint to start from (same model family)")

@@ -51,8 +51,18 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def evaluate(model, prep: Prep, store: Store, ref: str, split: str, device, batch_size: int = 256, max_len: int = 64):
-    """Accuracy of ``model`` on one split of a version."""
+def evaluate(
+    model,
+    prep: Prep,
+    store: Store,
+    ref: str,
+    split: str,
+    device,
+    batch_size: int = 256,
+    max_len: int = 64,
+    resize: tuple[int, int] | None = None,
+):
+    """Accuracy of ``model`` on one split of a version (images resized to ``resize`` (h, w) when given)."""
     import torch
 
     from augsvc.stream import Stream
@@ -60,7 +70,7 @@ def evaluate(model, prep: Prep, store: Store, ref: str, split: str, device, batc
     model.eval()
     correct = total = 0
     with torch.no_grad():
-        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size):
+        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize):
             pred = model(to_device(prep.inputs(b, max_len), device)).argmax(1).cpu().numpy()
             correct += int((pred == b["label"]).sum())
             total += len(pred)
@@ -73,7 +83,7 @@ def evaluate_run(run: str | Path, store: Store, ref: str, split: str, device: st
     """Accuracy of a run's best checkpoint on ``ref``'s ``split`` (e.g. a held-out test split)."""
     model, prep, ck = load_model(run)
     dev = _device(device)
-    return evaluate(model.to(dev), prep, store, ref, split, dev, max_len=ck.get("max_len", 64))
+    return evaluate(model.to(dev), prep, store, ref, split, dev, max_len=ck.get("max_len", 64), resize=ck.get("resize"))
 
 
 def _optimizer(cfg: TrainConfig, model):
@@ -198,7 +208,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
         fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
     channels = 3
     if m.modality == "image":
-        first = next(iter(Stream(ref, store=store, split=cfg.train_split, batch_size=1, shuffle=False)))
+        first = next(
+            iter(Stream(ref, store=store, split=cfg.train_split, batch_size=1, shuffle=False, resize=cfg.resize))
+        )
         channels = first["image"].shape[-1]
     model = build_model(kind, len(m.class_names), prep, cfg.width, channels)
     if base is not None:
@@ -218,7 +230,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
     steps = -(-n_train // cfg.batch_size)
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
-            "channels": channels, "max_len": cfg.max_len, "data": ref}  # fmt: skip
+            "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
         for epoch in range(start, cfg.epochs):
             if stale and cfg.patience and stale >= cfg.patience:
@@ -228,7 +240,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             t0, loss_sum, n_seen, correct = time.perf_counter(), 0.0, 0, 0
             task = bar.epoch(epoch)
             s = Stream(ref, store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed,
-                       epoch=epoch, shuffle=True, recipe=cfg.augment, mix=mix)  # fmt: skip
+                       epoch=epoch, shuffle=True, recipe=cfg.augment, mix=mix, resize=cfg.resize)  # fmt: skip
             for b in s:
                 x = to_device(prep.inputs(b, cfg.max_len), device)
                 y = torch.from_numpy(b["label"]).to(device)
@@ -249,7 +261,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                 n_seen += len(y)
                 correct += int((logits.argmax(1) == target).sum())
                 bar.step(task, loss_sum / n_seen, correct / n_seen)
-            val_acc = evaluate(model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len)
+            val_acc = evaluate(
+                model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize
+            )
             row = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
                    "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
             history.append(row)

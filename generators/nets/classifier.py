@@ -61,18 +61,23 @@ def read_checkpoint(path: str | Path) -> dict:
     return torch.load(p, weights_only=False, map_location="cpu")
 
 
-def rows_to_batch(rows: list[dict], modality: str, features: list[str] | None = None) -> dict:
+def rows_to_batch(
+    rows: list[dict], modality: str, features: list[str] | None = None, resize: tuple[int, int] | None = None
+) -> dict:
     """Collate rows (``image`` as a decoded uint8 HWC array or stored bytes with format/shape, ``text``, or feature
-    columns) into a model-input batch."""
+    columns) into a model-input batch; images are resized to ``resize`` (h, w) when given (the training size)."""
     batch: dict[str, Any] = {}
     if modality == "image":
         from schemas.imagecodec import decode
+        from schemas.imagecodec import resize as resize_image
 
         imgs = [
             r["image"] if isinstance(r["image"], np.ndarray)
             else decode(r["image"], r["image_format"], r["height"], r["width"], r["channels"])
             for r in rows
         ]  # fmt: skip
+        if resize is not None:
+            imgs = [resize_image(im, *resize) for im in imgs]
         if len({im.shape for im in imgs}) > 1:
             raise AugsvcError("teacher: images of several sizes in one batch; ingest with --resize")
         batch["image"] = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 1), np.uint8)
@@ -98,7 +103,7 @@ def logits_for_rows(
     if modality is not None and modality != meta["modality"]:
         raise AugsvcError(f"teacher: the model was trained on {meta['modality']} rows, not {modality}")
     features = list(prep.state.get("stats", {})) + list(prep.state.get("levels", {}))
-    batch = rows if isinstance(rows, dict) else rows_to_batch(rows, meta["modality"], features)
+    batch = rows if isinstance(rows, dict) else rows_to_batch(rows, meta["modality"], features, meta.get("resize"))
     key = {"image": "image", "text": "text"}.get(meta["modality"], features[0] if features else None)
     n = len(batch[key]) if key else 0
     device = next(lm.model.parameters()).device

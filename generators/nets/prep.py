@@ -24,6 +24,13 @@ class Prep:
         import torch
 
         if self.modality == "image":
+            if not isinstance(batch["image"], np.ndarray) or batch["image"].ndim != 4:
+                sizes = sorted({tuple(x.shape[:2]) for x in batch["image"]})
+                shown = ", ".join(f"{h}x{w}" for h, w in sizes[:3])
+                raise AugsvcError(
+                    f"a batch holds images of several sizes ({shown}); a model needs one size: set 'resize: [H, W]' "
+                    "in the train config, or ingest with --resize HxW"
+                )
             img = np.ascontiguousarray(batch["image"])
             return torch.from_numpy(img if img.flags.writeable else img.copy())
         if self.modality == "text":

@@ -18,7 +18,7 @@ from pipelines.executor import run_map, start_workers
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
-from pipelines.ingest.records import Bad, FileRef, Record, payload_digest
+from pipelines.ingest.records import Bad, FileRef, Record, record_digest
 from pipelines.store import Store, fault_guard
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
@@ -36,6 +36,7 @@ class IngestReport:
     ray_start_seconds: float = 0.0
     quarantine: list[QuarantineItem] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the reader read the input (e.g. one-hot labels)
 
 
 def natural_classes(labels: set[str]) -> list[str]:
@@ -85,6 +86,15 @@ class _Tally:
         return hashlib.sha256(self.h_bad.digest() + self.h_good.digest()).hexdigest()
 
 
+def _nothing_usable(path: Path, bad: list[Bad]) -> str:
+    """The one-line refusal of an ingest in which no item became a row (nothing is published: no 0-row version)."""
+    if not bad:
+        return f"{path}: no usable items found"
+    return (
+        f"{path}: no usable items: all {len(bad)} items were bad, so nothing was published (first: {bad[0].describe()})"
+    )
+
+
 def _accepted(item: Record | Bad, opts: IngestOptions) -> Bad | None:
     """None when a record is usable, else why not (a bad item, or a label outside ``--classes``)."""
     if isinstance(item, Bad):
@@ -102,7 +112,7 @@ def _scan(src: Source, opts: IngestOptions) -> tuple[_Tally, list[bytes], list[b
         if bad is not None:
             tally.add_bad(bad, opts)
             continue
-        d = payload_digest(item.payload)
+        d = record_digest(item)
         tally.add(item.source, item.split, item.label, d)
         digests.append(d)
     keep = [True] * len(digests)
@@ -151,7 +161,7 @@ def _streaming_records(src: Source, opts: IngestOptions, tally: _Tally):
         if bad is not None:
             tally.add_bad(bad, opts)
             continue
-        yield item, (None if isinstance(item.payload, FileRef) else payload_digest(item.payload))
+        yield item, (None if isinstance(item.payload, FileRef) else record_digest(item))
 
 
 @fault_guard("ingest")
@@ -193,13 +203,13 @@ def ingest(
         # Two passes: hash first, so an existing version is reported without starting Ray.
         tally, digests, keep = _scan(src, opts)
         if not tally.sources:
-            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+            raise AugsvcError(_nothing_usable(path, tally.bad))
         class_names = opts.classes or natural_classes(tally.labels)
         vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
         if store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
-            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
         if workers is None and not address and expected <= shard_rows:
@@ -244,8 +254,8 @@ def ingest(
             done += len(keys)
             if progress:
                 progress(done, expected)
-        if not tally.sources:
-            raise AugsvcError(f"{path}: no usable items found" + (f" ({len(tally.bad)} bad)" if tally.bad else ""))
+        if not tally.sources or not staging.shards:
+            raise AugsvcError(_nothing_usable(path, tally.bad + worker_bad))
         chunk_dir.rmdir()
         vid_def = definition | {"content_sha256": tally.content(), "class_names": class_names}
         rows_per_class: dict[str, int] = {}
@@ -268,10 +278,11 @@ def ingest(
                 "image_storage": opts.image_storage if src.modality == "image" else None,
                 "duplicates": [[tally.sources[i] for i in g] for g in groups],
                 "duplicates_dropped": sum(len(g) - 1 for g in groups) if opts.dedupe else 0,
+                "soft_labels": src.soft_labels,
             },
         )
     except BaseException:
         staging.discard()
         raise
     m = result.manifest
-    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates)
+    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)

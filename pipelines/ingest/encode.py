@@ -34,7 +34,7 @@ class Chunk:
         # which matters because the driver pickles every chunk it sends.
         files = [isinstance(r.payload, FileRef) for r in self.records]
         rows = [
-            (r.source, r.split, r.label, r.payload.path if f else r.payload, r.line)
+            (r.source, r.split, r.label, r.payload.path if f else r.payload, r.line, r.soft)
             for r, f in zip(self.records, files, strict=True)
         ]
         return (self.index, self.split, rows, files, self.digests)
@@ -42,8 +42,8 @@ class Chunk:
     def __setstate__(self, state: tuple) -> None:
         self.index, self.split, rows, files, self.digests = state
         self.records = [
-            Record(s, sp, lab, FileRef(p) if f else p, line)
-            for (s, sp, lab, p, line), f in zip(rows, files, strict=True)
+            Record(s, sp, lab, FileRef(p) if f else p, line, soft)
+            for (s, sp, lab, p, line, soft), f in zip(rows, files, strict=True)
         ]
 
 
@@ -81,32 +81,52 @@ def _read_file(rec: Record, digest: bytes | None) -> tuple[bytes, bytes]:
     return data, got
 
 
-def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[bytes, str, int, int, int]:
-    """(stored bytes, image_format, height, width, channels) for one image record."""
+def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[bytes, str, int, int, int, int | None]:
+    """(stored bytes, image_format, height, width, channels, exif_orientation) for one image record.
+
+    The pixel limit is checked from the file header before anything is decoded. A JPEG whose EXIF orientation is
+    not upright is decoded, turned the way viewers show it and re-encoded (it cannot pass through unchanged).
+    """
     payload = rec.payload
     if isinstance(payload, bytes):
         data = payload
+    orientation = None
     if data is not None:
         source_fmt = imagecodec.sniff_format(data)
+        jpeg_shape = None
+        if source_fmt == "jpeg":
+            jpeg_shape, orientation = imagecodec.jpeg_header(data)
+            hw = None if jpeg_shape is None else jpeg_shape[:2]
+        else:
+            hw = imagecodec.header_shape(data)
+        if hw is not None:
+            imagecodec.check_pixels(*hw, opts.max_pixels)
+        turn = orientation not in (None, 1)
         store = opts.image_storage
-        if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH:
+        if store == "auto" and opts.resize is None and source_fmt in imagecodec.PASSTHROUGH and not turn:
             store = source_fmt
-        if store == source_fmt and opts.resize is None:  # the file passes through: no re-encoding loss or cost
+        if store == source_fmt and opts.resize is None and not turn:  # the file passes through: no loss or cost
             if source_fmt == "jpeg":
-                return data, store, *imagecodec.validate_jpeg(data)  # every byte checked, pixels not needed
-            _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
-            return data, store, *shape
-        raw, _ = imagecodec.probe_file_bytes(data)
-        img = imagecodec.normalise(raw, bgr=True)
+                shape = imagecodec.validate_jpeg(data, jpeg_shape)  # every byte checked, pixels not needed
+            else:
+                _, shape = imagecodec.probe_file_bytes(data)  # full decode: a corrupt file is caught here
+            imagecodec.check_pixels(shape[0], shape[1], opts.max_pixels)
+            return data, store, *shape, orientation
+        raw, shape = imagecodec.probe_file_bytes(data, strict=True)
+        imagecodec.check_pixels(shape[0], shape[1], opts.max_pixels)
+        img = imagecodec.apply_orientation(imagecodec.normalise(raw, bgr=True), orientation)
     else:
-        img = imagecodec.normalise(np.asarray(payload))
+        arr = np.asarray(payload)
+        if arr.ndim >= 2:
+            imagecodec.check_pixels(arr.shape[0], arr.shape[1], opts.max_pixels)
+        img = imagecodec.normalise(arr)
     if opts.resize is not None:
         img = imagecodec.resize(img, *opts.resize)
     store = opts.image_storage
     if store == "auto":
         store = "raw" if img.shape[0] * img.shape[1] <= RAW_AUTO_MAX_PIXELS else "jpeg"
     h, w, c = img.shape
-    return imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality), store, h, w, c
+    return imagecodec.encode(img, store, jpeg_quality=opts.jpeg_quality), store, h, w, c, orientation
 
 
 def encode_chunk(
@@ -161,7 +181,7 @@ def encode_chunk(
     cols = {
         "sample_id": [sample_id(r.source) for r in keep],
         "label": labels,
-        "soft_label": [None] * n,
+        "soft_label": [None if r.soft is None else list(r.soft) for r in keep],
         "split": [r.split for r in keep],
         "source": [r.source for r in keep],
         "lineage": [None] * n,
@@ -181,4 +201,4 @@ def encode_chunk(
 
 
 _COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage", "teacher_logits"}
-_IMAGE_COLS = ("image", "image_format", "height", "width", "channels")
+_IMAGE_COLS = ("image", "image_format", "height", "width", "channels", "exif_orientation")

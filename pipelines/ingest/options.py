@@ -10,7 +10,11 @@ Format = Literal["auto", "images", "idx", "npz", "csv", "tsv", "jsonl", "lines",
 ImageStorage = Literal["auto", "raw", "jpeg", "png", "webp"]
 
 # Bumped whenever ingest code changes the bytes it writes for the same input and options.
-INGEST_FORMAT_VERSION = 2
+# Images above this many pixels are bad items (checked from the header, before decoding): 100 M pixels is
+# 300 MB of RGB; a 261 KB PNG can claim 16384x16384.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+INGEST_FORMAT_VERSION = 3  # 3: EXIF orientation applied, exif_orientation column, csv records
 
 
 class IngestOptions(BaseModel):
@@ -30,6 +34,9 @@ class IngestOptions(BaseModel):
     resize: tuple[int, int] | None = Field(None, description="(height, width) to resize every image to")
     image_storage: ImageStorage = "auto"
     jpeg_quality: int = Field(95, ge=1, le=100)
+    max_pixels: int | None = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="refuse (quarantine) images above this many pixels; None: no limit"
+    )
     labels_file: str | None = Field(None, description="flat image folder: CSV/JSONL mapping file name -> label")
     # arrays
     x_key: str = "x"

@@ -30,6 +30,7 @@ class Record(NamedTuple):
     label: str | None
     payload: Any
     line: int | None = None
+    soft: tuple[float, ...] | None = None  # a soft label (one probability per class), when the input gives one
 
 
 class Bad(NamedTuple):
@@ -61,6 +62,14 @@ def payload_digest(payload: Any) -> bytes:
     else:
         h.update(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode())
     return h.digest()
+
+
+def record_digest(rec: Record) -> bytes:
+    """sha256 of what a record carries: its payload, and its soft label when it has one."""
+    d = payload_digest(rec.payload)
+    if rec.soft is None:
+        return d
+    return hashlib.sha256(d + np.asarray(rec.soft, np.float32).tobytes()).digest()
 
 
 def relative(path: Path, root: Path) -> str:

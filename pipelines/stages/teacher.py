@@ -79,6 +79,11 @@ class TeacherHost:
         batch: dict[str, Any] = {"label": np.array([r["label"] for r in rows])}
         if base.modality == "image":
             imgs = [get_payload(r, "image") for r in rows]
+            size = self.loaded.meta.get("resize")
+            if size is not None:  # the size the teacher was trained at
+                from schemas.imagecodec import resize
+
+                imgs = [resize(im, *size) for im in imgs]
             if len({im.shape for im in imgs}) > 1:
                 raise AugsvcError(f"stage {plan.stage} (teacher): images of several sizes; ingest with --resize")
             batch["image"] = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 1), np.uint8)

@@ -23,6 +23,8 @@ class Source:
     features: dict[str, str] = field(default_factory=dict)  # tabular: column -> numeric | categorical
     format: str = ""
     class_names: list[str] | None = None  # known before reading any item (image class folders)
+    notes: list[str] = field(default_factory=list)  # how the input was read, for the user (e.g. one-hot labels)
+    soft_labels: bool = False  # records may carry a soft label
 
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from pipelines.ingest.records import Bad, Record, relative, split_from_name
 from schemas.errors import AugsvcError
 
 _IDX_BLOCK = 1024  # items read per call
+_IDX_BLOCK_BYTES = 64 << 20  # ... and at most this many bytes (a header may claim huge images)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -24,13 +27,44 @@ def _open(path: Path):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
+def _read(f, n: int, path: Path) -> bytes:
+    """Read up to ``n`` bytes; a truncated or corrupt gzip stream is an AugsvcError naming the file."""
+    try:
+        return f.read(n)
+    except (EOFError, OSError, zlib.error) as e:
+        raise AugsvcError(f"{path}: truncated or corrupt gzip data ({e})") from None
+
+
 def _idx_header(f, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
-    head = f.read(4)
+    head = _read(f, 4, path)
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
         raise AugsvcError(f"{path}: not an IDX file (bad magic number {head!r})")
     ndim = head[3]
-    dims = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-    return np.dtype(_IDX_DTYPES[head[2]]), dims
+    if not 1 <= ndim <= 4:
+        raise AugsvcError(f"{path}: IDX header says {ndim} dimensions; expected 1 (labels) or 3-4 (images)")
+    raw = _read(f, 4 * ndim, path)
+    if len(raw) < 4 * ndim:
+        raise AugsvcError(f"{path}: IDX header is truncated ({4 + len(raw)} of {4 + 4 * ndim} bytes)")
+    return np.dtype(_IDX_DTYPES[head[2]]), struct.unpack(f">{ndim}I", raw)
+
+
+def _class_name(value: object) -> str | None:
+    """A class name from an array label: an integer (or an integral, finite float); None otherwise."""
+    v = value.item() if isinstance(value, np.generic) else value
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, str) and v.strip():
+        return v
+    if isinstance(v, bytes) and v.strip():
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
 
 
 def _idx_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -64,16 +98,32 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
                 if idims[0] != ldims[0]:
                     raise AugsvcError(f"{img_path} has {idims[0]} images but {lab_path} has {ldims[0]} labels")
                 shape = idims[1:]
+                if 0 in shape:
+                    raise AugsvcError(f"{img_path}: IDX images have a zero dimension {tuple(shape)}")
+                if opts.max_pixels is not None and shape[0] * shape[1] > opts.max_pixels:
+                    raise AugsvcError(
+                        f"{img_path}: IDX images are {shape[1]}x{shape[0]} = {shape[0] * shape[1]:,} pixels, above "
+                        f"the limit of {opts.max_pixels:,} (raise --max-pixels to accept them)"
+                    )
                 size = int(np.prod(shape)) * idt.itemsize
                 n = idims[0]
-                for start in range(0, n, _IDX_BLOCK):  # read blocks of items: memory stays bounded, reads are few
-                    k = min(_IDX_BLOCK, n - start)
-                    buf, lab = fi.read(size * k), fl.read(ldt.itemsize * k)
+                block = max(1, min(_IDX_BLOCK, _IDX_BLOCK_BYTES // size))
+                for start in range(0, n, block):  # read blocks of items: memory stays bounded, reads are few
+                    k = min(block, n - start)
+                    try:
+                        buf, lab = fi.read(size * k), fl.read(ldt.itemsize * k)
+                    except (EOFError, OSError, zlib.error) as e:
+                        yield Bad(rel, None, f"truncated or corrupt gzip data at item {start} of {n} ({e})")
+                        return
                     whole = min(len(buf) // size, len(lab) // ldt.itemsize)
                     imgs = np.frombuffer(buf, idt, count=whole * size // idt.itemsize).reshape(whole, *shape)
                     labels = np.frombuffer(lab, ldt, count=whole).tolist()
                     for j in range(whole):
-                        yield Record(f"{rel}#{start + j}", split, str(int(labels[j])), imgs[j])
+                        lab_j = _class_name(labels[j])
+                        if lab_j is None:
+                            yield Bad(f"{rel}#{start + j}", None, f"label {labels[j]!r} is not a class index")
+                            continue
+                        yield Record(f"{rel}#{start + j}", split, lab_j, imgs[j])
                     if whole < k:
                         yield Bad(rel, None, f"file ends at item {start + whole} of {n} (truncated)")
                         return
@@ -81,27 +131,86 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
     return Source("image", items)
 
 
+def _npz_array(data, key: str, path: Path) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise AugsvcError(
+                f"{path}: array {key!r} holds Python objects (dtype object), which are not read (they would need "
+                "pickle); save it as a numeric array"
+            ) from None
+        raise AugsvcError(f"{path}: array {key!r} cannot be read ({e})") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt zip raises anything from zipfile, zlib or numpy's format code
+        raise AugsvcError(f"{path}: array {key!r} cannot be read (corrupt file? {type(e).__name__}: {e})") from None
+
+
+def npz_labels(y: np.ndarray, path: Path, key: str) -> tuple[list[str | None], np.ndarray | None, str | None]:
+    """(class name per item or None when it is not a label, soft labels (N, C) float32 or None, a note).
+
+    1-D ``y``: integer (or integral float, or string) class labels. 2-D ``y`` of C columns: rows that are exactly
+    one-hot are read as class indices (argmax); any other row makes the whole array soft labels (each row must be
+    finite, non-negative and sum to 1 within 1e-3), with the argmax as the hard label. The note says which.
+    """
+    if y.ndim == 1:
+        return [_class_name(v) for v in y.tolist()], None, None
+    if y.ndim != 2 or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise AugsvcError(f"{path}: {key} has shape {y.shape} and dtype {y.dtype}; expected (N,) labels or (N, C)")
+    yf = y.astype(np.float64)
+    c = y.shape[1]
+    hard = np.argmax(yf, axis=1)
+    one_hot = bool(np.all((yf == 0) | (yf == 1)) and np.all(yf.sum(axis=1) == 1))
+    if one_hot:
+        return [str(int(i)) for i in hard], None, f"{key}: one-hot rows of {c} classes read as class indices (argmax)"
+    ok = np.isfinite(yf).all(axis=1) & (yf >= 0).all(axis=1) & (np.abs(yf.sum(axis=1) - 1) <= 1e-3)
+    names = [str(int(i)) if good else None for i, good in zip(hard, ok, strict=True)]
+    note = f"{key}: rows of {c} probabilities read as soft labels (hard label: argmax)"
+    return names, yf.astype(np.float32), note
+
+
 def npz_source(path: Path, opts: IngestOptions) -> Source:
     if not path.is_file():
         raise AugsvcError(f"{path}: an NPZ source is one .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = list(data.files)
+            for key in (opts.x_key, opts.y_key):
+                if key not in files:
+                    raise AugsvcError(f"{path}: no array {key!r} (has {', '.join(files)}); pass --x-key/--y-key")
+            y = _npz_array(data, opts.y_key, path)
+            x_shape = _npz_array(data, opts.x_key, path).shape
+    except AugsvcError:
+        raise
+    except Exception as e:  # noqa: BLE001 - as above: a corrupt zip container fails in many ways
+        raise AugsvcError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    if len(x_shape) not in (3, 4):
+        raise AugsvcError(f"{path}: {opts.x_key} has shape {x_shape}; expected (N, H, W) or (N, H, W, C)")
+    if x_shape[0] != len(y):
+        raise AugsvcError(f"{path}: {opts.x_key} has {x_shape[0]} items but {opts.y_key} has {len(y)}")
+    names, soft, note = npz_labels(y, path, opts.y_key)
+    class_names = [str(i) for i in range(y.shape[1])] if y.ndim == 2 else None
+    if class_names and opts.classes is not None and len(opts.classes) != len(class_names):
+        raise AugsvcError(
+            f"{path}: {opts.y_key} has {len(class_names)} columns but --classes names {len(opts.classes)}"
+        )
 
     def items() -> Iterator[Record | Bad]:
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise AugsvcError(f"{path}: not a readable .npz file ({e})") from e
-        for key in (opts.x_key, opts.y_key):
-            if key not in data.files:
-                raise AugsvcError(f"{path}: no array {key!r} (has {', '.join(data.files)}); pass --x-key/--y-key")
-        x, y = data[opts.x_key], data[opts.y_key]
-        if len(x) != len(y):
-            raise AugsvcError(f"{path}: {opts.x_key} has {len(x)} items but {opts.y_key} has {len(y)}")
-        if x.ndim not in (3, 4):
-            raise AugsvcError(f"{path}: {opts.x_key} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)")
+        with np.load(path, allow_pickle=False) as data:
+            x = _npz_array(data, opts.x_key, path)
         split = opts.split or split_from_name(path.stem, "train")
         for i in range(len(x)):
-            label = y[i]
-            label_s = str(int(label)) if np.issubdtype(np.asarray(label).dtype, np.integer) else str(label)
-            yield Record(f"{path.name}#{i}", split, label_s, np.asarray(x[i]))
+            ref = f"{path.name}#{i}"
+            if names[i] is None:
+                yield Bad(ref, None, f"{opts.y_key}[{i}] = {y[i].tolist()!r} is not a class label")
+                continue
+            label = names[i] if not (class_names and opts.classes) else opts.classes[int(names[i])]
+            payload = np.asarray(x[i])
+            yield Record(ref, split, label, payload, None, None if soft is None else tuple(soft[i].tolist()))
 
-    return Source("image", items)
+    return Source(
+        "image",
+        items,
+        class_names=(opts.classes or class_names),
+        notes=[note] if note else [],
+        soft_labels=soft is not None,
+    )

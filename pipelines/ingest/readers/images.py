@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -25,20 +26,30 @@ def _load_labels(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise AugsvcError(f"labels file {path}: not found")
     out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AugsvcError(f"labels file {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for i, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
                 key = next(obj[k] for k in ("file", "filename", "path", "image") if k in obj)
-                out[str(key)] = str(obj["label"])
-            except (json.JSONDecodeError, StopIteration, KeyError, TypeError) as e:
+                label = obj["label"]
+                if not isinstance(label, str | int) or isinstance(label, bool) or not isinstance(key, str):
+                    raise TypeError(f"file {key!r} / label {label!r}: expected a string and a string or integer")
+                out[key] = str(label)
+            except (json.JSONDecodeError, StopIteration, KeyError, TypeError, AttributeError, RecursionError) as e:
                 raise AugsvcError(
                     f"labels file {path}:{i}: expected a JSON object with 'file' and 'label' ({e})"
                 ) from e
         return out
-    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+    except csv.Error as e:
+        raise AugsvcError(f"labels file {path}: malformed CSV ({e})") from None
     if not rows:
         raise AugsvcError(f"labels file {path}: empty")
     head = [h.strip().lower() for h in rows[0]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+import zlib
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
@@ -26,14 +27,25 @@ def _lang_and_stem(p: Path) -> tuple[str, str]:
 
 
 def _plain(path: Path) -> Path:
-    """gzip files are decompressed to a temporary file so lines can be decoded one by one."""
+    """gzip files are decompressed to a temporary file so lines can be decoded one by one.
+
+    Raises ``_Unreadable`` (with the reason) for a truncated or corrupt gzip file, and removes the partial copy.
+    """
     if not path.name.endswith(".gz"):
         return path
     tmp = tempfile.NamedTemporaryFile(prefix="augsvc-", suffix=".txt", delete=False)
-    with gzip.open(path, "rb") as src, tmp:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            tmp.write(block)
+    try:
+        with gzip.open(path, "rb") as src, tmp:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                tmp.write(block)
+    except (EOFError, OSError, zlib.error) as e:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise _Unreadable(f"truncated or corrupt gzip file ({e}); none of its lines were read") from None
     return Path(tmp.name)
+
+
+class _Unreadable(Exception):
+    pass
 
 
 def source(root: Path, opts: IngestOptions) -> Source:
@@ -60,7 +72,18 @@ def source(root: Path, opts: IngestOptions) -> Source:
     def items() -> Iterator[Record | Bad]:
         for stem, fs, ft in pairs:
             split = split_from_name(stem)
-            ps, pt = _plain(fs), _plain(ft)
+            try:
+                ps = _plain(fs)
+            except _Unreadable as e:
+                yield Bad(fs.name, None, str(e))
+                continue
+            try:
+                pt = _plain(ft)
+            except _Unreadable as e:
+                if ps != fs:
+                    ps.unlink(missing_ok=True)
+                yield Bad(ft.name, None, str(e))
+                continue
             try:
                 a = decoded_lines(ps, opts.encoding, fs.name)
                 b = decoded_lines(pt, opts.encoding, ft.name)

@@ -5,13 +5,13 @@ every non-empty value parses as a number. Empty feature values become nulls; a m
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source
-from pipelines.ingest.readers.text import LABEL_NAMES, decoded_lines
+from pipelines.ingest.readers.text import LABEL_NAMES
+from pipelines.ingest.readers.textio import csv_records
 from pipelines.ingest.records import Bad, Record, split_from_name
 from schemas.errors import AugsvcError
 
@@ -24,22 +24,37 @@ def _is_number(v: str) -> bool:
     return True
 
 
+def check_feature_names(path: Path, features: list[str]) -> None:
+    """Feature columns become Arrow columns: names must be unique, non-empty and not a reserved row column."""
+    from schemas.arrow import COMMON_FIELDS
+
+    reserved = {f.name for f in COMMON_FIELDS}
+    seen: set[str] = set()
+    for h in features:
+        if not h:
+            raise AugsvcError(f"{path}: a header column has no name; name it (or pass --no-header)")
+        if h in seen:
+            raise AugsvcError(f"{path}: column {h!r} appears twice in the header; rename one")
+        if h in reserved:
+            raise AugsvcError(f"{path}: column {h!r} is a reserved row column name; rename it")
+        seen.add(h)
+
+
 def source(path: Path, opts: IngestOptions) -> Source:
     if not path.is_file():
         raise AugsvcError(f"{path}: a tabular source is one CSV file")
     rel = path.name
     delim = opts.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    lines = list(decoded_lines(path, opts.encoding, rel))
-    good = [(n, t) for n, t in lines if not isinstance(t, Bad) and t.strip()]
-    if not good:
+    records = list(csv_records(path, opts.encoding, rel, delim))
+    parsed = [(n, row) for n, row in records if not isinstance(row, Bad)]
+    if not parsed:
         raise AugsvcError(f"{path}: no rows")
-    parsed = [
-        (n, row) for n, row in zip([n for n, _ in good], csv.reader([t for _, t in good], delimiter=delim), strict=True)
-    ]
     header = [h.strip() for h in parsed[0][1]]
     if opts.header is False:
         header = [f"f{i}" for i in range(len(header))]
     else:
+        head_at = next(i for i, (_, row) in enumerate(records) if not isinstance(row, Bad))
+        records = records[:head_at] + records[head_at + 1 :]
         parsed = parsed[1:]
     if opts.label_column is not None:
         if opts.label_column not in header:
@@ -49,6 +64,7 @@ def source(path: Path, opts: IngestOptions) -> Source:
         label_i = next((i for i, h in enumerate(header) if LABEL_NAMES.match(h)), len(header) - 1)
     ncols = len(header)
     features = [h for i, h in enumerate(header) if i != label_i]
+    check_feature_names(path, features)
     ok_rows = [(n, r) for n, r in parsed if len(r) == ncols]
     kinds = {}
     for i, h in enumerate(header):
@@ -59,10 +75,10 @@ def source(path: Path, opts: IngestOptions) -> Source:
     split = opts.split or split_from_name(path.stem, "train")
 
     def items() -> Iterator[Record | Bad]:
-        for _, t in lines:
-            if isinstance(t, Bad):
-                yield t
-        for n, row in parsed:
+        for n, row in records:
+            if isinstance(row, Bad):
+                yield row
+                continue
             if len(row) != ncols:
                 yield Bad(rel, n, f"expected {ncols} fields separated by {delim!r}, got {len(row)}")
                 continue

@@ -7,43 +7,21 @@ decoded one by one with ``--encoding`` so an undecodable line is reported with i
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
+from pipelines.ingest.readers.textio import csv_records, decoded_lines
 from pipelines.ingest.records import Bad, Record, relative, split_from_name
 from schemas.errors import AugsvcError
 
 TEXT_NAMES = re.compile(r"^(text|sms|sentence|review|content|message|body|question|document)$", re.I)
 LABEL_NAMES = re.compile(r"^(label|class|category|target|y|sentiment)$", re.I)
-
-
-def decoded_lines(path: Path, encoding: str, rel: str) -> Iterator[tuple[int, str | Bad]]:
-    """(line number, text or Bad) for every physical line, without the line ending."""
-    try:
-        "".encode(encoding)
-    except LookupError as e:
-        raise AugsvcError(f"unknown --encoding {encoding!r}") from e
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            raw = raw.rstrip(b"\r\n")
-            if n == 1 and raw.startswith(b"\xef\xbb\xbf") and encoding.replace("-", "").lower() == "utf8":
-                raw = raw[3:]
-            try:
-                yield n, raw.decode(encoding)
-            except UnicodeDecodeError as e:
-                yield (
-                    n,
-                    Bad(
-                        rel,
-                        n,
-                        f"cannot decode as {encoding} (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                        "pass --encoding (for example latin-1) or fix the line",
-                    ),
-                )
 
 
 def source(path: Path, opts: IngestOptions) -> Source:
@@ -88,6 +66,19 @@ def _lines(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[Recor
         yield _record(rel, n, split, text.strip(), label)
 
 
+def _json_label(value: object) -> str | None:
+    """A JSON label as a class name: a string, or an integer (a float only when integral); None if not a label."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return None
+
+
 def _jsonl(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[Record | Bad]:
     tcol, lcol = opts.text_column or "text", opts.label_column or "label"
     for n, line in decoded_lines(f, opts.encoding, rel):
@@ -98,8 +89,9 @@ def _jsonl(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[Recor
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield Bad(rel, n, f"not valid JSON ({e.msg} at column {e.colno})")
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            yield Bad(rel, n, f"not valid JSON ({msg})")
             continue
         if not isinstance(obj, dict):
             yield Bad(rel, n, "not a JSON object")
@@ -107,7 +99,29 @@ def _jsonl(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[Recor
         if tcol not in obj:
             yield Bad(rel, n, f"no key {tcol!r} (has {', '.join(obj)}); pass --text-column")
             continue
-        yield _record(rel, n, split, obj[tcol], obj.get(lcol))
+        text, label = obj[tcol], obj.get(lcol)
+        if not isinstance(text, str):
+            yield Bad(rel, n, f"{tcol!r} is {_json_kind(text)}, not a string")
+            continue
+        if label is not None and _json_label(label) is None:
+            yield Bad(rel, n, f"{lcol!r} is {_json_kind(label)}; a label is a string or an integer")
+            continue
+        yield _record(rel, n, split, text, None if label is None else _json_label(label))
+
+
+def _json_kind(value: object) -> str:
+    """How a JSON value reads in an error message: 'an object', 'a list', 'true', 'NaN', 'the number 1.5'."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "infinite"
+    return f"the number {value!r}"
 
 
 def _column(spec: str | None, header: list[str] | None, pattern: re.Pattern, fallback: int, what: str) -> int:
@@ -126,14 +140,17 @@ def _column(spec: str | None, header: list[str] | None, pattern: re.Pattern, fal
 
 def _delimited(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[Record | Bad]:
     delim = opts.delimiter or ("\t" if opts.format == "tsv" or f.suffix.lower() == ".tsv" else ",")
-    numbered = list(decoded_lines(f, opts.encoding, rel))
-    good = [(n, t) for n, t in numbered if not isinstance(t, Bad)]
-    for _, t in numbered:
-        if isinstance(t, Bad):
-            yield t
-    if not good:
+    quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
+    records = csv_records(f, opts.encoding, rel, delim, quoting=quoting)
+    first, first_line = None, 0
+    for n, row in records:
+        if isinstance(row, Bad):
+            yield row
+            continue
+        first, first_line = row, n
+        break
+    if first is None:
         return
-    first = next(csv.reader([good[0][1]], delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else 0))
     header_flag = opts.header
     if header_flag is None:
         named = any(c is not None and not c.isdigit() for c in (opts.text_column, opts.label_column))
@@ -144,27 +161,12 @@ def _delimited(f: Path, rel: str, split: str, opts: IngestOptions) -> Iterator[R
     text_i = _column(opts.text_column, header, TEXT_NAMES, 1 if label_i == 0 else 0, "text")
     if max(label_i, text_i) >= ncols:
         raise AugsvcError(f"{rel}: has {ncols} columns; text column {text_i} / label column {label_i} out of range")
-    rows = good[1:] if header_flag else good
-    # csv may join physical lines (quoted newlines): feed lines and map back to the first line of each row
-    line_iter = iter(rows)
-    current = [0]
-
-    def feed() -> Iterator[str]:
-        for n, t in line_iter:
-            current[0] = n
-            yield t
-
-    quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(feed(), delimiter=delim, quoting=quoting)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            yield Bad(rel, current[0], f"malformed {opts.format} row ({e})")
+    if not header_flag:
+        records = itertools.chain([(first_line, first)], records)
+    for n, row in records:
+        if isinstance(row, Bad):
+            yield row
             continue
-        n = current[0]
         if len(row) != ncols:
             yield Bad(rel, n, f"expected {ncols} fields separated by {delim!r}, got {len(row)}")
             continue

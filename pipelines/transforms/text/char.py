@@ -16,7 +16,7 @@ from pydantic import Field
 
 from pipelines.transforms.base import register
 from pipelines.transforms.text.base import WordOp, draw_u32, pick_sorted
-from pipelines.transforms.text.tokenize import replace_words, scan_words
+from pipelines.transforms.text.tokenize import CHAR_UNIT, HAS_MARK, replace_words, scan_words
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _ROW_OFFSETS = (0.0, 0.25, 0.75)
@@ -60,11 +60,22 @@ def _scale(u: int, k: int) -> int:
 # Kernels: pure functions of a word and two uniform 32-bit integers ``a`` and ``b`` (``base.draw_u32``).
 
 
+def _units(word: str) -> list[str] | None:
+    """The character units of a word with combining marks (each character with the marks after it), else None:
+    character edits then move, delete or insert whole units, never a dangling vowel sign or accent."""
+    if word.isascii() or not HAS_MARK.search(word):
+        return None
+    return CHAR_UNIT.findall(word)
+
+
 def keyboard_typo(word: str, a: int, b: int) -> str:
     """Replace one letter by a QWERTY neighbour (case kept); unchanged when no letter is on the map."""
     if word.isascii() and word.isalpha():
         i = _scale(a, len(word))
     else:
+        units = _units(word)
+        if units is not None:  # a letter carrying a mark is not a key: only bare letters are candidates
+            return _typo_units(units, a, b)
         positions = [i for i, c in enumerate(word) if c.lower() in QWERTY_NEIGHBOURS]
         if not positions:
             return word
@@ -75,13 +86,36 @@ def keyboard_typo(word: str, a: int, b: int) -> str:
     return word[:i] + (new.upper() if c.isupper() else new) + word[i + 1 :]
 
 
+def _typo_units(units: list[str], a: int, b: int) -> str:
+    positions = [i for i, u in enumerate(units) if u.lower() in QWERTY_NEIGHBOURS]
+    if not positions:
+        return "".join(units)
+    i = positions[_scale(a, len(positions))]
+    c = units[i]
+    near = QWERTY_NEIGHBOURS[c.lower()]
+    new = near[_scale(b, len(near))]
+    units = list(units)
+    units[i] = new.upper() if c.isupper() else new
+    return "".join(units)
+
+
 def char_insert(word: str, a: int, b: int, alphabet: str) -> str:
-    i = _scale(a, len(word) + 1)
+    units = _units(word)
     c = alphabet[_scale(b, len(alphabet))]
+    if units is not None:
+        i = _scale(a, len(units) + 1)
+        return "".join(units[:i]) + (c.upper() if len(units) > 1 and word.isupper() else c) + "".join(units[i:])
+    i = _scale(a, len(word) + 1)
     return word[:i] + (c.upper() if len(word) > 1 and word.isupper() else c) + word[i:]
 
 
 def char_delete(word: str, a: int, b: int = 0) -> str:
+    units = _units(word)
+    if units is not None:
+        if len(units) < 2:
+            return word
+        i = _scale(a, len(units))
+        return "".join(units[:i] + units[i + 1 :])
     if len(word) < 2:
         return word
     i = _scale(a, len(word))
@@ -90,6 +124,13 @@ def char_delete(word: str, a: int, b: int = 0) -> str:
 
 def char_swap(word: str, a: int, b: int = 0) -> str:
     """Swap two adjacent, different characters; unchanged when there are none."""
+    units = _units(word)
+    if units is not None:
+        positions = [i for i in range(len(units) - 1) if units[i] != units[i + 1]]
+        if not positions:
+            return word
+        i = positions[_scale(a, len(positions))]
+        return "".join(units[:i] + [units[i + 1], units[i]] + units[i + 2 :])
     positions = [i for i in range(len(word) - 1) if word[i] != word[i + 1]]
     if not positions:
         return word
@@ -98,13 +139,15 @@ def char_swap(word: str, a: int, b: int = 0) -> str:
 
 
 def ocr_confusion(word: str, a: int, b: int) -> str:
-    """Replace one confusable substring by a look-alike; unchanged when the word has none."""
+    """Replace one confusable substring by a look-alike; unchanged when the word has none (nor when the substring
+    carries a combining mark on its last character)."""
     size = len(word)
+    marked = _units(word) is not None
     hits = [
         (i, word[i : i + n])
         for i in range(size)
         for n in range(1, min(_OCR_MAX, size - i) + 1)
-        if word[i : i + n] in _OCR_TABLE
+        if word[i : i + n] in _OCR_TABLE and not (marked and i + n < size and HAS_MARK.match(word[i + n]))
     ]  # by position, then shorter first (the order of sorted (position, substring) pairs)
     if not hits:
         return word

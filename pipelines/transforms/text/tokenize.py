@@ -1,7 +1,8 @@
 """Lossless tokenisation for text ops: words and the separators between them.
 
 A text is held as ``seps[0] words[0] seps[1] words[1] ... words[n-1] seps[n]``: ``n`` word spans (runs of
-Unicode word characters, with inner apostrophes kept so that "don't" is one word) and ``n + 1`` separator spans
+Unicode word characters and combining marks, so Devanagari vowel signs, Arabic harakat, Thai vowels and decomposed
+accents stay in their word; inner apostrophes are kept so that "don't" is one word) and ``n + 1`` separator spans
 (whitespace and punctuation, possibly empty). Joining them gives back the input byte for byte, so text that an op
 does not touch is unchanged and edited text keeps its original spacing and punctuation. Works on any ``str``,
 including latin-1-decoded bytes (mojibake, NBSP, C1 controls are separators or word characters, never lost).
@@ -21,11 +22,53 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_WORD_SPLIT = re.compile(r"(\w+(?:['\u2019]\w+)*)", re.UNICODE)
+
+def _mark_ranges(lo: int, hi: int) -> str:
+    """A regex class body of the combining marks (Unicode categories Mn, Mc, Me) in ``[lo, hi)``."""
+    out, start = [], None
+    for i in range(lo, hi):
+        mark = unicodedata.category(chr(i))[0] == "M"
+        if mark and start is None:
+            start = i
+        elif not mark and start is not None:
+            out.append(f"\\U{start:08x}-\\U{i - 1:08x}")
+            start = None
+    if start is not None:
+        out.append(f"\\U{start:08x}-\\U{hi - 1:08x}")
+    return "".join(out)
+
+
+# Python's ``\w`` does not match combining marks, so a word such as Hindi "मुझे" (vowel signs), Arabic with
+# harakat, Thai or a decomposed "crème" would split at each mark. A mark: one of the BMP marks (one class, which
+# ``re`` compiles to a constant-time bitmap) or, behind a cheap astral-plane test, one of the others (~40 ms at
+# import for the tables).
+_MARKS_BMP = _mark_ranges(0x300, 0x10000)
+_MARKS_ASTRAL = rf"(?=[\U00010000-\U0010ffff])[{_mark_ranges(0x10000, 0x20000)}{_mark_ranges(0xE0100, 0xE01F0)}]"
+_MARK = rf"[{_MARKS_BMP}]|{_MARKS_ASTRAL}"
+_WORD_CHAR = rf"(?:[\w{_MARKS_BMP}]|{_MARKS_ASTRAL})"
+HAS_MARK = re.compile(_MARK)
+# A word: word characters and combining marks, with inner apostrophes ("don't" is one word).
+_WORD_SPLIT = re.compile(rf"({_WORD_CHAR}+(?:['\u2019]{_WORD_CHAR}+)*)", re.UNICODE)
+_PLAIN_SPLIT = re.compile(r"(\w+(?:['\u2019]\w+)*)", re.UNICODE)  # the same split for texts without marks
+# One character unit for character-level edits: a character with the combining marks that follow it.
+CHAR_UNIT = re.compile(rf".(?:{_MARK})*", re.DOTALL)
+
+
+def _split(text: str) -> list[str]:
+    """``_WORD_SPLIT.split(text)``, by the faster mark-less pattern when ``text`` has no combining mark (a mark is
+    never ``\\w``, so with that pattern every mark lands in a separator: a separator without one means none)."""
+    parts = _PLAIN_SPLIT.split(text)
+    for sep in parts[0::2]:
+        if not sep.isascii() and HAS_MARK.search(sep):
+            return _WORD_SPLIT.split(text)
+    return parts
+
+
 _SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u2019\u201d)\]]*$")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?\u2026])([\"'\u2019\u201d)\]]*)(\s+)", re.UNICODE)
 _PARAGRAPH_SPLIT = re.compile(r"(\s*\n[^\S\n]*\n\s*)", re.UNICODE)
@@ -49,12 +92,13 @@ _S_MAP = bytes(
 )
 _S_REV = bytes.maketrans(_PLACEHOLDERS, _WHITESPACE)
 _SPACE = 0x20
-_WORDISH_ABOVE_LATIN1 = re.compile(r"[^\W\x00-\xff]|\u2019")  # characters the fast path cannot classify
+# characters the fast path cannot classify: word characters and marks above latin-1 (there are none below), U+2019
+_WORDISH_ABOVE_LATIN1 = re.compile(rf"[^\W\x00-\xff]|\u2019|{_MARK}")
 
 
 def split_words_regex(text: str) -> tuple[list[str], list[str]]:
     """The reference tokeniser: ``(words, seps)`` by one regex split (any ``str``)."""
-    parts = _WORD_SPLIT.split(text)
+    parts = _split(text)
     return parts[1::2], parts[0::2]
 
 
@@ -93,7 +137,7 @@ def scan_words(text: str) -> tuple[list[str], bytes | None]:
     """
     blanked = blank(text)
     if blanked is None:
-        return _WORD_SPLIT.split(text)[1::2], None
+        return _split(text)[1::2], None
     return blanked.decode("latin-1").split(), blanked
 
 
@@ -102,16 +146,16 @@ def seps_of(text: str, n_words: int, blanked: bytes | None) -> list[str]:
     if not n_words:
         return [text]
     if blanked is None:
-        return _WORD_SPLIT.split(text)[0::2]
+        return _split(text)[0::2]
     if text.isascii():
         b = text.encode()
     else:
         try:
             b = text.encode("latin-1")
         except UnicodeEncodeError:
-            return _WORD_SPLIT.split(text)[0::2]
+            return _split(text)[0::2]
         if len(b.translate(None, _RESERVED)) != len(b):
-            return _WORD_SPLIT.split(text)[0::2]
+            return _split(text)[0::2]
     runs = b.translate(_S_MAP).split()
     seps = _JOINER.join(runs).translate(_S_REV).decode("latin-1").split("\x86") if runs else []
     if _IS_WORD[b[0]]:
