@@ -81,10 +81,18 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        import sys
+
+        def ray_up() -> bool:
+            return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+        ray_before = ray_up()
         if cfg.start_worker:
             svc.worker.start()
         yield
         svc.worker.stop()
+        if not ray_before and ray_up():
+            sys.modules["ray"].shutdown()  # the Ray connection (embedded Ray) its builds started
 
     app = FastAPI(
         title="augsvc", version=PACKAGE_VERSION, lifespan=lifespan,

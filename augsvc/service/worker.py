@@ -54,7 +54,7 @@ class BuildWorker:
         if job is None:
             return False
         bid = job["id"]
-        self.db.append_log(bid, f"started (attempt {job['attempts']}): {job['input']} -> {job['dataset']}")
+        self.db.append_log(bid, f"started (attempt {job['attempts'] + 1}): {job['input']} -> {job['dataset']}")
 
         def progress(done: int, _total: int | None) -> None:
             self.db.progress(bid, done)
