@@ -296,3 +296,21 @@ def test_restart_runs_queued_and_resumes_in_flight(store: Store, tmp_path: Path)
     fourth = app_for(store, tmp_path / "db2.sqlite3", start_worker=False, resume=False)
     b = fourth.state.service.db.list()[0]
     assert b["state"] == "failed" and "restarted" in b["error"]
+
+
+def test_cancel_running_keeps_finished_tasks_for_a_resubmission(store: Store, tmp_path: Path) -> None:
+    app = app_for(store, tmp_path / "db.sqlite3", start_worker=False)
+    svc = app.state.service
+    recipe = RECIPE.replace("seed: 3", "seed: 31")
+    with TestClient(app) as c:
+        bid = c.post("/api/builds", content=recipe, headers=B).json()["id"]
+        # the flag a cancel sets on a running build; the worker checks it after each finished task
+        svc.db._exec("UPDATE builds SET cancel_requested = 1 WHERE id = ?", (bid,))
+        assert svc.worker.run_one()
+        b = c.get(f"/api/builds/{bid}", headers=R).json()
+        assert b["state"] == "cancelled" and b["tasks_done"] == 1 and "kept" in b["error"]
+        again = c.post("/api/builds", content=recipe, headers=B)
+        assert again.status_code == 202 and again.json()["id"] == bid
+        assert svc.worker.run_one()
+        b = c.get(f"/api/builds/{bid}", headers=R).json()
+        assert b["state"] == "succeeded" and b["reused_tasks"] == 1

@@ -183,8 +183,8 @@ class BuildDB:
                 self._exec("UPDATE builds SET state = 'queued', cancel_requested = 0 WHERE id = ?", (bid,))
                 self.append_log(bid, "service restarted during the build: queued again, finished tasks are reused")
             else:
-                self.finish(bid, "failed", error="the service restarted during the build (run with resume to retry)")
                 self.append_log(bid, "service restarted during the build: marked failed")
+                self.finish(bid, "failed", error="the service restarted during the build (run with resume to retry)")
         return ids
 
 
