@@ -12,7 +12,7 @@ COPY augsvc ./augsvc
 COPY pipelines ./pipelines
 COPY generators ./generators
 COPY schemas ./schemas
-RUN pip install -c constraints.txt '.[torch]'
+RUN pip install -c constraints.txt '.[torch,cluster]'
 ENV AUGSVC_STORE=/data/store
 VOLUME ["/data"]
 EXPOSE 8765
