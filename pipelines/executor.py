@@ -50,6 +50,7 @@ def ensure_ray(workers: int | None = None, address: str | None = None) -> None:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # a new embedded instance, never another process's cluster found on this machine
                 num_cpus=workers or os.cpu_count() or 1,
                 include_dashboard=False,
                 log_to_driver=False,

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from tests.test_service import BUILD_TOKEN, READ_TOKEN, RECIPE, app_for, make_store  # noqa: E402
+from tests.test_service import BUILD_TOKEN, RECIPE, app_for, make_store  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -59,7 +59,7 @@ def test_page_lists_dataset_preview_and_finished_build(server: str, tmp_path: Pa
         while c.get(f"/api/builds/{b['id']}").json()["state"] in ("queued", "running") and time.monotonic() < t_end:
             time.sleep(0.1)
         assert c.get(f"/api/builds/{b['id']}").json()["state"] == "succeeded"
-    fragment = urllib.parse.urlencode({"token": READ_TOKEN, "recipe": RECIPE, "preview": "1"})
+    fragment = urllib.parse.urlencode({"token": BUILD_TOKEN, "recipe": RECIPE, "preview": "1"})
     url = f"{server}/#{fragment}"
     r = chromium(["--virtual-time-budget=20000", "--dump-dom", url], tmp_path / "profile")
     dom = r.stdout

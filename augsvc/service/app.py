@@ -231,12 +231,13 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     @app.post(
         "/api/preview",
         tags=["recipes"],
-        dependencies=[read],
+        dependencies=[write],
         responses={200: {"content": {"image/png": {}, "text/markdown": {}}}},
     )
     async def preview(request: Request, n: int = 8, copies: int = 3, cell: int = 96) -> Response:
         """What the recipe (YAML or JSON body) makes from a few rows of its input: a PNG grid for images, a
-        Markdown table for text and tabular rows. Nothing is written to the store."""
+        Markdown table for text and tabular rows. Nothing is written to the store. Needs a build token: a recipe runs
+        its stages on the service's machine and may name files there (a teacher checkpoint)."""
         recipe = await recipe_of(request)
         if not (1 <= n <= 64 and 1 <= copies <= 8 and 16 <= cell <= 256):
             raise HTTPException(422, "preview limits: 1 <= n <= 64, 1 <= copies <= 8, 16 <= cell <= 256")
@@ -279,8 +280,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     @app.get("/api/builds/{bid}/recipe", tags=["builds"], dependencies=[read])
     def build_recipe(bid: str) -> dict:
         get_build(bid)
-        job = svc.db._exec("SELECT recipe FROM builds WHERE id = ?", (bid,))
-        return json.loads(job[0]["recipe"])
+        return svc.db.recipe(bid) or {}
 
     @app.post("/api/builds/{bid}/cancel", tags=["builds"], dependencies=[write])
     def cancel(bid: str) -> dict:

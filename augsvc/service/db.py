@@ -83,6 +83,11 @@ class BuildDB:
             rows = self._exec("SELECT * FROM builds ORDER BY submitted DESC LIMIT ?", (limit,))
         return [_public(r) for r in rows]
 
+    def recipe(self, bid: str) -> dict[str, Any] | None:
+        """The recipe of build ``bid`` as submitted (None for an unknown id)."""
+        rows = self._exec("SELECT recipe FROM builds WHERE id = ?", (bid,))
+        return json.loads(rows[0]["recipe"]) if rows else None
+
     def log(self, bid: str) -> list[str]:
         return [
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(r['t']))} {r['line']}"
