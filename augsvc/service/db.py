@@ -83,6 +83,10 @@ class BuildDB:
             rows = self._exec("SELECT * FROM builds ORDER BY submitted DESC LIMIT ?", (limit,))
         return [_public(r) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        """state -> number of builds."""
+        return {r["state"]: r["n"] for r in self._exec("SELECT state, COUNT(*) AS n FROM builds GROUP BY state")}
+
     def recipe(self, bid: str) -> dict[str, Any] | None:
         """The recipe of build ``bid`` as submitted (None for an unknown id)."""
         rows = self._exec("SELECT recipe FROM builds WHERE id = ?", (bid,))
