@@ -59,7 +59,19 @@ def serve(
     if svc.recovered:
         typer.echo(f"  {len(svc.recovered)} build(s) interrupted by the last stop: "
                    + ("queued again" if not no_resume else "marked failed"))  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    if workers != 0 or address:
+        # Ray starts here, in the main thread, before uvicorn installs its signal handlers: started later from a
+        # build thread, Ray's own SIGTERM handler would end the process before the service shut down cleanly
+        from pipelines.executor import ensure_ray
+
+        ensure_ray(workers, address)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    finally:
+        import sys
+
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            sys.modules["ray"].shutdown()
 
 
 def register(app: typer.Typer) -> None:
