@@ -388,6 +388,15 @@ def _register_models() -> None:
 _register_models()
 
 
+def _register_service() -> None:
+    from augsvc.service.cli import register  # typer only; FastAPI and uvicorn are imported when serve runs
+
+    register(app)
+
+
+_register_service()
+
+
 def main() -> None:
     try:
         app()

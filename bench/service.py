@@ -1,0 +1,198 @@
+"""HTTP service under load: N concurrent clients on loopback listing versions and downloading shards (each
+checked against its sha256 header) while a build runs in the same service; requests/s, p50/p99 latency per kind,
+download MB/s beside a plain file copy of the same shards, errors (must be 0). Bounded by a request count and a time.
+
+    python bench/service.py [--quick] [--clients 8] [--requests 400] [--seconds 60] [--json out.json]
+
+Data: flowers5 from the shared data folder (ingested into a temporary store); ``--quick`` makes 300 synthetic
+images instead. The service runs as ``augsvc serve`` in its own process (1 build worker, workers=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import numpy as np  # noqa: E402
+
+from bench._util import emit, shared  # noqa: E402
+
+TOKEN = "bench-token-" + "x" * 20
+RECIPE = """\
+input: src
+output: src_aug
+seed: 0
+stages:
+  - op: [{op: hflip, p: 0.5}, {op: rotate, limit: 20}]
+    copies: 2
+"""
+
+
+def make_input(tmp: Path, quick: bool) -> Path:
+    if not quick:
+        return shared("flowers5")
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b", "c"):
+        (tmp / "imgs" / c).mkdir(parents=True, exist_ok=True)
+        for i in range(100):
+            cv2.imwrite(str(tmp / "imgs" / c / f"{i}.jpg"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    return tmp / "imgs"
+
+
+def start_server(store: Path, port: int) -> subprocess.Popen:
+    code = "import sys; from augsvc.cli import main; sys.argv[0] = 'augsvc'; main()"
+    env = os.environ | {"AUGSVC_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", code, "serve", "--store", str(store), "--port", str(port), "--workers", "1"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pct(xs: list[float], q: float) -> float:
+    return round(float(np.percentile(xs, q)) * 1000, 2) if xs else float("nan")
+
+
+async def load(base: str, shards: list[tuple[str, str]], clients: int, total: int, seconds: float) -> dict:
+    import httpx
+
+    lat: dict[str, list[float]] = {"list": [], "download": []}
+    errors: list[str] = []
+    nbytes = 0
+    issued = 0
+    t_end = time.monotonic() + seconds
+
+    async def client(k: int, c: httpx.AsyncClient) -> None:
+        nonlocal nbytes, issued
+        i = k
+        while issued < total and time.monotonic() < t_end:
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                if i % 2 == 0:
+                    r = await c.get("/api/datasets/src")
+                    ok = r.status_code == 200 and r.json()["versions"]
+                    kind = "list"
+                else:
+                    name, sha = shards[i % len(shards)]
+                    h, n = hashlib.sha256(), 0
+                    async with c.stream("GET", f"/api/datasets/src/versions/latest/shards/{name}") as r:
+                        async for chunk in r.aiter_bytes():
+                            h.update(chunk)
+                            n += len(chunk)
+                    ok = r.status_code == 200 and h.hexdigest() == sha == r.headers["x-content-sha256"]
+                    nbytes += n
+                    kind = "download"
+                if not ok:
+                    errors.append(f"{kind}: status {r.status_code}")
+                lat[kind].append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - counted, reported
+                errors.append(f"{type(e).__name__}: {e}")
+            i += clients
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(k, c) for k in range(clients)))
+        wall = time.perf_counter() - t0
+    n = len(lat["list"]) + len(lat["download"])
+    return {
+        "requests": n, "seconds": round(wall, 2), "req_per_s": round(n / wall, 1), "errors": len(errors),
+        "error_examples": errors[:5],
+        "list_p50_ms": pct(lat["list"], 50), "list_p99_ms": pct(lat["list"], 99),
+        "download_p50_ms": pct(lat["download"], 50), "download_p99_ms": pct(lat["download"], 99),
+        "download_MB_per_s": round(nbytes / wall / 1e6, 1), "downloaded_MB": round(nbytes / 1e6, 1),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--clients", type=int, default=None)
+    ap.add_argument("--requests", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--no-build", action="store_true", help="no build during the load (the service alone)")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    clients = a.clients or (4 if a.quick else 8)
+    total = a.requests or (100 if a.quick else 400)
+    seconds = a.seconds or (20 if a.quick else 60)
+    import httpx
+
+    from augsvc import api
+
+    with tempfile.TemporaryDirectory(prefix="augsvc-bench-svc-") as d:
+        tmp = Path(d)
+        src = make_input(tmp, a.quick)
+        store = tmp / "store"
+        t0 = time.perf_counter()
+        ing = api.ingest(src, "src", store=str(store), workers=0, on_error="skip")
+        print(f"ingested {ing.rows} rows in {time.perf_counter() - t0:.1f} s")
+        m = ing.manifest
+        shards = [(s.path.removeprefix("shards/"), s.sha256) for s in m.shards]
+        vdir = store / "src" / ing.version
+        # baseline: a plain copy of every shard (page cache warm, as for the service)
+        for s in m.shards:
+            (vdir / s.path).read_bytes()
+        t0 = time.perf_counter()
+        size = 0
+        for rep in range(5):
+            for s in m.shards:
+                shutil.copyfile(vdir / s.path, tmp / f"copy-{rep}.parquet")
+                size += s.bytes
+        copy_mb_s = size / (time.perf_counter() - t0) / 1e6
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            port = so.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(store, port)
+        try:
+            t_end = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/api/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > t_end or proc.poll() is not None:
+                    raise SystemExit("the service did not start")
+                time.sleep(0.2)
+            h = {"Authorization": f"Bearer {TOKEN}"}
+            b = None if a.no_build else httpx.post(f"{base}/api/builds", content=RECIPE, headers=h, timeout=120).json()
+            res = asyncio.run(load(base, shards, clients, total, seconds))
+            state = {"state": "-", "tasks_done": 0}
+            if b is not None:
+                state = httpx.get(f"{base}/api/builds/{b['id']}", headers=h).json()
+            res |= {
+                "clients": clients, "shards": len(shards), "shard_MB_mean": round(size / 5 / len(shards) / 1e6, 2),
+                "plain_copy_MB_per_s": round(copy_mb_s, 1), "build_state_after_load": state["state"],
+                "build_tasks_done_during_load": state["tasks_done"],
+            }  # fmt: skip
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    for k, v in res.items():
+        print(f"{k:>30}: {v}")
+    emit({"service": res}, a.json)
+    if res["errors"]:
+        raise SystemExit(f"{res['errors']} request(s) failed")
+
+
+if __name__ == "__main__":
+    main()
