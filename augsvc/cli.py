@@ -91,27 +91,12 @@ def tag(ref: str, tag_name: str, store: StoreOpt = None):
 
 
 def _progress(label: str, quiet: bool):
-    """A rich progress bar on stderr (a no-op callback under --json)."""
-    from contextlib import nullcontext
+    """Progress on stderr: a bar on a terminal, plain lines otherwise, nothing under --json."""
+    from augsvc.progress import progress
+    from pipelines.executor import print_status, set_status
 
-    if quiet:
-        return nullcontext(lambda done, total: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-            self.p.__enter__()
-            self.task = self.p.add_task(label, total=None)
-            return self.update
-
-        def update(self, done: int, total: int | None) -> None:
-            self.p.update(self.task, completed=done, total=total)
-
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
+    set_status(None if quiet else print_status)
+    return progress(label, quiet)
 
 
 def _print_quarantine(items, limit: int = 10) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import storefs
-from pipelines.executor import run_map, start_workers
+from pipelines.executor import choose_workers, run_map, start_workers
 from pipelines.plan import BuildPlan, _label_counts, make_plan
 from pipelines.store import Store
 from pipelines.tasks import (
@@ -186,7 +186,10 @@ def build(
     # on a cluster with a remote store, intermediate files live in the store so every node can read them
     work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
     work = _Work(work_root or str(staging.dir / "work"))
-    n_workers, ray_s = start_workers(workers, address)
+    rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
+    in_bytes = sum(s.bytes for s in m.shards)
+    n, why = choose_workers(len(m.shards) * len(_steps(recipe)), in_bytes, workers, address, rows_out)
+    n_workers, ray_s = start_workers(n, address, why)
     parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
     steps = _steps(recipe)
     reused = 0

@@ -1,0 +1,69 @@
+"""Issue 17: what a new user trips over (execution choice, split advice, progress lines, small truths)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from pipelines.executor import SMALL_BYTES, choose_workers
+from schemas.errors import AugsvcError
+
+
+def test_choose_workers_small_jobs_run_in_process():
+    n, why = choose_workers(20, 1_500_000, None, None, 10_000)
+    assert n == 0 and "in-process" in why and "--workers" in why
+    n, why = choose_workers(1, 10 * SMALL_BYTES, None, None, None)  # one task: nothing to parallelise
+    assert n == 0
+
+
+def test_choose_workers_large_jobs_and_overrides(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    n, why = choose_workers(100, 2 * SMALL_BYTES, None, None, None)
+    assert n == 4 and "Ray" in why
+    assert choose_workers(100, 2 * SMALL_BYTES, 0, None)[0] == 0  # --workers 0 wins
+    assert choose_workers(2, 10, 3, None)[0] == 3  # --workers 3 wins over "small"
+    assert choose_workers(2, 10, None, "ray://x:10001")[0] == 4  # a cluster address means Ray
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert choose_workers(2, 10, None, None)[0] == 4
+
+
+def test_ingest_small_input_says_in_process(tmp_path, capsys):
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.store import Store
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y=np.arange(30) % 3)
+    rep = ingest(tmp_path / "d.npz", name="d", store=Store(tmp_path / "s"), options=IngestOptions())
+    assert rep.ray_start_seconds == 0.0
+    assert "running in-process" in capsys.readouterr().err
+
+
+def test_split_without_train_rows_gives_advice_that_works(tmp_path):
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.split import split_version
+    from pipelines.store import Store
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.arange(40) % 2)
+    s = Store(tmp_path / "s")
+    ingest(tmp_path / "d.npz", name="d", store=s, options=IngestOptions(split="test"), workers=0)
+    with pytest.raises(AugsvcError, match="--split train"):
+        split_version(s, "d", val=0.1, test=0.2, seed=0)
+    ingest(tmp_path / "d.npz", name="d", store=s, options=IngestOptions(split="train"), workers=0)
+    r = split_version(s, "d", val=0.1, test=0.2, seed=0)
+    assert set(r.manifest.splits) == {"train", "val", "test"}
+
+
+def test_plain_progress_prints_lines_not_blanks():
+    from augsvc.progress import PlainProgress
+
+    out = io.StringIO()
+    with PlainProgress("ingest x", every=0.0, out=out) as update:
+        update(5, 10)
+        update(10, 10)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ingest x: 5/10") and lines[-1].startswith("ingest x: 10/10") and "done" in lines[-1]
+    assert all(line.strip() for line in lines)
