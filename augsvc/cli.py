@@ -28,14 +28,16 @@ def _store(uri: str | None):
 
 @app.command("ls")
 def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None, as_json: JsonOpt = False):
-    """List datasets, or the versions of NAME."""
+    """List datasets (with their latest version), or the versions of NAME (rows, created, tags)."""
+    from augsvc.cli_store import ls_lines
+
     s = _store(store)
-    items = s.versions(name) if name else s.datasets()
     if as_json:
-        typer.echo(json.dumps(items))
-    else:
-        for i in items:
-            typer.echo(i)
+        s.require_present()
+        typer.echo(json.dumps(s.versions(name) if name else s.datasets()))
+        return
+    for line in ls_lines(s, name):
+        typer.echo(line)
 
 
 @app.command()
@@ -162,10 +164,15 @@ def ingest(
         opts = IngestOptions(**raw)
     except ValidationError as e:
         raise AugsvcError(_pydantic_message(e)) from None
+    from augsvc.cli_store import latest_before, latest_note
+
     s = _store(store)
+    before = latest_before(s, name)
     with _progress(f"ingest {name}", as_json) as bar:
         rep = run_ingest(source, name=name, store=s, options=opts, workers=workers, address=address, progress=bar)
     m = rep.manifest
+    if (note := latest_note(s, name, before, m.version)) and not as_json:
+        typer.echo(note, err=True)
     if as_json:
         typer.echo(
             json.dumps(
@@ -236,9 +243,14 @@ def build(
     from schemas.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
+    from augsvc.cli_store import latest_before, latest_note
+
     s = _store(store)
+    before = latest_before(s, recipe.output)
     with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
         rep = run_build(recipe, s, workers=workers, address=address, dry_run=dry_run, progress=bar)
+    if not dry_run and not as_json and (note := latest_note(s, recipe.output, before, rep.version)):
+        typer.echo(note, err=True)
     plan = rep.plan
     rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
     if as_json:
@@ -357,9 +369,11 @@ def _pydantic_message(e) -> str:
 
 
 def _register_trainer() -> None:
+    from augsvc.cli_store import register as register_store
     from augsvc.trainer.cli import register  # typer only; torch is imported inside the commands
 
     register(app)
+    register_store(app)
 
 
 _register_trainer()
