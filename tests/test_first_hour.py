@@ -67,3 +67,39 @@ def test_plain_progress_prints_lines_not_blanks():
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("ingest x: 5/10") and lines[-1].startswith("ingest x: 10/10") and "done" in lines[-1]
     assert all(line.strip() for line in lines)
+
+
+@pytest.fixture
+def split_store(tmp_path):
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.split import split_version
+    from pipelines.store import Store
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.arange(40) % 2)
+    s = Store(tmp_path / "s")
+    ingest(tmp_path / "d.npz", name="d", store=s, options=IngestOptions(), workers=0)
+    split_version(s, "d", val=0.25, test=0.25, seed=0)
+    return s
+
+
+def test_stream_over_eval_splits_defaults_to_train_and_says_so(split_store):
+    from augsvc.stream import Stream
+
+    m = split_store.manifest(*split_store.resolve("d"))
+    with pytest.warns(UserWarning, match="split='train'"):
+        st = Stream("d", store=split_store, batch_size=100, columns=["split"])
+    got = np.concatenate([b["split"] for b in st])
+    assert set(got) == {"train"} and len(got) == m.rows_per_split["train"]
+    every = np.concatenate([b["split"] for b in Stream("d", store=split_store, batch_size=100, split="all",
+                                                        columns=["split"])])  # fmt: skip
+    assert len(every) == m.rows
+    with pytest.raises(AugsvcError, match="did you mean 'train'"):
+        Stream("d", store=split_store, split="trian")
+
+
+def test_streamed_batches_have_no_teacher_logits_column_of_nones(split_store):
+    from augsvc.stream import Stream
+
+    b = next(iter(Stream("d", store=split_store, split="train", batch_size=8)))
+    assert "teacher_logits" not in b and "image" in b
