@@ -243,9 +243,12 @@ def build(
     from schemas.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
+    from augsvc.advice import leak_note
     from augsvc.cli_store import latest_before, latest_note
 
     s = _store(store)
+    if not as_json and (note := leak_note(s.manifest(*s.resolve(recipe.input)), list(recipe.splits))):
+        typer.echo(note, err=True)
     before = latest_before(s, recipe.output)
     with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
         rep = run_build(recipe, s, workers=workers, address=address, dry_run=dry_run, progress=bar)
