@@ -103,3 +103,17 @@ def test_streamed_batches_have_no_teacher_logits_column_of_nones(split_store):
 
     b = next(iter(Stream("d", store=split_store, split="train", batch_size=8)))
     assert "teacher_logits" not in b and "image" in b
+
+
+def test_op_descriptions_name_only_parameters_the_op_accepts():
+    """`augsvc ops` prints each op's first doc line: a ``name`` written there must be a parameter (issue 17:
+    random_swap/random_crop described an ``n`` they reject), unless it is a value the op draws (``..._range``)."""
+    import re
+
+    from pipelines.transforms.base import registry
+
+    for name, cls in registry().items():
+        doc = (cls.__doc__ or "").strip().split("\n")[0]
+        for word in re.findall(r"``([a-z_]+)``", doc):
+            drawn = re.search(rf"``{word}`` drawn", doc) or f"{word}_range" in cls.model_fields
+            assert word in cls.model_fields or drawn, f"{name}: doc names {word!r}, which is not a parameter"
