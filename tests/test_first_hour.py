@@ -117,3 +117,33 @@ def test_op_descriptions_name_only_parameters_the_op_accepts():
         for word in re.findall(r"``([a-z_]+)``", doc):
             drawn = re.search(rf"``{word}`` drawn", doc) or f"{word}_range" in cls.model_fields
             assert word in cls.model_fields or drawn, f"{name}: doc names {word!r}, which is not a parameter"
+
+
+def test_training_reports_are_one_based_pinned_and_name_the_best_epoch(tmp_path, capsys):
+    import csv
+
+    import yaml
+
+    from augsvc.trainer.loop import load_config, train
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.split import split_version
+    from pipelines.store import Store
+
+    rng = np.random.default_rng(0)
+    lines = ["x1,x2,Class"] + [f"{rng.normal(2 * (i % 2)):.3f},{rng.normal():.3f},{'ab'[i % 2]}" for i in range(80)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    s = Store(tmp_path / "s")
+    ingest(tmp_path / "t.csv", name="t", store=s, options=IngestOptions(format="tabular"), workers=0)
+    split_version(s, "t", val=0.25, test=0.0, seed=0)
+    summary = train(load_config({"data": "t", "epochs": 3, "lr": 0.01}), s, tmp_path / "r", progress=True)
+    with open(tmp_path / "r" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    accs = [float(r["val_acc"]) for r in rows]
+    assert summary["best_epoch"] == 1 + accs.index(max(accs))
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    ds, v = s.resolve("t")
+    assert saved["data"] == f"{ds}@{v}" and saved["val_data"] == f"{ds}@{v}" and saved["model"] == "mlp"
+    assert load_config(tmp_path / "r" / "config.yaml").epochs == 3
+    err = capsys.readouterr().err  # no terminal here: one plain line per epoch, the first with an estimate
+    assert "epoch 1/3" in err and "s for the 2 epoch(s) left" in err and "epoch 3/3" in err
