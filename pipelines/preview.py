@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imagecodec
+from pipelines.gridlabels import label_grid
 from pipelines.rng import rng_for
 from pipelines.store import Store
 from schemas.errors import AugsvcError
@@ -86,6 +87,11 @@ def render_preview(
         grid_rows.append(line)
     sep = np.full((pad, grid_rows[0].shape[1], 3), 255, np.uint8)
     grid = np.concatenate([x for r in grid_rows for x in (r, sep)], axis=0)
+    names = store.manifest(*store.resolve(recipe.input)).class_names
+    classes = [names[r["label"]] if r["label"] is not None and 0 <= r["label"] < len(names) else "?" for r in rows]
+    col_x = [0] + [cell + pad * 4 + (cell + pad) * c for c in range(copies)]
+    headers = ["original"] + [f"copy {c + 1}" for c in range(copies)]
+    grid = label_grid(grid, col_x, headers, [(cell + pad) * i for i in range(len(rows))], classes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid[:, :, ::-1]):
