@@ -99,3 +99,17 @@ def test_cli_ls_tags_rm_and_missing_store(tmp_path):
     assert res.output.split() == ["latest", a]
     assert cli.invoke(app, ["rm", f"ds@{a}", "--store", str(tmp_path / "s")]).exit_code == 0
     assert s.versions("ds") == []
+
+
+def test_publishing_another_version_says_latest_moved(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), y=np.arange(12) % 2)
+    cli = CliRunner()
+    base = ["ingest", str(tmp_path / "d.npz"), "--name", "d", "--store", str(tmp_path / "s"), "--workers", "0"]
+    first = cli.invoke(app, base)
+    assert first.exit_code == 0 and "latest moved" not in first.output
+    again = cli.invoke(app, base + ["--split", "val"])
+    assert again.exit_code == 0
+    assert len(Store(tmp_path / "s").versions("d")) == 2 and "latest moved from" in again.output
