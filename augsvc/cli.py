@@ -95,9 +95,7 @@ def tag(ref: str, tag_name: str, store: StoreOpt = None):
 def _progress(label: str, quiet: bool):
     """Progress on stderr: a bar on a terminal, plain lines otherwise, nothing under --json."""
     from augsvc.progress import progress
-    from pipelines.executor import print_status, set_status
 
-    set_status(None if quiet else print_status)
     return progress(label, quiet)
 
 

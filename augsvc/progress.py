@@ -73,13 +73,26 @@ class _Bar(AbstractContextManager):
         return self.p.__exit__(*exc)
 
 
+class _Quiet(AbstractContextManager):
+    """No progress, and no executor status lines (``--json``) until the block ends."""
+
+    def __enter__(self) -> ProgressFn:
+        from pipelines.executor import set_status
+
+        set_status(None)
+        return lambda done, total: None
+
+    def __exit__(self, *exc) -> None:
+        from pipelines.executor import print_status, set_status
+
+        set_status(print_status)
+
+
 def progress(label: str, quiet: bool = False, every: float = 10.0) -> AbstractContextManager[ProgressFn]:
     """A context manager yielding ``update(done, total)``: a no-op when ``quiet``, a rich bar when stderr is a
     terminal, else :class:`PlainProgress` lines every ``every`` seconds."""
-    from contextlib import nullcontext
-
     if quiet:
-        return nullcontext(lambda done, total: None)
+        return _Quiet()
     if sys.stderr.isatty():
         return _Bar(label)
     return PlainProgress(label, every=every)

@@ -162,3 +162,15 @@ def test_every_typed_name_gets_the_same_suggestions(tmp_path):
         load_recipe(f)
     with pytest.raises(AugsvcError, match="did you mean 'epochs'"):
         load_config({"data": "x", "epoch": 3})
+
+
+def test_json_mode_silences_status_lines_only_while_it_runs(capsys):
+    from augsvc.progress import progress
+    from pipelines.executor import status
+
+    with progress("x", quiet=True) as update:
+        update(1, 2)
+        status("hidden")
+    status("shown")
+    err = capsys.readouterr().err
+    assert "hidden" not in err and "shown" in err
