@@ -16,3 +16,16 @@ def leak_note(m: Manifest, augmented_splits: list[str]) -> str | None:
         f"augmented copies of one row in both train and evaluation. Split first: augsvc split {m.dataset} "
         f"(then build from the split version; this recipe augments {', '.join(augmented_splits)})"
     )
+
+
+def no_train_note(m: Manifest) -> str | None:
+    """A note when an ingest put no rows in ``train`` (e.g. MNIST's t10k files land in ``test`` by their names):
+    ``augsvc split`` and the trainer need training rows."""
+    have = m.rows_per_split or {}
+    if not have or have.get("train"):
+        return None
+    where = ", ".join(f"{k} {n}" for k, n in have.items())
+    return (
+        f"note: no rows in 'train' ({where}; split names come from file names); to train on them, ingest again "
+        "with --split train, then 'augsvc split' carves val/test out of them"
+    )

@@ -169,8 +169,11 @@ def ingest(
     with _progress(f"ingest {name}", as_json) as bar:
         rep = run_ingest(source, name=name, store=s, options=opts, workers=workers, address=address, progress=bar)
     m = rep.manifest
-    if (note := latest_note(s, name, before, m.version)) and not as_json:
-        typer.echo(note, err=True)
+    from augsvc.advice import no_train_note
+
+    for note in (latest_note(s, name, before, m.version), no_train_note(m)):
+        if note and not as_json:
+            typer.echo(note, err=True)
     if as_json:
         typer.echo(
             json.dumps(
