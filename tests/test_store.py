@@ -74,7 +74,7 @@ def test_unpublished_staging_is_invisible(tmp_path):
     st.write_shard(pa.table({"x": [1]}))
     # a crash here (before publish) leaves no visible version
     assert store.versions("ds") == []
-    with pytest.raises(AugsvcError, match="no version or tag"):
+    with pytest.raises(AugsvcError, match="no dataset .ds."):
         store.resolve("ds")
 
 
