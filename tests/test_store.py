@@ -82,5 +82,5 @@ def test_bad_names_and_refs_are_clear(tmp_path):
     store = Store(tmp_path)
     with pytest.raises(AugsvcError, match="not valid"):
         store.staging("../evil")
-    with pytest.raises(AugsvcError, match="no version or tag 'nope'"):
+    with pytest.raises(AugsvcError, match="ds@nope: no dataset 'ds'"):
         store.resolve("ds@nope")
