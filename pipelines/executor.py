@@ -117,6 +117,7 @@ def ensure_ray(workers: int | None = None, address: str | None = None) -> None:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # a new embedded instance, even when another Ray runs on this machine
                 num_cpus=workers or os.cpu_count() or 1,
                 include_dashboard=False,
                 log_to_driver=False,
