@@ -139,7 +139,9 @@ def ingest(
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad item; skip: quarantine it.")] = "fail",
     dedupe: Annotated[bool, typer.Option("--dedupe", help="Drop byte-identical duplicates.")] = False,
     shard_rows: Annotated[int | None, typer.Option(help="Rows per shard (default by modality).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (0: in-process; default: in-process for small jobs, else all cores).")
+    ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -231,7 +233,9 @@ def split_cmd(
 @app.command()
 def build(
     recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (0: in-process; default: in-process for small jobs, else all cores).")
+    ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and expected rows; build nothing.")
@@ -356,7 +360,9 @@ def _jsonable(v):
 @app.command()
 def demo(
     workdir: Annotated[str, typer.Option(help="Where the demo writes its inputs and store.")] = "./augsvc-demo",
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (default: in-process for small jobs, else all cores).")
+    ] = None,
 ):
     """Run the whole flow that exists on the bundled demo data (embedded local Ray)."""
     from augsvc.demo import run_demo
