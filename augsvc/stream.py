@@ -333,7 +333,7 @@ class Stream:
         finally:
             for *_, f in pending:
                 f.cancel()
-            pool.shutdown(wait=False)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         plan = self.plan()
@@ -368,6 +368,9 @@ class Stream:
                 yield batch
         finally:
             stop.set()
+            # no reader thread (nor its pool, inside pyarrow) may outlive the iteration: one left running while the
+            # interpreter exits right after a loop aborted it once ("terminate called without an active exception")
+            t.join(timeout=2.0)
 
     def _collate(self, plan: Plan, start: int, end: int, loaded: dict, index: int) -> dict[str, Any]:
         shard, row = plan.shard[start:end], plan.row[start:end]
