@@ -47,23 +47,16 @@ def _store(uri: str | None):
 
 @app.command("ls")
 def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None, as_json: JsonOpt = False):
-    """List datasets, or the versions of NAME."""
+    """List datasets (with their latest version), or the versions of NAME (rows, created, tags)."""
+    from augsvc.cli_store import ls_lines
+
     s = _store(store)
-    items = s.versions(name) if name else s.datasets()
     if as_json:
-        typer.echo(json.dumps(items))
-    else:
-        for i in items:
-            typer.echo(i + (_damaged(s, name, i) if name else ""))
-
-
-def _damaged(s, name: str, version: str) -> str:
-    """'  (damaged: ...)' for a version whose manifest cannot be used, else ''."""
-    try:
-        s.manifest(name, version)
-    except AugsvcError as e:
-        return f"  (damaged: {str(e).split(': ', 1)[-1]})"
-    return ""
+        s.require_present()
+        typer.echo(json.dumps(s.versions(name) if name else s.datasets()))
+        return
+    for line in ls_lines(s, name):
+        typer.echo(line)
 
 
 @app.command()
@@ -120,27 +113,10 @@ def tag(ref: str, tag_name: str, store: StoreOpt = None):
 
 
 def _progress(label: str, quiet: bool):
-    """A rich progress bar on stderr (a no-op callback under --json)."""
-    from contextlib import nullcontext
+    """Progress on stderr: a bar on a terminal, plain lines otherwise, nothing under --json."""
+    from augsvc.progress import progress
 
-    if quiet:
-        return nullcontext(lambda done, total: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-            self.p.__enter__()
-            self.task = self.p.add_task(label, total=None)
-            return self.update
-
-        def update(self, done: int, total: int | None) -> None:
-            self.p.update(self.task, completed=done, total=total)
-
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
+    return progress(label, quiet)
 
 
 def _print_quarantine(items, limit: int = 10) -> None:
@@ -186,7 +162,9 @@ def ingest(
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad item; skip: quarantine it.")] = "fail",
     dedupe: Annotated[bool, typer.Option("--dedupe", help="Drop byte-identical duplicates.")] = False,
     shard_rows: Annotated[int | None, typer.Option(help="Rows per shard (default by modality).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (0: in-process; default: in-process for small jobs, else all cores).")
+    ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -204,9 +182,18 @@ def ingest(
     )  # fmt: skip
     if max_pixels is not None:
         raw["max_pixels"] = max_pixels or None
+    from augsvc.cli_store import latest_before, latest_note
+
+    s = _store(store)
+    before = latest_before(s, name)
     with _progress(f"ingest {name}", as_json) as bar:
         rep = run_ingest(source, name, store=store, workers=workers, address=address, progress=bar, **raw)
     m = rep.manifest
+    from augsvc.advice import no_train_note
+
+    for note in (latest_note(s, name, before, m.version), no_train_note(m)):
+        if note and not as_json:
+            typer.echo(note, err=True)
     if as_json:
         typer.echo(rep.model_dump_json())
         return
@@ -248,7 +235,9 @@ def split_cmd(
 @app.command()
 def build(
     recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (0 = no Ray; default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (0: in-process; default: in-process for small jobs, else all cores).")
+    ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and expected rows; build nothing.")
@@ -261,8 +250,17 @@ def build(
     from augsvc.api import load_recipe
 
     recipe = load_recipe(recipe_path)
+    from augsvc.advice import leak_note
+    from augsvc.cli_store import latest_before, latest_note
+
+    s = _store(store)
+    if not as_json and (note := leak_note(s.manifest(*s.resolve(recipe.input)), list(recipe.splits))):
+        typer.echo(note, err=True)
+    before = latest_before(s, recipe.output)
     with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
-        rep = run_build(recipe, store=store, workers=workers, address=address, dry_run=dry_run, progress=bar)
+        rep = run_build(recipe, store=s, workers=workers, address=address, dry_run=dry_run, progress=bar)
+    if not dry_run and not as_json and (note := latest_note(s, recipe.output, before, rep.version)):
+        typer.echo(note, err=True)
     rows_out = rep.rows_out
     if as_json:
         typer.echo(rep.model_dump_json())
@@ -362,7 +360,9 @@ def ops_cmd(
 @app.command()
 def demo(
     workdir: Annotated[str, typer.Option(help="Where the demo writes its inputs and store.")] = "./augsvc-demo",
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (default: in-process for small jobs, else all cores).")
+    ] = None,
 ):
     """Run the whole flow that exists on the bundled demo data (embedded local Ray)."""
     from augsvc.demo import run_demo
@@ -371,9 +371,11 @@ def demo(
 
 
 def _register_trainer() -> None:
+    from augsvc.cli_store import register as register_store
     from augsvc.trainer.cli import register  # typer only; torch is imported inside the commands
 
     register(app)
+    register_store(app)
 
 
 _register_trainer()

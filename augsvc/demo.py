@@ -123,20 +123,47 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     b = build(reviews_recipe, store, workers=workers)
     echo(f"\n== 6. build reviews_aug@{b.version}: {b.rows_in} -> {b.manifest.rows} rows; for example:")
     _show_text_example(store, b.manifest, echo)
-    from augsvc.trainer.loop import compare, load_config, train
+    from augsvc.trainer.loop import compare, evaluate_run, load_config, train
 
     runs = work / "runs"
-    base_cfg = {"val_data": "digits", "val_split": "val", "epochs": 8, "batch_size": 32, "lr": 0.003, "width": 0.5}
-    echo("\n== 7. train a small CNN on digits, without and with the augmented copies (validation: digits val)")
+    aug_rows = sum(m.splits["train"].values())
+    base_rows = sum(sp.manifest.splits["train"].values())
+    aug_epochs = 8
+    base_epochs = max(1, round(aug_epochs * aug_rows / base_rows))  # the same number of optimizer steps
+    base_cfg = {"val_data": "digits", "val_split": "val", "batch_size": 32, "lr": 0.003, "width": 0.5}
+    echo(f"\n== 7. train a small CNN on digits, without and with the augmented copies, at equal optimizer steps "
+         f"({base_epochs} epochs of {base_rows} rows vs {aug_epochs} of {aug_rows}); test on digits test")  # fmt: skip
     results = {}
-    for name, data in (("baseline", "digits"), ("augmented", "digits_aug")):
-        results[name] = train(load_config(base_cfg | {"data": data}), store, runs / name, progress=False)
-        echo(f"   {name:9s} best val acc {results[name]['best_val_acc']:.3f} ({results[name]['epochs']} epochs)")
+    n_test = sum(sp.manifest.splits["test"].values())
+    for name, data, epochs in (("baseline", "digits", base_epochs), ("augmented", "digits_aug", aug_epochs)):
+        results[name] = train(load_config(base_cfg | {"data": data, "epochs": epochs}), store, runs / name,
+                              progress=False)  # fmt: skip
+        acc = evaluate_run(runs / name, store, "digits", "test")
+        lo, hi = accuracy_interval(acc, n_test)
+        results[name]["test_acc"] = acc
+        echo(f"   {name:9s} best val acc {results[name]['best_val_acc']:.3f} (epoch {results[name]['best_epoch']}); "
+             f"test acc {acc:.3f} (95% interval {lo:.2f}-{hi:.2f}, {n_test} images)")  # fmt: skip
+    diff = results["augmented"]["test_acc"] - results["baseline"]["test_acc"]
+    se = sum(a * (1 - a) / n_test for a in (results["augmented"]["test_acc"], results["baseline"]["test_acc"])) ** 0.5
+    verdict = "larger than" if abs(diff) > 1.96 * max(se, 1e-12) else "within"
+    echo(
+        f"   difference {diff:+.3f} is {verdict} the uncertainty of {n_test} test images (+-{1.96 * se:.3f}); "
+        "a demo, not a benchmark: see bench/efficacy_image.py for a measured comparison"
+    )
     rows = compare([runs / "baseline", runs / "augmented"], work / "compare.png")
     echo(f"   plot of both runs: {work / 'compare.png'} ({len(rows)} runs)")
     problems = [p for ds in store.datasets() for v in store.versions(ds) for p in store.verify(ds, v)]
     echo(f"\n== 8. verify every version: {'ok' if not problems else problems}")
     echo(f"\nNext: augsvc ls --store {store.root}; augsvc show digits --store {store.root}")
+
+
+def accuracy_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (default 95%) of an accuracy measured on ``n`` examples."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((acc * (1 - acc) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _show_text_example(store, manifest, echo: Callable[[str], None]) -> None:

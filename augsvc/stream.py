@@ -60,6 +60,51 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return (rank or 0), (world_size or 1)
 
 
+EVAL_SPLITS = ("val", "test")
+
+
+def has_teacher_logits(store: Store, dataset: str, version: str, _depth: int = 0) -> bool:
+    """True when a teacher stage built this version or one of its ancestors (manifest ``parents``), i.e. when
+    its ``teacher_logits`` column can hold anything but nulls. Unknown parents count as True (keep the column)."""
+    if _depth > 50:
+        return True
+    try:
+        m = store.manifest(dataset, version)
+    except AugsvcError:
+        return True
+    stages = (m.definition.get("recipe") or {}).get("stages") or []
+    if any(isinstance(st, dict) and st.get("teacher") for st in stages):
+        return True
+    for p in m.parents:
+        ds, _, v = p.partition("@")
+        if has_teacher_logits(store, ds, v, _depth + 1):
+            return True
+    return False
+
+
+def default_split(manifest: Any, split: str | None) -> str | None:
+    """The split a stream reads: ``split`` as given; ``"all"`` for every row (None); and when none was given
+    over a version holding evaluation rows (``val``/``test``), ``"train"`` with a warning, so evaluation rows
+    never reach a training loop unasked."""
+    if split == "all":
+        return None
+    if split is not None:
+        return split
+    have = manifest.rows_per_split or {}
+    if any(have.get(e) for e in EVAL_SPLITS) and have.get("train"):
+        import warnings
+
+        warnings.warn(
+            f"{manifest.dataset}@{manifest.version} has evaluation splits ("
+            + ", ".join(f"{k} {n}" for k, n in have.items())
+            + "): streaming only split='train'; pass split='train' to silence this, or split='all' for every row",
+            UserWarning,
+            stacklevel=3,
+        )
+        return "train"
+    return None
+
+
 class Stream:
     """Iterable of batches (dict: column -> numpy array) over one version; see the module docstring.
 
@@ -68,7 +113,9 @@ class Stream:
     (N, H, W, C) when the batch shares one shape, else a list of HWC arrays; ``text``; ``src``/``tgt``; tabular
     feature columns); any other stored column (e.g. ``teacher_logits``); ``padded`` (bool) when ``pad`` is set.
     ``columns`` limits the output to ``sample_id`` plus those names (``source``, ``lineage`` and ``split`` are only
-    returned when named). ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker.
+    returned when named). ``split`` picks one split; ``"all"`` reads every row; left out over a version with
+    ``val``/``test`` rows it means ``"train"`` (with a warning).
+    ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker.
     """
 
     def __init__(
@@ -110,9 +157,15 @@ class Stream:
             raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1")
         if seed < 0 or epoch < 0:
             raise AugsvcError(f"seed and epoch must be >= 0 (got seed={seed}, epoch={epoch})")
+        split = default_split(self.manifest, split)
         if split is not None and self.manifest.rows_per_split and split not in self.manifest.rows_per_split:
+            from schemas.suggest import did_you_mean
+
             have = ", ".join(self.manifest.rows_per_split)
-            raise AugsvcError(f"{self.dataset}@{self.version} has no split {split!r} (has {have})")
+            hint = did_you_mean(split, self.manifest.rows_per_split)
+            raise AugsvcError(
+                f"{self.dataset}@{self.version} has no split {split!r} (has {have})" + (f"; {hint}" if hint else "")
+            )
         self.batch_size, self.seed, self.epoch, self.shuffle = batch_size, seed, epoch, shuffle
         self.worker, self.num_workers = worker, num_workers
         self.columns, self.split, self.mix = columns, split, mix
@@ -121,6 +174,9 @@ class Stream:
         self.resize = check_resize(resize)
         self.recipe, self.aug_stages = _load_recipe(recipe)
         self.seen = 0  # samples of this epoch already yielded by this consumer
+        # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
+        teacher = has_teacher_logits(self.store, self.dataset, self.version)
+        self._skip = _NEVER_DEFAULT | (set() if teacher else {"teacher_logits"})
         self._split_rows: dict[int, np.ndarray] = {}  # shard -> rows of ``split`` (shards without a split tag)
         if self.mix and self.resize is None and self.manifest.modality == "image" and decode_images:
             sizes = image_sizes(self.store, self.dataset, self.version, self.manifest, split)
@@ -243,7 +299,7 @@ class Stream:
             n = pf.metadata.num_rows
             raise AugsvcError(f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'")
         wanted = self._read_columns()
-        names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in _NEVER_DEFAULT)]
+        names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in self._skip)]
         cols = self._to_numpy(pf.read(columns=names))
         return cols
 
@@ -286,7 +342,7 @@ class Stream:
         finally:
             for *_, f in pending:
                 f.cancel()
-            pool.shutdown(wait=False)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         plan = self.plan()
@@ -321,6 +377,9 @@ class Stream:
                 yield batch
         finally:
             stop.set()
+            # no reader thread (nor its pool, inside pyarrow) may outlive the iteration: one left running while the
+            # interpreter exits right after a loop aborted it once ("terminate called without an active exception")
+            t.join(timeout=2.0)
 
     def _collate(self, plan: Plan, start: int, end: int, loaded: dict, index: int) -> dict[str, Any]:
         shard, row = plan.shard[start:end], plan.row[start:end]

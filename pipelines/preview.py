@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import stages
+from pipelines.gridlabels import label_grid
 from pipelines.plan import make_plan
 from pipelines.stages.base import StepContext
 from pipelines.store import Store
@@ -164,6 +165,12 @@ def render_preview(
         raise AugsvcError(f"{recipe.input}: the recipe derived no rows from the previewed ones")
     sep = np.full((pad, width, 3), 255, np.uint8)
     grid = np.concatenate([x for r in grid_rows for x in (r, sep)], axis=0)
+    names = m.class_names
+    classes = [names[o["label"]] if o["label"] is not None and 0 <= o["label"] < len(names) else "-" for o, _ in lines]
+    col_x = [0] + [cell + pad * 4 + (cell + pad) * c for c in range(copies)]
+    headers = ["original"] + [f"derived {c + 1}" for c in range(copies)]
+    row_h = grid_rows[0].shape[0] + pad
+    grid = label_grid(grid, col_x, headers, [row_h * i for i in range(len(lines))], classes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid[:, :, ::-1]):

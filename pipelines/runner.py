@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import stages, storefs
-from pipelines.executor import run_actor_map, run_map, start_workers
+from pipelines.executor import choose_workers, run_actor_map, run_map, start_workers
 from pipelines.plan import BuildPlan, make_plan
 from pipelines.stages.base import StepContext
 from pipelines.store import Store, fault_guard
@@ -185,7 +185,11 @@ def build(
     # on a cluster with a remote store, intermediate files live in the store so every node can read them
     work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
     work = _Work(work_root or str(staging.dir / "work"))
-    n_workers, ray_s = start_workers(workers, address)
+    rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
+    in_bytes = sum(s.bytes for s in m.shards)
+    n, why = choose_workers(len(m.shards) * len(stages.steps(recipe)), in_bytes, workers, address, rows_out)
+    on_cluster = bool(address or os.environ.get("RAY_ADDRESS"))
+    n_workers, ray_s = start_workers(workers if on_cluster else n, address, why)  # on a cluster: its CPUs
     parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
     reused = 0
     tasks_done = 0

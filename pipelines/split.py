@@ -55,7 +55,13 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
     m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")
-    present = set(m.splits)
+    present = set(m.splits) | set(m.rows_per_split)
+    if "train" not in present:
+        have = ", ".join(f"{k} {n}" for k, n in m.rows_per_split.items()) or "none"
+        raise AugsvcError(
+            f"{dataset}@{version} has no 'train' rows to split (its rows: {have}); split carves val/test out of "
+            "train, so ingest the source again with --split train to make its rows training rows"
+        )
     for name, frac in (("val", val), ("test", test)):
         if frac > 0 and name in present:
             raise AugsvcError(f"{dataset}@{version} already has a {name!r} split; pass --{name} 0 to keep it")

@@ -373,7 +373,7 @@ class Store:
         if len(matches) == 1:
             return name, matches[0]
         if not matches:
-            raise AugsvcError(f"{ref}: no version or tag {sel!r} of dataset {name!r} in {self.shown}")
+            raise self.unknown_ref(ref, name, sel)
         raise AugsvcError(f"{ref}: {sel!r} matches several versions ({', '.join(matches)}); give more digits")
 
     def _read_tag(self, dataset: str, tag: str) -> str:
@@ -682,6 +682,199 @@ class Store:
                 if {c: n for c, n in totals.items() if n} != {c: n for c, n in m.rows_per_class.items() if n}:
                     problems.append("rows_per_class differs from the labels in the shards")
         return problems
+
+    # -- housekeeping (issue 17): new methods, kept apart from the ones above ---------------------------------
+    def is_present(self) -> bool:
+        """True when the store root exists (a local folder, or a remote prefix holding anything)."""
+        if self.local:
+            return self.root.is_dir()
+        import pyarrow.fs as pafs
+
+        fs, path = self.filesystem()
+        return fs.get_file_info(path).type != pafs.FileType.NotFound or bool(self._subdirs())
+
+    def require_present(self) -> None:
+        """Raise a one-line error when the store root does not exist (a mistyped ``--store`` or directory)."""
+        if not self.is_present():
+            raise AugsvcError(
+                f"store {self.shown} does not exist; pass --store PATH or set AUGSVC_STORE (an ingest creates it)"
+            )
+
+    def tags(self, dataset: str) -> dict[str, str]:
+        """tag -> version id for every tag of ``dataset`` (sorted by tag)."""
+        _check_name("dataset", dataset)
+        if self.local:
+            d = self.root / dataset / "tags"
+            names = (
+                sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []
+            )
+        else:
+            import pyarrow.fs as pafs
+
+            fs, path = storefs.resolve(self.ref(dataset, "tags"))
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            names = sorted(
+                i.base_name for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")
+            )
+        return {t: self._read_text(dataset, "tags", t).strip() for t in names}
+
+    def version_table(self, dataset: str) -> list[dict]:
+        """One dict per version of ``dataset``, oldest first: version, rows, created, seed, parents, tags."""
+        tags = self.tags(dataset)
+        out = []
+        for v in self.versions(dataset):
+            try:
+                m = self.manifest(dataset, v)
+            except AugsvcError as e:  # listed, marked, never fatal: verify says more
+                out.append({"version": v, "rows": 0, "created": "", "seed": None, "kind": "damaged", "parents": [],
+                            "tags": sorted(t for t, tv in tags.items() if tv == v),
+                            "damaged": str(e).split(": ", 1)[-1]})  # fmt: skip
+                continue
+            out.append(
+                {
+                    "version": v,
+                    "rows": m.rows,
+                    "created": m.created,
+                    "seed": m.seed,
+                    "kind": m.definition.get("kind"),
+                    "parents": m.parents,
+                    "tags": sorted(t for t, tv in tags.items() if tv == v),
+                }
+            )
+        return sorted(out, key=lambda r: (r["created"] or "", r["version"]))
+
+    def children(self, dataset: str, version: str) -> list[str]:
+        """``name@version`` of every version in the store whose manifest lists ``dataset@version`` as a parent."""
+        ref = f"{dataset}@{version}"
+        return [f"{d}@{v}" for d in self.datasets() for v in self.versions(d) if ref in self.manifest(d, v).parents]
+
+    def unknown_ref(self, ref: str, name: str, sel: str) -> AugsvcError:
+        """The error for a reference that matches nothing, with the closest dataset, version or tag names."""
+        from schemas.suggest import did_you_mean
+
+        if not self.versions(name):
+            if not self.is_present():
+                return AugsvcError(f"{ref}: store {self.shown} does not exist; pass --store PATH or set AUGSVC_STORE")
+            hint = did_you_mean(name, self.datasets())
+            return AugsvcError(
+                f"{ref}: no dataset {name!r} in store {self.shown}" + (f"; {hint}" if hint else "; see 'augsvc ls'")
+            )
+        hint = did_you_mean(sel, list(self.tags(name)) + self.versions(name))
+        return AugsvcError(
+            f"{ref}: no version or tag {sel!r} of dataset {name!r}"
+            + (f"; {hint}" if hint else f"; see 'augsvc ls {name}' and 'augsvc tags {name}'")
+        )
+
+    def remove_version(self, dataset: str, version: str, *, force: bool = False) -> list[str]:
+        """Delete one version; returns one line per tag moved or removed.
+
+        Refuses (``AugsvcError``) while a tag other than ``latest`` or a child version (a manifest listing it in
+        ``parents``) needs it, unless ``force``: then those tags are removed (children keep their own data; only
+        their lineage points at a version that is gone). ``latest`` moves to the newest remaining version.
+        Tags are changed first; then the version folder is renamed aside in one step (readers see the whole
+        version or no version) and deleted; remotely ``manifest.json`` is deleted first, then the shards."""
+        self.manifest(dataset, version)  # raises when absent
+        tags = {t: v for t, v in self.tags(dataset).items() if v == version}
+        kids = self.children(dataset, version)
+        blockers = [f"tag {t!r}" for t in sorted(tags) if t != "latest"] + [f"child version {c}" for c in kids]
+        if blockers and not force:
+            raise AugsvcError(
+                f"{dataset}@{version} is still needed by {', '.join(blockers)}; remove those first, "
+                "or pass --force to delete it anyway"
+            )
+        notes = []
+        for t in sorted(tags):
+            if t == "latest":
+                rest = [r for r in self.version_table(dataset) if r["version"] != version]
+                if rest:
+                    self.set_tag(dataset, "latest", rest[-1]["version"])
+                    notes.append(f"latest -> {rest[-1]['version']} (the newest remaining version)")
+                    continue
+            self._delete_tag(dataset, t)
+            notes.append(f"tag {t!r} removed")
+        if self.local:
+            aside = self.root / dataset / ".staging" / f"rm-{version}-{uuid.uuid4().hex[:8]}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.root / dataset / version, aside)  # atomic: the version disappears whole
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            fs, path = storefs.resolve(self.ref(dataset, version, "manifest.json"))
+            fs.delete_file(path)  # the manifest is what makes a remote version visible
+            storefs.delete_dir(self.ref(dataset, version))
+        return notes
+
+    def _delete_tag(self, dataset: str, tag: str) -> None:
+        if self.local:
+            (self.root / dataset / "tags" / tag).unlink(missing_ok=True)
+        else:
+            fs, path = storefs.resolve(self.ref(dataset, "tags", tag))
+            fs.delete_file(path)
+
+    def gc(self, *, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+        """Remove what no version or tag references; returns one line per thing removed (or to remove).
+
+        Local stores: staging folders untouched for ``min_age_s`` seconds (crashed or abandoned ingests and
+        builds; a resumable build loses its finished work), folders of removed versions, temporary tag files,
+        files under a version's ``shards/`` that its manifest does not list, version folders without a manifest,
+        and tags pointing at versions that do not exist. Remote stores: shard objects of versions without a
+        manifest (an upload that crashed) and dangling tags; the local staging folder as above."""
+        import time
+
+        out: list[str] = []
+        now = time.time()
+
+        def age(p: Path) -> float:
+            try:
+                newest = max([p.stat().st_mtime] + [q.stat().st_mtime for q in p.rglob("*")])
+            except OSError:
+                return 0.0
+            return now - newest
+
+        def drop(p: Path, why: str) -> None:
+            out.append(f"{p}: {why}")
+            if not dry_run:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+        names = self._subdirs()
+        for ds in [d for d in names if not d.startswith(".")]:
+            stg = self.root / ds / ".staging"
+            if stg.is_dir():
+                for p in sorted(stg.iterdir()):
+                    if p.name.startswith("rm-"):
+                        drop(p, "left over from a removed version")
+                    elif age(p) >= min_age_s:
+                        drop(p, f"staging folder untouched for {age(p) / 3600:.1f} h")
+            tagdir = self.root / ds / "tags"
+            if self.local and tagdir.is_dir():
+                for p in sorted(tagdir.iterdir()):
+                    if p.name.startswith(".") and age(p) >= min_age_s:
+                        drop(p, "temporary tag file")
+            versions = set(self.versions(ds))
+            for t, v in self.tags(ds).items():
+                if v not in versions:
+                    out.append(f"{ds}/tags/{t}: points at {v}, which does not exist")
+                    if not dry_run:
+                        self._delete_tag(ds, t)
+            for v in self._subdirs(ds):
+                if v in ("tags", ".staging") or v.startswith("."):
+                    continue
+                if v not in versions:
+                    if self.local:
+                        vd = self.root / ds / v
+                        if age(vd) >= min_age_s:
+                            drop(vd, "version folder without manifest.json")
+                    else:
+                        out.append(f"{ds}/{v}: shard objects without manifest.json")
+                        if not dry_run:
+                            storefs.delete_dir(self.ref(ds, v))
+                    continue
+                if self.local:
+                    listed = {s.path for s in self.manifest(ds, v).shards}
+                    sd = self.root / ds / v / "shards"
+                    for p in sorted(sd.iterdir()) if sd.is_dir() else []:
+                        if f"shards/{p.name}" not in listed:
+                            drop(p, f"not listed in {ds}@{v}'s manifest")
+        return out
 
 
 def _fsync_dir(path: Path) -> None:

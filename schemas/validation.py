@@ -7,7 +7,6 @@ one (``did you mean 'copies'?``).
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas.errors import AugsvcError
+from schemas.suggest import did_you_mean
 
 
 def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[dict[str, Any], str]:
@@ -77,8 +77,8 @@ def validation_message(
         loc, key = e["loc"], key_of(e["loc"])
         if e["type"] == "extra_forbidden":
             allowed = list(model_at(loc).model_fields)
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = did_you_mean(str(loc[-1]), allowed)
+            hint = f" ({close})" if close else ""
             lines.append(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
         elif e["type"] == "missing":
             lines.append(f"{where}: missing required key {key!r}")

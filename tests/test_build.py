@@ -173,7 +173,9 @@ def test_modality_mismatch_and_preview(source: Store, tmp_path: Path) -> None:
 
     out = render_preview(recipe(), source, tmp_path / "g.png", n=3, copies=2, cell=32)
     img = cv2.imread(str(out))
-    assert img.shape[0] == 3 * (32 + 14 + 4) and img.shape[1] == 3 * (32 + 4) + 12  # 14: the caption strip
+    # rows: cell + caption strip (14) + gap (4); plus the header strip (18); columns plus the class-name column (90)
+    assert img.shape[0] == 3 * (32 + 14 + 4) + 18 and img.shape[1] == 3 * (32 + 4) + 12 + 90
+    assert (img[:18, 90:] < 128).any() and (img[18:, :90] < 128).any()  # "original"/"derived N" and class names drawn
 
 
 def test_cli_build_dry_run_json(source: Store, tmp_path: Path) -> None:

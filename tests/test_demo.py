@@ -27,3 +27,4 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "digits_preview.png").stat().st_size > 1000
     assert (tmp_path / "demo" / "compare.png").stat().st_size > 1000
     assert "baseline  best val acc" in out and "augmented best val acc" in out
+    assert "equal optimizer steps" in out and "95% interval" in out and "the uncertainty of" in out

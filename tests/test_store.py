@@ -75,7 +75,7 @@ def test_unpublished_staging_is_invisible(tmp_path):
     st.write_shard(pa.table({"x": [1]}))
     # a crash here (before publish) leaves no visible version
     assert store.versions("ds") == []
-    with pytest.raises(AugsvcError, match="no version or tag"):
+    with pytest.raises(AugsvcError, match="no dataset .ds."):
         store.resolve("ds")
 
 
@@ -83,5 +83,5 @@ def test_bad_names_and_refs_are_clear(tmp_path):
     store = Store(tmp_path)
     with pytest.raises(AugsvcError, match="not valid"):
         store.staging("../evil")
-    with pytest.raises(AugsvcError, match="no version or tag 'nope'"):
+    with pytest.raises(AugsvcError, match="ds@nope: no dataset 'ds'"):
         store.resolve("ds@nope")

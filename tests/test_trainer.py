@@ -214,7 +214,11 @@ def test_bad_config_keys_are_named(tmp_path: Path) -> None:
     bad.write_text("data: squares\nepochs: 2\nlearning_rate: 0.1\n")
     with pytest.raises(AugsvcError, match=r"bad.yaml: unknown key 'learning_rate'; allowed keys: data, train_split"):
         load_config(bad)
-    with pytest.raises(AugsvcError, match=r"unknown key 'distill.temp'; allowed keys: temperature, lambda_hard"):
+    with pytest.raises(
+        AugsvcError,
+        match=r"unknown key 'distill.temp' \(did you mean 'temperature'\?\); "
+        r"allowed keys: temperature, lambda_hard",
+    ):
         load_config({"data": "x", "distill": {"temp": 2}})
     with pytest.raises(AugsvcError, match=r"mix.method: Input should be 'mixup', 'cutmix' or 'average'"):
         load_config({"data": "x", "mix": {"method": "blend"}})

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(summary))
         else:
             typer.echo(
-                f"best val acc {summary['best_val_acc']:.4f} after {summary['epochs']} epochs "
+                f"best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} of {summary['epochs']} "
+                "(best.pt holds that epoch) "
                 f"({summary['parameters']:,} parameters); run in {run_dir}"
             )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,9 +140,11 @@ class _Progress:
     def __init__(self, enabled: bool, epochs: int, steps: int | None) -> None:
         self.enabled, self.epochs, self.steps = enabled, epochs, steps
         self.bar: Any = None
+        self.tty = sys.stderr.isatty()
+        self.first = True  # after the first epoch, say how long the rest will take
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
+        if self.enabled and self.tty:  # without a terminal: one plain line per epoch instead
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -161,7 +164,16 @@ class _Progress:
 
     def done(self, task: Any, row: dict) -> None:
         if self.bar is not None:
-            self.bar.update(task, description=f"epoch {row['epoch'] + 1}/{self.epochs} val acc {row['val_acc']:.3f}")
+            self.bar.update(task, description=f"epoch {row['epoch']}/{self.epochs} val acc {row['val_acc']:.3f}")
+        left = self.epochs - row["epoch"]
+        if self.enabled and ((left and self.first) or not self.tty):
+            eta = f"; about {row['seconds'] * left:.0f} s for the {left} epoch(s) left" if left else ""
+            line = f"epoch {row['epoch']}/{self.epochs}: val acc {row['val_acc']:.4f}, {row['seconds']:.1f} s{eta}"
+            if self.bar is not None:
+                self.bar.console.print(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+        self.first = False
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -197,7 +209,12 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     kind = cfg.model or default_kind(m.modality)
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    val_ref = "@".join(store.resolve(val_ref))
+    filled = cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind})
+    (out / "config.yaml").write_text(
+        "# every key of this run, versions pinned and defaults filled in; null means the feature is off\n"
+        + yaml.safe_dump(filled.model_dump(mode="json"), sort_keys=False)
+    )
     # Layer init and dropout only draw from torch's default generator; train() runs this inside
     # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
     torch.manual_seed(cfg.seed)
@@ -264,7 +281,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             val_acc = evaluate(
                 model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize
             )
-            row = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
                    "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
             history.append(row)
             bar.done(task, row)
@@ -276,8 +293,10 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
                         "history": history, "best": best, "rng": _rng_state(device)}, out / "last.pt")  # fmt: skip
             write_reports(out, history)
-    summary = {"run": str(out), "best_val_acc": best, "epochs": len(history), "parameters": count_parameters(model),
-               "data": ref, "model": kind, "width": cfg.width, "distilled": cfg.distill is not None,
+    best_epoch = max(history, key=lambda h: h["val_acc"])["epoch"] if history else None
+    summary = {"run": str(out), "best_val_acc": best, "best_epoch": best_epoch, "epochs": len(history),
+               "parameters": count_parameters(model), "data": ref, "model": kind, "width": cfg.width,
+               "distilled": cfg.distill is not None,
                "device": str(device)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -27,7 +27,7 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     """A line plot (OpenCV, no matplotlib needed): one line per run, epochs on x, accuracy on y."""
     import cv2
 
-    W, H, L, B = 640, 400, 60, 50
+    W, H, L, B = 640, 420, 60, 70
     img = np.full((H, W, 3), 255, np.uint8)
     colours = [(200, 80, 30), (30, 140, 30), (30, 30, 200), (160, 60, 160), (0, 140, 200), (90, 90, 90)]
     n = max((len(c) for c in curves.values()), default=1)
@@ -40,6 +40,7 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
         y = int(H - B - (t - lo) / (hi - lo) * (H - B - 20))
         cv2.putText(img, f"{t:.2f}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.putText(img, title + " per epoch", (L, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.putText(img, "epoch", ((L + W - 20) // 2 - 20, H - B + 32), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     for j in sorted({*range(0, n, -(-n // 10)), n - 1}):
         x = int(L + (j / max(n - 1, 1)) * (W - 20 - L))
         cv2.putText(img, str(j + 1), (x - 4, H - B + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)

@@ -9,12 +9,13 @@ per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.executor import run_map, start_workers
+from pipelines.executor import choose_workers, run_map, start_workers
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
@@ -164,6 +165,20 @@ def _streaming_records(src: Source, opts: IngestOptions, tally: _Tally):
         yield item, (None if isinstance(item.payload, FileRef) else record_digest(item))
 
 
+def input_bytes(path: Path) -> int:
+    """Bytes on disk under ``path`` (a file, or every file below a folder): the planned work of an ingest."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(d, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
 @fault_guard("ingest")
 def ingest(
     path: str | Path,
@@ -177,7 +192,8 @@ def ingest(
 ) -> IngestReport:
     """Ingest ``path`` into ``store`` as dataset ``name``; returns the published (or existing) version.
 
-    ``workers=0`` runs in this process without Ray; ``None`` uses all local cores on embedded Ray.
+    ``workers=0`` runs in this process without Ray; ``None`` decides from the input's size
+    (:func:`pipelines.executor.choose_workers`: small inputs in-process, large ones on all local cores).
     """
     t0 = time.perf_counter()
     opts = options or IngestOptions()
@@ -212,10 +228,12 @@ def ingest(
             return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
-        if workers is None and not address and expected <= shard_rows:
-            workers = 0  # one chunk: nothing to parallelise, so don't pay Ray's start-up (same bytes either way)
 
-    n_workers, ray_s = start_workers(workers, address)
+    # small inputs (or one chunk) run in-process unless --workers says otherwise: same bytes either way
+    planned_tasks = None if expected is None else -(-expected // shard_rows)
+    n_chosen, why = choose_workers(planned_tasks, input_bytes(path), workers, address, expected)
+    on_cluster = bool(address or os.environ.get("RAY_ADDRESS"))
+    n_workers, ray_s = start_workers(workers if on_cluster else n_chosen, address, why)  # on a cluster: its CPUs
     class_index = {c: i for i, c in enumerate(class_names)}
     staging = store.staging(name)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them

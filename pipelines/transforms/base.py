@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import AugsvcError
+from schemas.suggest import did_you_mean
 
 OpRecord = dict[str, Any]
 
@@ -186,7 +187,8 @@ def registry() -> dict[str, type[Op]]:
 def get_op_class(name: str) -> type[Op]:
     ops = registry()
     if name not in ops:
-        raise AugsvcError(f"unknown op {name!r}; known ops: {', '.join(ops)}")
+        close = did_you_mean(name, ops)
+        raise AugsvcError(f"unknown op {name!r}" + (f"; {close}" if close else "") + f" (known ops: {', '.join(ops)})")
     return ops[name]
 
 

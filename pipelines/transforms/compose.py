@@ -23,7 +23,6 @@ into a warp).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -33,6 +32,7 @@ from pydantic_core import to_jsonable_python
 
 from pipelines.transforms.base import Chain, Op, OpRecord, get_op_class, register
 from schemas.errors import AugsvcError
+from schemas.suggest import did_you_mean
 
 
 def _format_validation_error(name: str, cls: type[Op], err: ValidationError) -> str:
@@ -41,8 +41,8 @@ def _format_validation_error(name: str, cls: type[Op], err: ValidationError) -> 
     for e in err.errors():
         key = ".".join(str(part) for part in e["loc"])
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(e["loc"][0]), list(cls.model_fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = did_you_mean(str(e["loc"][0]), list(cls.model_fields))
+            hint = f" ({close})" if close else ""
             lines.append(f"op {name!r}: unknown key {key!r}{hint}; allowed keys: {allowed}")
         elif e["type"] == "missing":
             lines.append(f"op {name!r}: missing required key {key!r}; allowed keys: {allowed}")

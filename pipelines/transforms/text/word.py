@@ -289,7 +289,7 @@ def swaps_in_text(text: str, blanked: bytes, words: Words, swaps: list[list[int]
 
 @register
 class RandomSwap(WordOp):
-    """Swap two random words, ``n`` times (one swap is one edit, as in EDA)."""
+    """Swap two random words once per edit (edits: ``aug_p``/``aug_min``/``aug_max``; one swap is one edit, as EDA)."""
 
     name = "random_swap"
     fix_case: bool = Field(True, description="keep the capital at the start of a sentence")
@@ -349,7 +349,7 @@ class RandomSwap(WordOp):
 
 @register
 class RandomCrop(WordOp):
-    """Drop one contiguous span of ``n`` words (no protected word inside it, never the whole text)."""
+    """Drop one contiguous span of as many words as edits (``aug_p``/``aug_min``/``aug_max``), never the whole text."""
 
     name = "random_crop"
     fix_case: bool = Field(True, description="capitalise the word that becomes sentence-initial")
