@@ -17,7 +17,9 @@ from schemas.suggest import close_names, did_you_mean
 
 def _publish(store: Store, values: list[int], dataset: str = "ds", parents=None, seed=None) -> str:
     st = store.staging(dataset)
-    st.write_shard(pa.table({"sample_id": [str(v) for v in values], "label": pa.array(values, pa.int32())}))
+    # ``values`` make the content (and so the version id); every row is of the one class "a" (label 0)
+    table = pa.table({"sample_id": [str(v) for v in values], "label": pa.array([0] * len(values), pa.int32())})
+    st.write_shard(table)
     r = store.publish(st, dataset=dataset, definition={"kind": "test", "values": values}, modality="tabular",
                       class_names=["a"], rows_per_class={"a": len(values)}, parents=parents, seed=seed)  # fmt: skip
     return r.manifest.version
