@@ -4,11 +4,14 @@ Images are float NCHW in [-1, 1] inside the networks; :func:`to_uint8` and :func
 the uint8 NHWC rows of a version. Square images of side 8 to 64 (28x28 and 32x32 use two upsamplings, larger three;
 the output is centre-cropped to the side).
 
-- Generator (Miyato & Koyama 2018 style conditioning): ``z`` (``z_dim``) -> linear -> ``(4w, s0, s0)``, then
+- Generator: ``[z, embed(y)]`` (2 x ``z_dim``) -> linear -> ``(4w, s0, s0)``, then
   upsampling blocks (4x4 stride-2 transposed conv, class-conditional batch norm, ReLU) halving the channels, a
   3x3 conv to the image channels and tanh. Class-conditional batch norm: per-class gain and bias embeddings.
 - Discriminator: 3x3 conv, then stride-2 4x4 convs doubling the channels (LeakyReLU 0.2), every layer
-  spectrally normalised; global sum pooling gives ``h``; the output is ``linear(h) + <embed(y), h>`` (projection).
+  spectrally normalised; global sum pooling gives ``h``; the output is ``linear(h) + <embed(y), h>`` (projection,
+  Miyato & Koyama 2018), plus auxiliary class logits ``aux(h)`` (AC-GAN, Odena et al. 2017): training adds a
+  cross-entropy on them (D on real images, G on its samples, weight ``aux_weight``), which ties samples to their
+  class far sooner than the projection alone at ~50 images per class.
 - :func:`diff_augment`: DiffAugment (Zhao et al. 2020) translation by up to 1/8 of the side and a cutout of half
   the side, drawn from an explicit ``torch.Generator``, applied to real and fake images alike before the
   discriminator; it is what makes a GAN trainable on ~50 images per class.
@@ -55,7 +58,8 @@ class GanGenerator(nn.Module):
         n_up, self.s0 = plan_shape(side)
         c = width * 2**n_up
         self.c0 = c
-        self.fc = nn.Linear(z_dim, c * self.s0 * self.s0)
+        self.embed = nn.Embedding(num_classes, z_dim)
+        self.fc = nn.Linear(2 * z_dim, c * self.s0 * self.s0)
         self.bn0 = CondBatchNorm(c, num_classes)
         self.convs = nn.ModuleList()
         self.bns = nn.ModuleList()
@@ -66,7 +70,7 @@ class GanGenerator(nn.Module):
         self.out = nn.Conv2d(c, channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(len(z), self.c0, self.s0, self.s0)
+        x = self.fc(torch.cat([z, self.embed(y)], 1)).view(len(z), self.c0, self.s0, self.s0)
         x = F.relu(self.bn0(x, y))
         for conv, bn in zip(self.convs, self.bns, strict=True):
             x = F.relu(bn(conv(x), y))
@@ -89,10 +93,15 @@ class GanDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.linear = spectral_norm(nn.Linear(c, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, c))
+        self.aux = spectral_norm(nn.Linear(c, num_classes))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.scores(x, y)[0]
+
+    def scores(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real-vs-fake scores (B,), auxiliary class logits (B, K)) from one pass."""
         h = self.body(x).sum(dim=(2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1), self.aux(h)
 
 
 def diff_augment(

@@ -1,6 +1,7 @@
 """Training the class-conditional GAN, its checkpoints, sample grids and loss plot.
 
-:func:`train_gan` trains on uint8 images (n, H, W, C) with integer labels: hinge loss, Adam (betas 0, 0.9), an
+:func:`train_gan` trains on uint8 images (n, H, W, C) with integer labels: hinge loss plus an auxiliary
+classification loss (``aux_weight``), Adam (betas 0, 0.9), an
 exponential moving average of the generator weights (the one sampled and saved), DiffAugment on every image the
 discriminator sees. Images larger than 64 pixels (or not square) are resized to a square of at most 64 with a
 warning.
@@ -61,6 +62,8 @@ class GanTrainConfig(BaseModel):
     g_width: int = Field(16, ge=4, description="generator channels at full resolution (x2 per upsampling)")
     d_width: int = Field(16, ge=4, description="discriminator channels at full resolution (x2 per downsampling)")
     ema: float = Field(0.999, ge=0, lt=1, description="decay of the moving average of generator weights")
+    aux_weight: float = Field(1.0, ge=0, description="weight of the auxiliary classification loss (AC-GAN); 0: "
+                              "projection conditioning only")  # fmt: skip
     diff_augment: bool = Field(True, description="DiffAugment translation + cutout before the discriminator")
     size: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description="train at this square side (default: the "
                              "data's side, at most 64)")  # fmt: skip
@@ -282,13 +285,18 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
                 z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
                 with torch.no_grad():
                     fake = G(z, y)
-                d_real, d_fake = D(aug(real), y), D(aug(fake), y)
+                (d_real, c_real), d_fake = D.scores(aug(real), y), D(aug(fake), y)
                 loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                if cfg.aux_weight:
+                    loss_d = loss_d + cfg.aux_weight * F.cross_entropy(c_real, y)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
                 z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-                loss_g = -D(aug(G(z, y)), y).mean()
+                s_fake, c_fake = D.scores(aug(G(z, y)), y)
+                loss_g = -s_fake.mean()
+                if cfg.aux_weight:
+                    loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
