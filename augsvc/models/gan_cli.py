@@ -73,6 +73,12 @@ def register(app: typer.Typer) -> None:
         ] = None,  # fmt: skip
         g_width: Annotated[int, typer.Option("--g-width", help="Generator channels at full resolution.")] = 16,
         d_width: Annotated[int, typer.Option("--d-width", help="Discriminator channels at full resolution.")] = 16,
+        aux_weight: Annotated[
+            float,
+            typer.Option(
+                "--aux-weight", help="Weight of the auxiliary classification loss (0: projection conditioning only)."
+            ),
+        ] = 0.3,  # fmt: skip
         sample_every: Annotated[int, typer.Option("--sample-every", help="Epochs between sample grids.")] = 10,
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
         threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")] = None,
@@ -89,7 +95,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = GanTrainConfig(
                 epochs=epochs, batch_size=batch_size, seed=seed, size=size, g_width=g_width, d_width=d_width,
-                sample_every=sample_every, device=device, threads=threads,
+                sample_every=sample_every, device=device, threads=threads, aux_weight=aux_weight,
             )  # fmt: skip
         except ValidationError as e:
             err = e.errors()[0]

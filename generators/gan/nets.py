@@ -11,7 +11,9 @@ the output is centre-cropped to the side).
   spectrally normalised; global sum pooling gives ``h``; the output is ``linear(h) + <embed(y), h>`` (projection,
   Miyato & Koyama 2018), plus auxiliary class logits ``aux(h)`` (AC-GAN, Odena et al. 2017): training adds a
   cross-entropy on them (D on real images, G on its samples, weight ``aux_weight``), which ties samples to their
-  class far sooner than the projection alone at ~50 images per class.
+  class far sooner than the projection alone at ~50 images per class. The auxiliary head has no spectral norm: a
+  normalised head stays unsure, and G collapsing every class onto the one sample it is surest of (seen with
+  weight 1) follows.
 - :func:`diff_augment`: DiffAugment (Zhao et al. 2020) translation by up to 1/8 of the side and a cutout of half
   the side, drawn from an explicit ``torch.Generator``, applied to real and fake images alike before the
   discriminator; it is what makes a GAN trainable on ~50 images per class.
@@ -93,7 +95,7 @@ class GanDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.linear = spectral_norm(nn.Linear(c, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, c))
-        self.aux = spectral_norm(nn.Linear(c, num_classes))
+        self.aux = nn.Linear(c, num_classes)  # not normalised: it may grow confident, so G stops chasing it
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.scores(x, y)[0]

@@ -62,7 +62,7 @@ class GanTrainConfig(BaseModel):
     g_width: int = Field(16, ge=4, description="generator channels at full resolution (x2 per upsampling)")
     d_width: int = Field(16, ge=4, description="discriminator channels at full resolution (x2 per downsampling)")
     ema: float = Field(0.999, ge=0, lt=1, description="decay of the moving average of generator weights")
-    aux_weight: float = Field(1.0, ge=0, description="weight of the auxiliary classification loss (AC-GAN); 0: "
+    aux_weight: float = Field(0.3, ge=0, description="weight of the auxiliary classification loss (AC-GAN); 0: "
                               "projection conditioning only")  # fmt: skip
     diff_augment: bool = Field(True, description="DiffAugment translation + cutout before the discriminator")
     size: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description="train at this square side (default: the "
