@@ -138,6 +138,10 @@ class GanParams(Generator):
             from generators.nets.classifier import load_model
 
             gate = load_model(self._gate_file(), str(device))
+            if gate.meta.get("modality") != "image" or gate.meta.get("channels", 3) != ck["channels"]:
+                raise AugsvcError(f"gate_checkpoint {self.gate_checkpoint}: a {gate.meta.get('modality')} model for "
+                                  f"{gate.meta.get('channels')}-channel input; the GAN makes {ck['channels']}-channel "
+                                  "images")  # fmt: skip
         return LoadedGan(net, {k: v for k, v in ck.items() if k != "generator"}, device, gate)
 
     def fit(self, data: FitData, model: Any = None) -> Fitted:
