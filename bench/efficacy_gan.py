@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=50)
     ap.add_argument("--val-per-class", type=int, default=10)
     ap.add_argument("--gan-epochs", type=int, default=200, help="GAN epochs (15 steps each at 50 per class)")
+    ap.add_argument("--aux-weight", type=float, default=0.3)
+    ap.add_argument("--diversity-weight", type=float, default=0.0)
     ap.add_argument("--gan", help="reuse this train-gan output folder instead of training")
     ap.add_argument("--gan-per-class", type=int, default=100, help="GAN samples (and geometric copies) per class")
     ap.add_argument("--min-confidence", type=float, default=None, help="gate threshold for (b) (default: none)")
@@ -97,7 +99,8 @@ def main() -> None:
     gan_dir = Path(args.gan) if args.gan else out / "gan"
     if not args.gan:
         every = max(1, args.gan_epochs // 5)
-        cfg = GanTrainConfig(epochs=args.gan_epochs, seed=0, threads=args.threads, sample_every=every)
+        cfg = GanTrainConfig(epochs=args.gan_epochs, seed=0, threads=args.threads, sample_every=every,
+                             aux_weight=args.aux_weight, diversity_weight=args.diversity_weight)  # fmt: skip
         s = train_gan(X[lab], y[lab], names, gan_dir, cfg, progress=sys.stdout.isatty(), data_ref="lab")
         print(f"GAN: {s['steps']} steps on {s['images']} images, {time.process_time() - cpu0:.0f} s CPU "
               f"({s['train_seconds']:.0f} s wall), checkpoint {s['content_sha256'][:16]}", flush=True)  # fmt: skip

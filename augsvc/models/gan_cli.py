@@ -79,6 +79,12 @@ def register(app: typer.Typer) -> None:
                 "--aux-weight", help="Weight of the auxiliary classification loss (0: projection conditioning only)."
             ),
         ] = 0.3,  # fmt: skip
+        diversity_weight: Annotated[
+            float,
+            typer.Option(
+                "--diversity-weight", help="Mode-seeking term against samples that ignore the latent (0: off)."
+            ),
+        ] = 0.0,  # fmt: skip
         sample_every: Annotated[int, typer.Option("--sample-every", help="Epochs between sample grids.")] = 10,
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
         threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")] = None,
@@ -96,6 +102,7 @@ def register(app: typer.Typer) -> None:
             cfg = GanTrainConfig(
                 epochs=epochs, batch_size=batch_size, seed=seed, size=size, g_width=g_width, d_width=d_width,
                 sample_every=sample_every, device=device, threads=threads, aux_weight=aux_weight,
+                diversity_weight=diversity_weight,
             )  # fmt: skip
         except ValidationError as e:
             err = e.errors()[0]

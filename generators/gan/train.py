@@ -64,6 +64,8 @@ class GanTrainConfig(BaseModel):
     ema: float = Field(0.999, ge=0, lt=1, description="decay of the moving average of generator weights")
     aux_weight: float = Field(0.3, ge=0, description="weight of the auxiliary classification loss (AC-GAN); 0: "
                               "projection conditioning only")  # fmt: skip
+    diversity_weight: float = Field(0.0, ge=0, description="mode-seeking term (MSGAN): penalise samples of one "
+                                    "class that do not change with the latent")  # fmt: skip
     diff_augment: bool = Field(True, description="DiffAugment translation + cutout before the discriminator")
     size: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description="train at this square side (default: the "
                              "data's side, at most 64)")  # fmt: skip
@@ -293,10 +295,19 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
                 loss_d.backward()
                 opt_d.step()
                 z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-                s_fake, c_fake = D.scores(aug(G(z, y)), y)
+                half = len(idx) // 2
+                if cfg.diversity_weight:  # pairs (i, i + half) share a label and differ in z
+                    y = torch.cat([y[:half], y[:half], y[2 * half :]])
+                fake = G(z, y)
+                s_fake, c_fake = D.scores(aug(fake), y)
                 loss_g = -s_fake.mean()
                 if cfg.aux_weight:
                     loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
+                if cfg.diversity_weight:  # mode seeking (Mao et al. 2019): image distance per latent distance
+                    ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (
+                        z[:half] - z[half : 2 * half]
+                    ).abs().mean()
+                    loss_g = loss_g + cfg.diversity_weight / (ratio + 1e-5)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
