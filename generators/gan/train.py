@@ -414,7 +414,7 @@ def write_grid(images: Any, class_names: list[str], path: str | Path, per_row: i
 
 
 def plot_losses(history: list[dict], path: str | Path) -> Path:
-    """Discriminator and generator hinge losses per epoch as a PNG line plot."""
+    """Discriminator and generator losses per epoch (hinge plus the weighted auxiliary terms) as a PNG line plot."""
     import cv2
 
     W, H, L, B = 640, 360, 60, 40
@@ -428,7 +428,8 @@ def plot_losses(history: list[dict], path: str | Path) -> Path:
     for t in np.linspace(lo, hi, 5):
         y = int(H - B - (t - lo) / (hi - lo) * (H - B - 20))
         cv2.putText(img, f"{t:.2f}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, f"GAN hinge losses per epoch (1..{n})", (L, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    title = f"GAN losses per epoch (1..{n}): hinge + weighted auxiliary terms"
+    cv2.putText(img, title, (L, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     for i, (key, col) in enumerate(curves.items()):
         pts = [(int(L + (j / max(n - 1, 1)) * (W - 20 - L)), int(H - B - (h[key] - lo) / (hi - lo) * (H - B - 20)))
                for j, h in enumerate(history)]  # fmt: skip
