@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--gan", help="reuse this train-gan output folder instead of training")
     ap.add_argument("--gan-per-class", type=int, default=100, help="GAN samples (and geometric copies) per class")
     ap.add_argument("--min-confidence", type=float, default=None, help="gate threshold for (b) (default: none)")
+    ap.add_argument("--max-candidates-factor", type=float, default=8.0, help="gate: candidates per kept row, at most")
     ap.add_argument("--cnn-epochs", type=int, default=20)
     ap.add_argument("--width", type=float, default=0.5, help="SmallCNN width multiplier")
     ap.add_argument("--seeds", type=int, default=3)
@@ -126,7 +127,8 @@ def main() -> None:
     for seed in range(args.seeds):
         run("a_real", "lab", seed)
         gen = GanParams(checkpoint=str(gan_dir), gate_checkpoint=str(runs / "a_real_s0"),
-                        min_confidence=args.min_confidence, device="cpu")  # fmt: skip
+                        min_confidence=args.min_confidence, device="cpu",
+                        max_candidates_factor=args.max_candidates_factor)  # fmt: skip
         fitted = gen.fit(FitData(X=X[lab], y=y[lab], class_names=names, modality="image"))
         g_rng = np.random.default_rng([seed, 0x6A7])
         made = [fitted.generate(k, args.gan_per_class, g_rng) for k in range(len(names))]
