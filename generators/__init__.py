@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "adasyn": "generators.smote",
     "smotenc": "generators.smote",
     "smoten": "generators.smote",
+    "gan": "generators.gan.generator",
 }
 
 

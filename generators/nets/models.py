@@ -35,13 +35,17 @@ class SmallCNN(nn.Module):
         self.blocks = nn.ModuleList([_block(in_channels, c1), _block(c1, c2), _block(c2, c3)])
         self.head = nn.Linear(c3, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (n, 128w) float: the pooled output of the last block, what the head sees."""
         if x.dtype == torch.uint8:
             x = x.permute(0, 3, 1, 2).float() / 255.0
         x = (x - 0.5) / 0.25
         for b in self.blocks:
             x = b(x)
-        return self.head(x.mean(dim=(2, 3)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         return [*(list(b.parameters()) for b in self.blocks), list(self.head.parameters())]
