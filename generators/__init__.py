@@ -20,6 +20,8 @@ _BUILTIN: dict[str, str] = {
     "adasyn": "generators.smote",
     "smotenc": "generators.smote",
     "smoten": "generators.smote",
+    "backtranslate": "generators.textgen.backtranslate",
+    "lambada": "generators.textgen.lambada",
 }
 
 
