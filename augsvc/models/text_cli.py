@@ -20,8 +20,11 @@ from schemas.errors import AugsvcError
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store root (default: $AUGSVC_STORE or ./augsvc-store).")]
 
 
-def read_split(ref: str, split: str | None, store: str | None, columns: list[str]) -> tuple[Any, dict[str, list]]:
-    """(manifest, column -> values) of the rows of ``split`` (all rows when None) of version ``ref``."""
+def read_split(
+    ref: str, split: str | None, store: str | None, columns: list[str], modality: str, need: str
+) -> tuple[Any, dict[str, list]]:
+    """(manifest, column -> values) of the rows of ``split`` (all rows when None) of version ``ref``; AugsvcError
+    saying ``need`` when the version is not of ``modality``."""
     import pyarrow as pa
 
     from pipelines.store import Store
@@ -29,6 +32,8 @@ def read_split(ref: str, split: str | None, store: str | None, columns: list[str
     st = Store(store)
     ds, v = st.resolve(ref)
     m = st.manifest(ds, v)
+    if m.modality != modality:
+        raise AugsvcError(f"{ds}@{v} holds {m.modality} rows; {need}")
     want = [c for c in columns if c != "split"] + ["split"]
     tables = [st.read_shard(ds, v, s.path, columns=want) for s in m.shards if split is None or s.split in (split, None)]
     if not tables:
@@ -52,8 +57,8 @@ class _Bar:
         if not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.p = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                              TimeElapsedColumn())  # fmt: skip
+            loss = TextColumn("loss {task.fields[loss]}")
+            self.p = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), loss, TimeElapsedColumn())
             self.p.__enter__()
             self.task = self.p.add_task(self.label, total=None, loss="-")
         return self
@@ -116,9 +121,7 @@ def register(app: typer.Typer) -> None:
 
         if n_embd % heads:
             raise AugsvcError(f"--n-embd {n_embd} is not a multiple of --heads {heads}")
-        m, cols = read_split(version, split, store, ["label", "text"])
-        if m.modality != "text":
-            raise AugsvcError(f"{m.dataset}@{m.version} holds {m.modality} rows; train-lm needs a text version")
+        m, cols = read_split(version, split, store, ["label", "text"], "text", "train-lm needs a text version")
         rows = [(m.class_names[lab], t) for lab, t in zip(cols["label"], cols["text"], strict=True)
                 if lab is not None and t and t.strip()]  # fmt: skip
         if not rows:
@@ -178,10 +181,8 @@ def register(app: typer.Typer) -> None:
 
         if d_model % heads:
             raise AugsvcError(f"--d-model {d_model} is not a multiple of --heads {heads}")
-        m, cols = read_split(version, split, store, ["src", "tgt"])
-        if m.modality != "translation":
-            raise AugsvcError(f"{m.dataset}@{m.version} holds {m.modality} rows; train-translator needs a "
-                              "parallel-text version (ingest --format parallel)")  # fmt: skip
+        need = "train-translator needs a parallel-text version (ingest a folder of <split>.<lang> file pairs)"
+        m, cols = read_split(version, split, store, ["src", "tgt"], "translation", need)
         vs, vt = _languages(m)
         if vs and vt:
             if (src, tgt) == (vs, vt):

@@ -144,12 +144,16 @@ class _Fitted(Fitted):
         mono = [i for i in range(len(X)) if not normalise(X[i, 0]) and normalise(X[i, 1])][:n]
         out = translate(self.models["backward"], [normalise(X[i, 1]) for i in mono], self.p.decoding,
                         int(rng.integers(2**63)))  # fmt: skip
-        keep = [(i, s) for i, s in zip(mono, out, strict=True) if s and s != normalise(X[i, 1])]
+        keep = [
+            (i, normalise(s))
+            for i, s in zip(mono, out, strict=True)
+            if normalise(s) and normalise(s) != normalise(X[i, 1])
+        ]
         self.stats[""] = {"monolingual": len(mono), "made": len(keep), "dropped": len(mono) - len(keep)}
         new = np.empty((len(keep), 2), dtype=object)
         for j, (i, s) in enumerate(keep):
             new[j] = [s, X[i, 1]]
-        return Generated(new, [(i,) for i, _ in keep], [self._info(synthetic=True) for _ in keep])
+        return Generated(new, [(int(i),) for i, _ in keep], [self._info(synthetic=True) for _ in keep])
 
     def _paraphrases(self, label: int, n: int, rng: np.random.Generator) -> Generated:
         name = self.data.class_names[label] if 0 <= label < len(self.data.class_names) else str(label)
@@ -167,12 +171,13 @@ class _Fitted(Fitted):
                 pivot = translate(self.models["forward"], src, self.p.decoding, int(rng.integers(2**63)))
                 back = translate(self.models["backward"], pivot, self.p.decoding, int(rng.integers(2**63)))
                 tried += len(take)
+                back = [normalise(b) for b in back]
                 kept += [(i, b, pv) for i, s, pv, b in zip(take, src, pivot, back, strict=True) if b and b != s]
             if len(kept) >= n:
                 break
         self.stats[name] = {"asked": n, "made": len(kept), "tried": tried}
         X = np.array([b for _, b, _ in kept], dtype=object)
-        return Generated(X, [(i,) for i, _, _ in kept], [self._info(pivot=pv) for _, _, pv in kept])
+        return Generated(X, [(int(i),) for i, _, _ in kept], [self._info(pivot=pv) for _, _, pv in kept])
 
     def report(self) -> dict[str, Any]:
         return {"backtranslate": self.stats}

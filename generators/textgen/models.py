@@ -173,8 +173,9 @@ def _bpe(texts: Sequence[str], vocab_size: int, special: Sequence[str]) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(special),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+                                  initial_alphabet=alphabet, show_progress=False)  # fmt: skip
     tok.train_from_iterator(texts, trainer)
     return tok
 
@@ -377,8 +378,9 @@ def train(
         o = Path(out)
         model.save_pretrained(str(o))
         tokenizer.save_pretrained(str(o))
+        n_params = sum(p.numel() for p in model.parameters())
         info = {"kind": kind, "settings": asdict(settings), "examples": len(encoded), "data_sha256": data_hash,
-                "parameters": sum(p.numel() for p in model.parameters()), "history": history, **(meta or {})}  # fmt: skip
+                "parameters": n_params, "history": history, **(meta or {})}  # fmt: skip
         (o / "training.json").write_text(json.dumps(info, indent=2))
     return model, history
 
@@ -444,7 +446,7 @@ def sample_lm(
             for row in gen[:, ids.shape[1] :].tolist():
                 if tok.eos_token_id in row:
                     row = row[: row.index(tok.eos_token_id)]
-                text = tok.decode(row, skip_special_tokens=True)
+                text = tok.decode(row, skip_special_tokens=True).replace("\ufffd", "")
                 text = text.split("\n")[0]
                 for st in stop:
                     text = text.split(st)[0]
@@ -464,5 +466,5 @@ def translate(loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, 
             enc = tok(list(texts[i : i + decoding.batch_size]), return_tensors="pt", padding=True, truncation=True,
                       max_length=decoding.max_length * 2)  # fmt: skip
             gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, **decoding.kwargs())
-            out.extend(t.strip() for t in tok.batch_decode(gen, skip_special_tokens=True))
+            out.extend(t.replace("\ufffd", "").strip() for t in tok.batch_decode(gen, skip_special_tokens=True))
     return out
