@@ -21,6 +21,8 @@ _BUILTIN: dict[str, str] = {
     "smotenc": "generators.smote",
     "smoten": "generators.smote",
     "gan": "generators.gan.generator",
+    "backtranslate": "generators.textgen.backtranslate",
+    "lambada": "generators.textgen.lambada",
 }
 
 

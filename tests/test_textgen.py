@@ -1,0 +1,359 @@
+"""Model-backed text generators (backtranslate, lambada) and `augsvc models train-lm/train-translator`, with tiny
+models trained here in seconds (generators/textgen/fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from generators import build_generator, generator_class  # noqa: E402
+from generators.base import FitData  # noqa: E402
+from generators.textgen import backtranslate as bt_mod  # noqa: E402
+from generators.textgen import fixtures as fx  # noqa: E402
+from generators.textgen import lambada as lb_mod  # noqa: E402
+from schemas.errors import AugsvcError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: one thread trains these tiny models several times faster
+    d = tmp_path_factory.mktemp("textgen-models")
+    out = {"lm": fx.tiny_lm(d / "lm", steps=250), "en-xx": fx.tiny_translator(d / "en-xx", "en-xx", steps=250),
+           "xx-en": fx.tiny_translator(d / "xx-en", "xx-en", steps=250)}  # fmt: skip
+    yield out
+    torch.set_num_threads(threads)
+
+
+def split_data(per_class: int = 8, seed: int = 0) -> FitData:
+    texts, y, names = fx.labelled_sentences(per_class=per_class, seed=seed)
+    return FitData(np.array(texts, dtype=object), y, names, "text")
+
+
+def lambada(models, **kw):
+    spec = {"method": "lambada", "model": str(models["lm"]), "finetune_steps": 20, "device": "cpu",
+            "n_per_class": 3, "max_rounds": 5, **kw}  # fmt: skip
+    return build_generator(spec)
+
+
+def backtranslate(models, **kw):
+    spec = {"method": "backtranslate", "forward_model": str(models["en-xx"]), "backward_model": str(models["xx-en"]),
+            "device": "cpu", "n_per_class": 3, **kw}  # fmt: skip
+    return build_generator(spec)
+
+
+# -- lambada -------------------------------------------------------------------------------------------------------
+
+
+def test_lambada_counts_labels_lineage(models) -> None:
+    gen = lambada(models)
+    data = split_data()
+    gen.check_data("text", data.class_names, {})
+    assert gen.targets({"neg": 8, "pos": 8}) == {"neg": 3, "pos": 3}
+    assert gen.identity()["model_sha256"] == lb_mod.model_sha256(models["lm"])
+    fitted = gen.fit(data, gen.load())
+    train = {lb_mod.text_key(t) for t in data.X}
+    for label in (0, 1):
+        out = fitted.generate(label, 3, np.random.default_rng(label))
+        assert len(out) == 3 and out.X.dtype == object
+        assert all(isinstance(t, str) and t.strip() for t in out.X)
+        assert not {lb_mod.text_key(t) for t in out.X} & train  # no copies of training sentences
+        assert len({lb_mod.text_key(t) for t in out.X}) == 3  # no duplicates
+        assert out.parents == [(), (), ()]
+        for info in out.info:
+            assert set(info) == {"score", "model", "finetune", "classifier"}
+            assert info["model"] == gen.identity()["model_sha256"][:16] and 0.5 <= info["score"] <= 1.0
+        assert [i["score"] for i in out.info] == sorted((i["score"] for i in out.info), reverse=True)
+    rep = fitted.report()["lambada"]
+    assert rep["pos"]["kept"] == 3 and rep["neg"]["candidates"] >= 3 * 5
+    json.dumps(fitted.report())
+
+
+def test_lambada_filter_drops_copies_duplicates_and_wrong_labels(models, monkeypatch) -> None:
+    data = split_data()
+    copy = str(data.X[np.flatnonzero(data.y == 1)[0]])
+    words = " ".join(data.X[data.y == 1]).split()
+    verdict = max(fx.GOOD, key=words.count)  # a positive word the classifier has seen most
+    novel_pos = [t for t, _ in fx.parallel_pairs() if t.endswith(verdict) and t not in set(data.X)][:3]
+    bad = max(fx.BAD, key=" ".join(data.X[data.y == 0]).split().count)
+    novel_neg = [t for t, _ in fx.parallel_pairs() if t.endswith(bad) and t not in set(data.X)][:2]
+    cands = ["", copy.upper(), novel_pos[0], novel_pos[0] + "  ", novel_pos[1], *novel_neg, novel_pos[2]]
+    monkeypatch.setattr(lb_mod, "sample_lm", lambda *a, **k: list(cands))
+    gen = lambada(models, finetune_steps=0, candidates_factor=1, max_rounds=1)
+    fitted = gen.fit(data, gen.load())
+    out = fitted.generate(1, 8, np.random.default_rng(0))
+    assert set(out.X) == set(novel_pos)  # the three new positive sentences, each once
+    st = fitted.report()["lambada"]["pos"]
+    assert st == {"asked": 8, "candidates": 8, "empty": 1, "duplicates": 1, "training_copies": 1,
+                  "wrong_label": 2, "below_min_score": 0, "kept": 3}  # fmt: skip
+    probs = fitted.score(list(out.X))
+    assert (probs.argmax(axis=1) == 1).all()
+    assert [i["score"] for i in out.info] == pytest.approx(sorted(probs[:, 1], reverse=True), abs=1e-6)
+    top = fitted.generate(1, 2, np.random.default_rng(0))  # asked for fewer: the best-scored survive
+    assert list(top.X) == list(out.X[:2])
+
+
+def test_lambada_same_seed_same_rows_and_global_rng_untouched(models) -> None:
+    gen = lambada(models)
+    fitted = gen.fit(split_data(), gen.load())
+    before = torch.get_rng_state()
+    a = fitted.generate(1, 3, np.random.default_rng(7))
+    b = fitted.generate(1, 3, np.random.default_rng(7))
+    assert list(a.X) == list(b.X) and a.info == b.info
+    assert torch.equal(before, torch.get_rng_state())
+    again = lambada(models).fit(split_data(), gen.load())  # fine-tuning is seeded too
+    assert list(again.generate(1, 3, np.random.default_rng(7)).X) == list(a.X)
+
+
+def test_lambada_finetune_cached_for_resume(models, tmp_path, monkeypatch) -> None:
+    data = split_data()
+    cached = FitData(data.X, data.y, data.class_names, "text", cache_dir=str(tmp_path / "cache"))
+    gen = lambada(models)
+    first = gen.fit(cached, gen.load())
+    saved = list((tmp_path / "cache").glob("lambada-*/training.json"))
+    assert len(saved) == 1 and not (saved[0].parent / "checkpoint").exists()
+    rows = first.generate(0, 3, np.random.default_rng(1))
+
+    def no_training(*a, **k):
+        raise AssertionError("retrained although the fine-tuned model is cached")
+
+    monkeypatch.setattr(lb_mod, "train", no_training)
+    second = lambada(models).fit(cached, gen.load())
+    assert list(second.generate(0, 3, np.random.default_rng(1)).X) == list(rows.X)
+    other = FitData(data.X[:-1], data.y[:-1], data.class_names, "text", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(AssertionError, match="retrained"):  # other data -> another key -> trains
+        lambada(models).fit(other, gen.load())
+
+
+def test_model_loaded_once_per_fitted_instance(models, monkeypatch) -> None:
+    calls = []
+    real = lb_mod.load_pretrained
+    monkeypatch.setattr(lb_mod, "load_pretrained", lambda *a, **k: calls.append(a) or real(*a, **k))
+    gen = lambada(models)
+    model = gen.load()  # what an actor does once
+    for seed in (0, 1):  # two splits fitted by the same actor
+        fitted = gen.fit(split_data(seed=seed), model)
+        for label in (0, 1):
+            fitted.generate(label, 2, np.random.default_rng(label))
+    assert len(calls) == 1
+    calls_bt = []
+    real_bt = bt_mod.load_pretrained
+    monkeypatch.setattr(bt_mod, "load_pretrained", lambda *a, **k: calls_bt.append(a) or real_bt(*a, **k))
+    g = backtranslate(models)
+    m = g.load()
+    fitted = g.fit(split_data(), m)
+    fitted.generate(0, 2, np.random.default_rng(0))
+    fitted.generate(1, 2, np.random.default_rng(0))
+    assert len(calls_bt) == 2  # forward and backward, once each
+
+
+def test_lambada_class_without_text(models) -> None:
+    texts, y, _ = fx.labelled_sentences(per_class=4)
+    data = FitData(np.array(texts, dtype=object), y, ["neg", "pos", "meh"], "text")
+    gen = lambada(models, finetune_steps=0)
+    fitted = gen.fit(data, gen.load())
+    with pytest.raises(AugsvcError, match="class 'meh' has no training text"):
+        fitted.generate(2, 3, np.random.default_rng(0))
+
+
+# -- backtranslate -------------------------------------------------------------------------------------------------
+
+
+def test_backtranslate_paraphrases_keep_label_and_parents(models) -> None:
+    gen = backtranslate(models)
+    data = split_data()
+    gen.check_data("text", data.class_names, {})
+    ident = gen.identity()
+    assert ident["forward_model_sha256"] != ident["backward_model_sha256"]
+    fitted = gen.fit(data, gen.load())
+    for label in (0, 1):
+        out = fitted.generate(label, 3, np.random.default_rng(3))
+        assert len(out) == 3
+        for text, (parent,), info in zip(out.X, out.parents, out.info, strict=True):
+            assert data.y[parent] == label  # made from a row of the class it is added to
+            assert text and text != data.X[parent]
+            assert info["backward_model"] == ident["backward_model_sha256"][:16] and "pivot" in info
+        again = fitted.generate(label, 3, np.random.default_rng(3))
+        assert list(again.X) == list(out.X) and again.parents == out.parents
+    beam = backtranslate(models, do_sample=False, num_beams=2).fit(data, gen.load())
+    out = beam.generate(1, 3, np.random.default_rng(0))
+    assert all(t and t != data.X[p[0]] for t, p in zip(out.X, out.parents, strict=True))
+
+
+def test_backtranslate_drops_empty_outputs_and_copies(models, monkeypatch) -> None:
+    data = split_data(per_class=3)
+
+    def fake(loaded, texts, decoding, seed):
+        if loaded is fake_models["forward"]:
+            return [f"pivot {t}" for t in texts]
+        return ["" if i % 3 == 0 else (t.removeprefix("pivot ") if i % 3 == 1 else "new words") for i, t in
+                enumerate(texts)]  # fmt: skip
+
+    gen = backtranslate(models, max_rounds=2)
+    fake_models = gen.load()
+    monkeypatch.setattr(bt_mod, "translate", fake)
+    fitted = gen.fit(data, fake_models)
+    out = fitted.generate(1, 3, np.random.default_rng(0))
+    # pass 1: 3 rows -> empty, copy, kept; pass 2: 2 rows -> empty, copy, then the last row -> empty
+    assert list(out.X) == ["new words"]
+    assert fitted.report() == {"backtranslate": {"pos": {"asked": 3, "made": 1, "tried": 6}}}
+
+
+def test_backtranslate_parallel_text_monolingual_rows(models) -> None:
+    pairs = fx.parallel_pairs()[:10]
+    X = np.empty((10, 2), dtype=object)
+    for i, (en, xx) in enumerate(pairs):
+        X[i] = [None if i >= 6 else en, xx] if i != 7 else ["  ", xx]
+    data = FitData(X, np.full(10, -1, dtype=np.int64), [], "translation")
+    gen = build_generator({"method": "backtranslate", "backward_model": str(models["xx-en"]), "device": "cpu",
+                           "do_sample": False})  # fmt: skip
+    gen.check_data("translation", [], {})
+    assert gen.targets({"": 10}) == {"": 10}
+    fitted = gen.fit(data, gen.load())
+    out = fitted.generate(-1, 10, np.random.default_rng(0))
+    assert out.X.shape == (len(out), 2) and 1 <= len(out) <= 4
+    assert {p[0] for p in out.parents} <= {6, 7, 8, 9}
+    for (src, tgt), (p,), info in zip(out.X, out.parents, out.info, strict=True):
+        assert tgt == pairs[p][1] and src and src != tgt and info["synthetic"] is True
+    assert fitted.report()["backtranslate"][""]["monolingual"] == 4
+
+
+# -- errors --------------------------------------------------------------------------------------------------------
+
+
+def test_clear_errors(models, tmp_path) -> None:
+    with pytest.raises(AugsvcError, match="does not exist"):
+        build_generator({"method": "lambada", "model": str(tmp_path / "nope")}).check_data("text", ["a"], {})
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(AugsvcError, match="has no tokenizer"):
+        build_generator({"method": "lambada", "model": str(bare)}).check_data("text", ["a"], {})
+    with pytest.raises(AugsvcError, match="is an encoder-decoder .* needs a causal LM"):
+        build_generator({"method": "lambada", "model": str(models["en-xx"])}).check_data("text", ["a"], {})
+    with pytest.raises(AugsvcError, match="backward_model: .* is a causal LM"):
+        build_generator({"method": "backtranslate", "backward_model": str(models["lm"])}).identity()
+    with pytest.raises(AugsvcError, match="works on text rows, not image"):
+        lambada(models).check_data("image", ["a"], {})
+    with pytest.raises(AugsvcError, match="not tabular"):
+        backtranslate(models).check_data("tabular", ["a"], {})
+    with pytest.raises(AugsvcError, match="needs forward_model"):
+        build_generator({"method": "backtranslate", "backward_model": str(models["xx-en"])}).check_data("text", [], {})
+    with pytest.raises(AugsvcError, match="num_beams > 1 is beam search"):
+        backtranslate(models, num_beams=4)
+    with pytest.raises(AugsvcError, match="unknown key 'temprature'"):
+        lambada(models, temprature=0.5)
+    if not torch.cuda.is_available():
+        with pytest.raises(AugsvcError, match="no CUDA device"):
+            lambada(models, device="cuda").load()
+
+
+def test_identity_follows_model_content(models, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "lm-copy"
+    shutil.copytree(models["lm"], copy)
+    a = lambada(models).identity()
+    assert build_generator({"method": "lambada", "model": str(copy)}).identity() == a  # same bytes, same id
+    (copy / "training.json").write_text("{}")  # reports are not part of the model
+    assert build_generator({"method": "lambada", "model": str(copy)}).identity() == a
+    fx.tiny_lm(copy, steps=5, seed=1)
+    assert build_generator({"method": "lambada", "model": str(copy)}).identity() != a
+
+
+@pytest.mark.parametrize("method", ["lambada", "backtranslate"])
+def test_suite_case(method, models, tmp_path) -> None:
+    cls = generator_class(method)
+    assert cls.model_backed
+    # reuse the module's models as the suite case's (same fixtures; saves training them again)
+    names = {"lambada": {"tiny-lm": "lm"}, "backtranslate": {"tiny-mt-en-xx": "en-xx", "tiny-mt-xx-en": "xx-en"}}
+    for link, key in names[method].items():
+        (tmp_path / link).symlink_to(models[key])
+    params, data = cls.suite_case(tmp_path)
+    gen = build_generator(params)
+    gen.check_data(data.modality, data.class_names, data.features)
+    counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)}
+    need = gen.targets(counts)
+    fitted = gen.fit(data, gen.load())
+    for c, n in need.items():
+        out = fitted.generate(data.class_names.index(c), n, np.random.default_rng(0))
+        assert len(out) == n
+
+
+# -- CLI -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.store import Store
+
+    d = tmp_path_factory.mktemp("cli")
+    s = Store(d / "store")
+    texts, y, names = fx.labelled_sentences()
+    f = d / "t.tsv"
+    f.write_text("label\ttext\n" + "".join(f"{names[c]}\t{t}\n" for t, c in zip(texts, y, strict=True)))
+    ingest(f, name="tiny", store=s, options=IngestOptions(format="tsv"), workers=0)
+    p = d / "mt"
+    p.mkdir()
+    pairs = fx.parallel_pairs()
+    (p / "train.en").write_text("".join(a + "\n" for a, _ in pairs))
+    (p / "train.xx").write_text("".join(b + "\n" for _, b in pairs))
+    ingest(p, name="par", store=s, options=IngestOptions(src_lang="en", tgt_lang="xx"), workers=0)
+    return s
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from augsvc.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_train_lm_checkpoint_resume_and_use(store, tmp_path) -> None:
+    out = tmp_path / "lm"
+    common = ["--out", out, "--store", store.root, "--vocab-size", 300, "--n-embd", 32, "--heads", 2,
+              "--batch-size", 8, "--threads", 1, "--quiet", "--checkpoint-every", 10, "--device", "cpu"]  # fmt: skip
+    r = cli("models", "train-lm", "tiny", "--steps", 20, *common)
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "training.json").read_text())
+    assert info["settings"]["steps"] == 20 and info["class_names"] == ["neg", "pos"] and info["examples"] == 216
+    assert (out / "loss.png").stat().st_size > 0 and (out / "checkpoint" / "state.pt").is_file()
+    r = cli("models", "train-lm", "tiny", "--steps", 30, "--resume", *common)
+    assert r.exit_code == 0, r.output
+    hist = json.loads((out / "training.json").read_text())["history"]
+    assert [h["step"] for h in hist] == [10, 20, 30] and hist[:2] == info["history"]
+    gen = build_generator({"method": "lambada", "model": str(out), "finetune_steps": 5, "device": "cpu",
+                           "n_per_class": 1, "max_rounds": 1})  # fmt: skip
+    gen.check_data("text", ["neg", "pos"], {})
+    fitted = gen.fit(split_data(), gen.load())
+    assert len(fitted.generate(1, 1, np.random.default_rng(0))) <= 1
+    r = cli("models", "train-lm", "par", "--out", tmp_path / "x", "--store", store.root, "--quiet")
+    assert r.exit_code != 0 and "needs a text version" in str(r.exception)
+
+
+def test_cli_train_translator_directions(store, tmp_path) -> None:
+    common = ["--store", store.root, "--vocab-size", 300, "--d-model", 32, "--heads", 2, "--ffn", 64,
+              "--batch-size", 8, "--threads", 1, "--quiet", "--steps", 10, "--device", "cpu"]  # fmt: skip
+    for src, tgt in (("en", "xx"), ("xx", "en")):
+        out = tmp_path / f"{src}-{tgt}"
+        r = cli("models", "train-translator", "par", "--src", src, "--tgt", tgt, "--out", out, *common)
+        assert r.exit_code == 0, r.output
+        info = json.loads((out / "training.json").read_text())
+        assert (info["src"], info["tgt"], info["kind"]) == (src, tgt, "seq2seq") and (out / "loss.png").is_file()
+        build_generator({"method": "backtranslate", "backward_model": str(out)}).check_data("translation", [], {})
+    r = cli("models", "train-translator", "par", "--src", "en", "--tgt", "fr", "--out", tmp_path / "f", *common)
+    assert r.exit_code != 0 and "not one of its directions" in str(r.exception)
+    r = cli("models", "train-translator", "tiny", "--src", "en", "--tgt", "xx", "--out", tmp_path / "g", *common)
+    assert r.exit_code != 0 and "parallel-text version" in str(r.exception)
