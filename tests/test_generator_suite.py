@@ -23,7 +23,8 @@ def case(method: str, tmp_path: Path):
     if not hasattr(cls, "suite_case"):
         pytest.fail(f"generator {method!r} has no suite_case(tmp_path) classmethod for the shared suite")
     kwargs = {"method": method} if "method" in inspect.signature(cls.suite_case).parameters else {}
-    return cls.suite_case(tmp_path, **kwargs)
+    params, data = cls.suite_case(tmp_path, **kwargs)
+    return (build_generator(params) if isinstance(params, dict) else params), data
 
 
 def run(params, data, label: int, n: int, seed: int) -> Generated:
@@ -73,4 +74,4 @@ def test_generator_contract(method: str, tmp_path: Path) -> None:
 
 
 def test_every_generator_is_in_the_suite() -> None:
-    assert {"smote", "borderline", "adasyn", "smotenc", "smoten"} <= set(METHODS)
+    assert {"smote", "borderline", "adasyn", "smotenc", "smoten", "gan", "backtranslate", "lambada"} <= set(METHODS)
