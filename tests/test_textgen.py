@@ -357,3 +357,33 @@ def test_cli_train_translator_directions(store, tmp_path) -> None:
     assert r.exit_code != 0 and "not one of its directions" in str(r.exception)
     r = cli("models", "train-translator", "tiny", "--src", "en", "--tgt", "xx", "--out", tmp_path / "g", *common)
     assert r.exit_code != 0 and "parallel-text version" in str(r.exception)
+
+
+def test_text_generators_in_a_build(models, store) -> None:
+    """lambada and backtranslate as recipe stages through `augsvc build`'s generator stage (in-process: one model
+    load per build): counts per class, lineage, the filter report in the manifest, the same version id again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.recipes import load_recipe
+    from pipelines.runner import build
+
+    lam = {"method": "lambada", "model": str(models["lm"]), "finetune_steps": 20, "device": "cpu",
+           "n_per_class": 2, "max_rounds": 5}  # fmt: skip
+    bt = {"method": "backtranslate", "forward_model": str(models["en-xx"]), "backward_model": str(models["xx-en"]),
+          "device": "cpu", "n_per_class": 2}  # fmt: skip
+    spec = {"input": "tiny", "output": "tiny_gen", "seed": 3,
+            "stages": [{"name": "lambada", "generator": lam}, {"name": "bt", "generator": bt}]}  # fmt: skip
+    m_in = store.manifest(*store.resolve("tiny"))
+    rep = build(load_recipe(spec), store, workers=0)
+    m = rep.manifest
+    assert all(m.rows_per_class[c] <= m_in.rows_per_class[c] + 4 for c in m.class_names)
+    assert m.rows > m_in.rows and "lambada" in m.stage_reports
+    assert set(m.definition["stage_identity"]) == {"0", "1"}
+    ds, v = store.resolve("tiny_gen")
+    rows = pa.concat_tables([pq.read_table(store.version_dir(ds, v) / s.path) for s in m.shards]).to_pylist()
+    made = [json.loads(r["lineage"])[-1] for r in rows if r["lineage"]]
+    assert {s["generator"] for s in made} <= {"lambada", "backtranslate"} and made
+    assert all(r["text"].strip() for r in rows)
+    again = build(load_recipe(spec | {"output": "tiny_gen2"}), store, workers=0)
+    assert again.version == rep.version
