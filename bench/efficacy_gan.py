@@ -64,9 +64,9 @@ def main() -> None:
     from generators.gan.generator import GanParams
     from generators.gan.train import GanTrainConfig, train_gan, write_grid
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
     from pipelines.store import Store
-    from schemas.recipe import load_recipe
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     out = Path(args.out or tempfile.mkdtemp(prefix="efficacy-gan-"))

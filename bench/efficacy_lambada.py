@@ -112,9 +112,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from generators.textgen.models import load_pretrained
     from pipelines.ingest import IngestOptions, ingest
+    from pipelines.recipes import load_recipe
     from pipelines.runner import build
     from pipelines.store import Store
-    from schemas.recipe import load_recipe
 
     models = args.models.split(",")
     shots = [int(s) for s in args.shots.split(",")]
