@@ -561,12 +561,11 @@ class Store:
             self.mark_latest(dataset, vid)
             return PublishResult(self.manifest(dataset, vid), up_to_date=True)
         for s in staging.shards:
-            with open(staging.dir / s.path, "rb") as f:
-                data = f.read()
-                if self.local:
-                    os.fsync(f.fileno())  # durable before the rename makes it visible
+            data = (staging.dir / s.path).read_bytes()
             if sha256_bytes(data) != s.sha256:
                 raise AugsvcError(f"staged shard {s.path} changed while publishing; nothing was published")
+        if self.local:  # durable before the rename makes them visible; flushed together (one by one cost a third
+            _fsync_files([staging.dir / s.path for s in staging.shards])  # of a small build's time)
         manifest = Manifest(
             dataset=dataset,
             version=vid,
@@ -875,6 +874,22 @@ class Store:
                         if f"shards/{p.name}" not in listed:
                             drop(p, f"not listed in {ds}@{v}'s manifest")
         return out
+
+
+def _fsync_files(paths: list[Path]) -> None:
+    """fsync every file, several at once (each call releases the GIL and waits on the disk)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(p: Path) -> None:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    if paths:
+        with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+            list(pool.map(one, paths))
 
 
 def _fsync_dir(path: Path) -> None:
