@@ -21,7 +21,6 @@ Recipe stage::
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -32,19 +31,12 @@ from pydantic import Field, model_validator
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
 from schemas.errors import AugsvcError
+from schemas.hashing import file_sha256
 
 
 def latent(latent_seed: int, index: int, z_dim: int, scale: float = 1.0) -> np.ndarray:
     """The latent vector (z_dim,) float32 of row ``index`` of a draw seeded ``latent_seed``."""
     return (np.random.default_rng([latent_seed, index]).standard_normal(z_dim) * scale).astype(np.float32)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class LoadedGan:

@@ -45,6 +45,7 @@ from generators.textgen.models import (
     train,
 )
 from schemas.errors import AugsvcError
+from schemas.hashing import file_sha256
 
 
 def text_key(text: str) -> str:
@@ -91,7 +92,7 @@ class Lambada(Generator):
             p = p / "best.pt" if p.is_dir() else p
             if not p.is_file():
                 raise AugsvcError(f"classifier: {self.classifier} has no best.pt (give an `augsvc train` run dir)")
-            out["classifier_sha256"] = model_sha256_file(p)
+            out["classifier_sha256"] = file_sha256(p)
         return out
 
     def load(self) -> Any:
@@ -116,16 +117,6 @@ class Lambada(Generator):
         if model is None:
             raise AugsvcError("lambada.fit needs the model from load() (model-backed generator)")
         return _Fitted(self, data, model)
-
-
-def model_sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_run(run: str, class_names: list[str]) -> None:
