@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +20,33 @@ from pipelines.store import Store
 from tests.conftest import write_image
 
 
+def _job_server_installed() -> bool:
+    """True when Ray's dashboard and job server are installed (``ray[default]``, the ``cluster`` extra)."""
+    try:
+        import ray.dashboard.modules.job  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DASHBOARD_PORT = _free_port() if _job_server_installed() else None
+
+
 @pytest.fixture(scope="module")
 def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    head = {"num_cpus": 1, "include_dashboard": DASHBOARD_PORT is not None}
+    if DASHBOARD_PORT is not None:
+        head |= {"dashboard_host": "127.0.0.1", "dashboard_port": DASHBOARD_PORT}
+    c = Cluster(initialize_head=True, head_node_args=head)
     c.add_node(num_cpus=1)
     ray.init(address=c.address, log_to_driver=False)
     c.wait_for_nodes()
@@ -127,3 +154,53 @@ def test_worker_node_killed_mid_build_still_completes(cluster, tmp_path: Path) -
     assert killed and rep.version == local.version
     assert _shard_hashes(store, "survived", rep.version) == _shard_hashes(store, "local", local.version)
     assert store.verify("survived", rep.version) == []
+
+
+def _augsvc_command() -> list[str]:
+    exe = Path(sys.executable).with_name("augsvc")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "augsvc.cli"]
+
+
+def _wait_for_job_server(url: str, timeout_s: float = 60.0) -> None:
+    t_end = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < t_end, f"Ray's job server at {url} did not answer within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(DASHBOARD_PORT is None, reason="ray job submit needs ray[default] (pip install '.[cluster]')")
+def test_ray_job_submit_build_matches_local(cluster, tmp_path: Path) -> None:
+    """`ray job submit -- augsvc build recipe.yaml`: the job's driver runs on the head node, attaches to the cluster
+    through RAY_ADDRESS (workers default to the cluster's CPUs) and publishes the same version id and shard hashes
+    as an in-process build of the same recipe."""
+    import yaml
+
+    store = _cluster_source(tmp_path)
+    spec = {
+        "input": "src",
+        "output": "viajob",
+        "seed": 6,
+        "stages": [{"op": [{"op": "hflip"}, {"op": "rotate", "limit": 25}], "copies": 2}],
+    }
+    local = build(load_recipe(spec | {"output": "local"}), store, workers=0)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(spec))
+    url = f"http://127.0.0.1:{DASHBOARD_PORT}"
+    _wait_for_job_server(url)
+    ray_cli = Path(sys.executable).with_name("ray")
+    cmd = [str(ray_cli) if ray_cli.exists() else "ray", "job", "submit", "--address", url, "--",
+           *_augsvc_command(), "build", str(recipe), "--store", str(tmp_path / "store"), "--json"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "succeeded" in out.stdout, out.stdout[-3000:]
+    assert local.version in out.stdout, out.stdout[-3000:]  # the job log carries the build's report
+    assert "Connected to Ray cluster" in out.stdout, out.stdout[-3000:]  # on the cluster, not in-process
+    assert _shard_hashes(store, "viajob", local.version) == _shard_hashes(store, "local", local.version)
+    assert store.verify("viajob", local.version) == []
