@@ -43,6 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import storefs, storelock
+from pipelines.store_housekeeping import StoreHousekeeping
+from pipelines.storecheck import SHARD_RE, manifest_problems
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "./augsvc-store"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: no trailing newline, no '/', no '..'
 _VERSION_RE = re.compile(r"[0-9a-f]{16}")  # a version id (schemas.hashing.version_id)
-_SHARD_RE = re.compile(r"shards/[A-Za-z0-9_-][A-Za-z0-9._-]*\.parquet")  # a shard path inside its version
 log = logging.getLogger("augsvc.store")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -180,7 +181,7 @@ class Staging:
             self.lock.release()
 
 
-class Store:
+class Store(StoreHousekeeping):
     """A store root holding datasets, their versions and tags: a local folder or a remote URI."""
 
     def __init__(self, root: str | Path | None = None) -> None:
@@ -211,7 +212,7 @@ class Store:
         """The ref of a shard named in a manifest; only names inside ``<version>/shards/`` are accepted, so a
         manifest can never point a reader outside the store (``AugsvcError`` otherwise)."""
         self._check_version_ref(dataset, version)
-        if not isinstance(rel, str) or not _SHARD_RE.fullmatch(rel):
+        if not isinstance(rel, str) or not SHARD_RE.fullmatch(rel):
             raise AugsvcError(
                 f"{dataset}@{version}: manifest shard path {rel!r} is not a file inside the version's shards/ folder "
                 "(the manifest was edited or damaged); run 'augsvc verify'"
@@ -324,7 +325,7 @@ class Store:
             key = ".".join(str(p) for p in err["loc"]) or "manifest"
             more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
             return None, [f"manifest.json is damaged: {key}: {err['msg']}{more}"]
-        return m, _manifest_problems(m, dataset, version)
+        return m, manifest_problems(m, dataset, version)
 
     def manifest(self, dataset: str, version: str) -> Manifest:
         """The manifest of a published version; ``AugsvcError`` (one line) when it is missing, damaged, points
@@ -632,9 +633,9 @@ class Store:
         counts: dict[str, dict[int, int]] = {}
         counted = bool(m.class_names)
         for s in m.shards:
-            if not _SHARD_RE.fullmatch(s.path):
+            if not SHARD_RE.fullmatch(s.path):
                 counted = False
-                continue  # reported by _manifest_problems; never read outside the version
+                continue  # reported by manifest_problems; never read outside the version
             try:
                 data = storefs.read_bytes(self.shard_ref(dataset, version, s.path))
             except OSError:
@@ -717,36 +718,6 @@ class Store:
             )
         return {t: self._read_text(dataset, "tags", t).strip() for t in names}
 
-    def version_table(self, dataset: str) -> list[dict]:
-        """One dict per version of ``dataset``, oldest first: version, rows, created, seed, parents, tags."""
-        tags = self.tags(dataset)
-        out = []
-        for v in self.versions(dataset):
-            try:
-                m = self.manifest(dataset, v)
-            except AugsvcError as e:  # listed, marked, never fatal: verify says more
-                out.append({"version": v, "rows": 0, "created": "", "seed": None, "kind": "damaged", "parents": [],
-                            "tags": sorted(t for t, tv in tags.items() if tv == v),
-                            "damaged": str(e).split(": ", 1)[-1]})  # fmt: skip
-                continue
-            out.append(
-                {
-                    "version": v,
-                    "rows": m.rows,
-                    "created": m.created,
-                    "seed": m.seed,
-                    "kind": m.definition.get("kind"),
-                    "parents": m.parents,
-                    "tags": sorted(t for t, tv in tags.items() if tv == v),
-                }
-            )
-        return sorted(out, key=lambda r: (r["created"] or "", r["version"]))
-
-    def children(self, dataset: str, version: str) -> list[str]:
-        """``name@version`` of every version in the store whose manifest lists ``dataset@version`` as a parent."""
-        ref = f"{dataset}@{version}"
-        return [f"{d}@{v}" for d in self.datasets() for v in self.versions(d) if ref in self.manifest(d, v).parents]
-
     def unknown_ref(self, ref: str, name: str, sel: str) -> AugsvcError:
         """The error for a reference that matches nothing, with the closest dataset, version or tag names."""
         from schemas.suggest import did_you_mean
@@ -763,117 +734,6 @@ class Store:
             f"{ref}: no version or tag {sel!r} of dataset {name!r}"
             + (f"; {hint}" if hint else f"; see 'augsvc ls {name}' and 'augsvc tags {name}'")
         )
-
-    def remove_version(self, dataset: str, version: str, *, force: bool = False) -> list[str]:
-        """Delete one version; returns one line per tag moved or removed.
-
-        Refuses (``AugsvcError``) while a tag other than ``latest`` or a child version (a manifest listing it in
-        ``parents``) needs it, unless ``force``: then those tags are removed (children keep their own data; only
-        their lineage points at a version that is gone). ``latest`` moves to the newest remaining version.
-        Tags are changed first; then the version folder is renamed aside in one step (readers see the whole
-        version or no version) and deleted; remotely ``manifest.json`` is deleted first, then the shards."""
-        self.manifest(dataset, version)  # raises when absent
-        tags = {t: v for t, v in self.tags(dataset).items() if v == version}
-        kids = self.children(dataset, version)
-        blockers = [f"tag {t!r}" for t in sorted(tags) if t != "latest"] + [f"child version {c}" for c in kids]
-        if blockers and not force:
-            raise AugsvcError(
-                f"{dataset}@{version} is still needed by {', '.join(blockers)}; remove those first, "
-                "or pass --force to delete it anyway"
-            )
-        notes = []
-        for t in sorted(tags):
-            if t == "latest":
-                rest = [r for r in self.version_table(dataset) if r["version"] != version]
-                if rest:
-                    self.set_tag(dataset, "latest", rest[-1]["version"])
-                    notes.append(f"latest -> {rest[-1]['version']} (the newest remaining version)")
-                    continue
-            self._delete_tag(dataset, t)
-            notes.append(f"tag {t!r} removed")
-        if self.local:
-            aside = self.root / dataset / ".staging" / f"rm-{version}-{uuid.uuid4().hex[:8]}"
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self.root / dataset / version, aside)  # atomic: the version disappears whole
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            fs, path = storefs.resolve(self.ref(dataset, version, "manifest.json"))
-            fs.delete_file(path)  # the manifest is what makes a remote version visible
-            storefs.delete_dir(self.ref(dataset, version))
-        return notes
-
-    def _delete_tag(self, dataset: str, tag: str) -> None:
-        if self.local:
-            (self.root / dataset / "tags" / tag).unlink(missing_ok=True)
-        else:
-            fs, path = storefs.resolve(self.ref(dataset, "tags", tag))
-            fs.delete_file(path)
-
-    def gc(self, *, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
-        """Remove what no version or tag references; returns one line per thing removed (or to remove).
-
-        Local stores: staging folders untouched for ``min_age_s`` seconds (crashed or abandoned ingests and
-        builds; a resumable build loses its finished work), folders of removed versions, temporary tag files,
-        files under a version's ``shards/`` that its manifest does not list, version folders without a manifest,
-        and tags pointing at versions that do not exist. Remote stores: shard objects of versions without a
-        manifest (an upload that crashed) and dangling tags; the local staging folder as above."""
-        import time
-
-        out: list[str] = []
-        now = time.time()
-
-        def age(p: Path) -> float:
-            try:
-                newest = max([p.stat().st_mtime] + [q.stat().st_mtime for q in p.rglob("*")])
-            except OSError:
-                return 0.0
-            return now - newest
-
-        def drop(p: Path, why: str) -> None:
-            out.append(f"{p}: {why}")
-            if not dry_run:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-        names = self._subdirs()
-        for ds in [d for d in names if not d.startswith(".")]:
-            stg = self.root / ds / ".staging"
-            if stg.is_dir():
-                for p in sorted(stg.iterdir()):
-                    if p.name.startswith("rm-"):
-                        drop(p, "left over from a removed version")
-                    elif age(p) >= min_age_s:
-                        drop(p, f"staging folder untouched for {age(p) / 3600:.1f} h")
-            tagdir = self.root / ds / "tags"
-            if self.local and tagdir.is_dir():
-                for p in sorted(tagdir.iterdir()):
-                    if p.name.startswith(".") and age(p) >= min_age_s:
-                        drop(p, "temporary tag file")
-            versions = set(self.versions(ds))
-            for t, v in self.tags(ds).items():
-                if v not in versions:
-                    out.append(f"{ds}/tags/{t}: points at {v}, which does not exist")
-                    if not dry_run:
-                        self._delete_tag(ds, t)
-            for v in self._subdirs(ds):
-                if v in ("tags", ".staging") or v.startswith("."):
-                    continue
-                if v not in versions:
-                    if self.local:
-                        vd = self.root / ds / v
-                        if age(vd) >= min_age_s:
-                            drop(vd, "version folder without manifest.json")
-                    else:
-                        out.append(f"{ds}/{v}: shard objects without manifest.json")
-                        if not dry_run:
-                            storefs.delete_dir(self.ref(ds, v))
-                    continue
-                if self.local:
-                    listed = {s.path for s in self.manifest(ds, v).shards}
-                    sd = self.root / ds / v / "shards"
-                    for p in sorted(sd.iterdir()) if sd.is_dir() else []:
-                        if f"shards/{p.name}" not in listed:
-                            drop(p, f"not listed in {ds}@{v}'s manifest")
-        return out
 
 
 def _fsync_files(paths: list[Path]) -> None:
@@ -904,42 +764,3 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _manifest_problems(m: Manifest, dataset: str, version: str) -> list[str]:
-    """Inconsistencies of a parsed manifest that need no shard reads: identity, shard paths, totals, counts."""
-    problems = []
-    if m.dataset != dataset or m.version != version:
-        problems.append(f"manifest.json describes {m.dataset}@{m.version}, not {dataset}@{version}")
-    if version_id(m.definition) != version:
-        problems.append("manifest.json's definition does not hash to its version id (edited)")
-    seen: set[str] = set()
-    for i, s in enumerate(m.shards):
-        if not _SHARD_RE.fullmatch(s.path):
-            problems.append(f"shards[{i}].path {s.path!r} is not a file inside the version's shards/ folder")
-        elif s.path in seen:
-            problems.append(f"shards[{i}].path {s.path!r} is listed twice")
-        seen.add(s.path)
-    total = sum(s.rows for s in m.shards)
-    if total != m.rows:
-        problems.append(f"rows is {m.rows}, but its shards list {total} rows")
-    if m.shards and all(s.split is not None for s in m.shards) and m.rows_per_split:
-        per_split: dict[str, int] = {}
-        for s in m.shards:
-            per_split[s.split] = per_split.get(s.split, 0) + s.rows  # type: ignore[index]
-        if {k: v for k, v in per_split.items() if v} != {k: v for k, v in m.rows_per_split.items() if v}:
-            problems.append("rows_per_split differs from the rows its shards list per split")
-    if m.class_names:
-        names = set(m.class_names)
-        if len(names) != len(m.class_names):
-            problems.append("class_names holds a name twice")
-        unknown = sorted((set(m.rows_per_class) | {c for per in m.splits.values() for c in per}) - names)
-        if unknown:
-            problems.append(f"classes {unknown} are counted but not in class_names")
-        elif m.rows_per_class and sum(m.rows_per_class.values()) != m.rows:
-            problems.append(f"rows_per_class sums to {sum(m.rows_per_class.values())}, not rows ({m.rows})")
-        for sp, per in m.splits.items():
-            if sp in m.rows_per_split and sum(per.values()) != m.rows_per_split[sp]:
-                want = m.rows_per_split[sp]
-                problems.append(f"splits[{sp!r}] sums to {sum(per.values())}, not rows_per_split ({want})")
-    return problems
