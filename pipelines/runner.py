@@ -192,12 +192,19 @@ def build(
     n_workers, ray_s = start_workers(workers if on_cluster else n, address, why)  # on a cluster: its CPUs
     parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
     reused = 0
-    tasks_done = 0
+    tasks_done = 0  # tasks finished in this run
+    counted = 0  # tasks of earlier calls (finished or reused), for the progress total
+    step_steps = stages.steps(recipe)
+    step_at = step_calls = 0
     task_reports: dict[str, dict | None] = {}
 
     def finish(items: list[tuple[str, tuple]], outputs) -> dict[str, list[str]]:
-        """Run the tasks not finished before (by key) through ``outputs(todo)``; returns key -> output files."""
-        nonlocal reused, tasks_done
+        """Run the tasks not finished before (by key) through ``outputs(todo)``; returns key -> output files.
+
+        Progress is (tasks finished or reused, total): this call's tasks plus the earlier ones are known; each
+        later round of tasks (a kind's ``task_rounds`` per step) is counted as one task per input shard until it
+        plans its own."""
+        nonlocal reused, tasks_done, counted, step_calls
         result: dict[str, list[str]] = {}
         todo = []
         for key, args in items:
@@ -207,6 +214,12 @@ def build(
                 reused += 1
             else:
                 todo.append((key, *args))
+        rounds_left = max(step_steps[step_at][0].task_rounds - step_calls - 1, 0)
+        rounds_left += sum(kind.task_rounds for kind, _ in step_steps[step_at + 1 :])
+        total = counted + len(items) + len(m.shards) * rounds_left
+        here = len(items) - len(todo)
+        if progress and here:
+            progress(counted + here, total)
         for out in outputs(todo):
             if isinstance(out, PartOut):
                 result[out.key] = work.save(out.key, [c.data for c in out.chunks], report=out.report)
@@ -215,8 +228,11 @@ def build(
                 key, blobs, dests = out
                 result[key] = work.save(key, blobs, [f"{key}-d{d}.parquet" for d in dests])
             tasks_done += 1
+            here += 1
             if progress:
-                progress(tasks_done, None)
+                progress(counted + here, total)
+        counted += len(items)
+        step_calls += 1
         return result
 
     def run(fn, shared, items):
@@ -226,7 +242,8 @@ def build(
         return finish(items, lambda todo: run_actor_map(cls, init, todo, workers=n_workers, address=address))
 
     reports: dict = {}
-    for si, (kind, ks) in enumerate(stages.steps(recipe)):
+    for si, (kind, ks) in enumerate(step_steps):
+        step_at, step_calls = si, 0
         ctx = StepContext(recipe, m, plan, si, run, run_actors, _metas, work.cache_dir, reports, task_reports)
         parts = kind.run(ctx, ks, parts)
     # publish: the last step's files in order become the shards

@@ -114,6 +114,21 @@ def test_two_stages_chain_lineage(source: Store) -> None:
     assert [s["stage"] for s in deepest] == [0, 1]
 
 
+def test_progress_counts_tasks_against_a_total(source: Store) -> None:
+    """Progress calls are (tasks done, total): a mix step (two rounds of tasks) after an op step, one task per
+    shard each round, counted to the end against a total known from the start."""
+    from pipelines import stages
+
+    m = source.manifest(*source.resolve("src"))
+    seen: list[tuple[int, int | None]] = []
+    r = recipe(stages=[{"op": FLIPROTATE, "copies": 1}, {"mix": {"method": "mixup", "alpha": 0.4}, "copies": 1}])
+    build(r, source, workers=0, progress=lambda d, t: seen.append((d, t)))
+    want = sum(kind.task_rounds for kind, _ in stages.steps(r)) * len(m.shards)
+    assert want == 3 * len(m.shards)  # the op step, the mix's scatter and its mix
+    assert [d for d, _ in seen] == list(range(1, want + 1))
+    assert {t for _, t in seen} == {want}
+
+
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(AugsvcError, match=r"stages\[0\]: unknown key 'copis' \(did you mean 'copies'\?\)"):
         load_recipe({"input": "a", "output": "b", "stages": [{"op": FLIPROTATE, "copis": 2}]})
