@@ -391,7 +391,7 @@ def test_text_generators_in_a_build(models, store) -> None:
 
 # -- monolingual rows in translation versions (back-translation inside `augsvc build`) ------------------------------
 
-PAR_VERSION = "575e9ffb33c981e1"  # the fixture's parallel version as ingested before monolingual rows existed (format 3)
+PAR_VERSION = "575e9ffb33c981e1"  # the fixture's parallel version, ingested before monolingual rows existed
 
 
 @pytest.fixture(scope="module")
