@@ -71,7 +71,8 @@ def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
     typer.echo(f"definition: {m.definition.get('kind', '?')}   parents: {', '.join(m.parents) or '-'}")
     for sp, n in m.rows_per_split.items():
         per = m.splits.get(sp, {})
-        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))
+        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else "")
+                   + monolingual_note(m, sp))  # fmt: skip
     if m.class_names:
         typer.echo("classes: " + ", ".join(f"{c}: {m.rows_per_class.get(c, 0)}" for c in m.class_names))
     if m.features:
@@ -119,6 +120,11 @@ def _progress(label: str, quiet: bool):
     return progress(label, quiet)
 
 
+def monolingual_note(m, split: str) -> str:
+    """The ingest/show line's tail for a translation version that may hold monolingual rows, else ''."""
+    return f", of which {m.monolingual.get(split, 0)} monolingual (target only)" if m.monolingual is not None else ""
+
+
 def _print_quarantine(items, limit: int = 10) -> None:
     if not items:
         return
@@ -157,6 +163,9 @@ def ingest(
     y_key: Annotated[str, typer.Option(help="NPZ labels array name.")] = "y",
     src_lang: Annotated[str | None, typer.Option(help="Parallel text: source language suffix.")] = None,
     tgt_lang: Annotated[str | None, typer.Option(help="Parallel text: target language suffix.")] = None,
+    monolingual: Annotated[
+        bool, typer.Option("--monolingual", help="Parallel text: keep target-only text as rows with no source.")
+    ] = False,
     image_column: Annotated[str | None, typer.Option(help="Parquet source: column of encoded images.")] = None,
     classes: Annotated[str | None, typer.Option(help="Comma-separated class names in label order.")] = None,
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad item; skip: quarantine it.")] = "fail",
@@ -176,7 +185,7 @@ def ingest(
         format=fmt, text_column=text_column, label_column=label_column, header=header, encoding=encoding,
         delimiter=delimiter, label_sep=label_sep, label_level=label_level, split=split, resize=resize,
         image_storage=image_storage, jpeg_quality=jpeg_quality, labels_file=labels_file, x_key=x_key, y_key=y_key,
-        src_lang=src_lang, tgt_lang=tgt_lang, image_column=image_column,
+        src_lang=src_lang, tgt_lang=tgt_lang, monolingual=monolingual, image_column=image_column,
         classes=[c.strip() for c in classes.split(",")] if classes else None,
         on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
     )  # fmt: skip
@@ -203,7 +212,8 @@ def ingest(
         typer.echo(f"  note: {note}")
     for sp, n in m.rows_per_split.items():
         per = m.splits.get(sp, {})
-        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else ""))
+        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else "")
+                   + monolingual_note(m, sp))  # fmt: skip
     if m.duplicates:
         extra = f", {m.duplicates_dropped} dropped" if m.duplicates_dropped else " (pass --dedupe to drop them)"
         typer.echo(f"  {len(m.duplicates)} group(s) of byte-identical inputs{extra}")

@@ -45,6 +45,7 @@ class BuildPlan:
     counts_in: dict[str, dict[str, int]]
     counts_out: dict[str, dict[str, int]]
     max_rows: int
+    monolingual: bool = False  # translation: src is nullable (the input may hold target-only rows)
 
 
 def _counts(rows: list[tuple[str, int, str]], class_names: list[str]) -> dict[str, dict[str, int]]:
@@ -86,6 +87,7 @@ def make_plan(
         counts_in=counts_in,
         counts_out=_counts(rows, names),
         max_rows=OUT_SHARD_ROWS[manifest.modality],
+        monolingual=manifest.monolingual is not None,
     )
 
 

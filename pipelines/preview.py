@@ -182,7 +182,8 @@ def _cells(row: dict, m: Manifest) -> list[str]:
     if m.modality == "text":
         return [row["text"]]
     if m.modality == "translation":
-        return [f"{row['src']} => {row['tgt']}"]
+        src = "(monolingual: no source)" if row["src"] is None else row["src"]
+        return [f"{src} => {row['tgt']}"]
     return [", ".join(f"{f}={_fmt(row.get(f))}" for f in m.features)]
 
 

@@ -250,8 +250,9 @@ def build(
     splits: dict[str, dict[str, int]] = {}
     soft = m.soft_labels or any(stages.kind_of(recipe, k).mixes_labels for k in range(len(recipe.stages)))
     final = [f for files in parts for f in files]
+    monolingual: dict[str, int] | None = None if m.monolingual is None else {}
     for f in final:
-        t = storefs.read_table(f, columns=["label", "split"])
+        t = storefs.read_table(f, columns=["label", "split", *(["src"] if monolingual is not None else [])])
         if t.num_rows == 0:
             continue
         rel = f"shards/part-{len(staging.shards):05d}.parquet"
@@ -266,8 +267,12 @@ def build(
         )
         per = splits.setdefault(split, {})
         for lab in t["label"].to_pylist():
+            if lab is None:  # translation pairs have no label
+                continue
             name = m.class_names[lab]
             per[name] = per.get(name, 0) + 1
+        if monolingual is not None:
+            monolingual[split] = monolingual.get(split, 0) + t["src"].null_count
     work.clear()
     rows_per_class = {c: sum(per.get(c, 0) for per in splits.values()) for c in m.class_names}
     result = store.publish(
@@ -284,6 +289,7 @@ def build(
             "features": m.features,
             "image_storage": recipe.output_image_format if m.modality == "image" else None,
             "soft_labels": soft,
+            "monolingual": None if monolingual is None else dict(sorted(monolingual.items())),
             **({"stage_reports": reports} if reports else {}),
         },
     )

@@ -632,6 +632,7 @@ class Store(StoreHousekeeping):
             return problems
         counts: dict[str, dict[int, int]] = {}
         counted = bool(m.class_names)
+        mono: dict[str, int] | None = None if m.monolingual is None else {}  # split -> rows with a null src
         for s in m.shards:
             if not SHARD_RE.fullmatch(s.path):
                 counted = False
@@ -650,7 +651,7 @@ class Store(StoreHousekeeping):
                 pf = pq.ParquetFile(pa.BufferReader(data))
                 n = pf.metadata.num_rows
                 names = set(pf.schema_arrow.names)
-                cols = [c for c in ("label", "split") if c in names]
+                cols = [c for c in ("label", "split", *(["src"] if mono is not None else [])) if c in names]
                 t = pf.read(columns=cols) if cols else None
             except (OSError, ValueError) as e:
                 problems.append(f"{s.path}: not a readable Parquet file ({str(e).splitlines()[0]})")
@@ -664,11 +665,20 @@ class Store(StoreHousekeeping):
             splits = t["split"].to_pylist() if "split" in names else [s.split] * n
             if s.split is not None and any(x != s.split for x in splits):
                 problems.append(f"{s.path}: holds rows of another split than its manifest entry ({s.split!r})")
+            if mono is not None and "src" in names:
+                for sp, src in zip(splits, t["src"].to_pylist(), strict=True):
+                    mono[sp] = mono.get(sp, 0) + (src is None)
             for sp, lab in zip(splits, t["label"].to_pylist(), strict=True):
                 if lab is None:
                     continue
                 per = counts.setdefault(sp, {})
                 per[lab] = per.get(lab, 0) + 1
+        if (
+            mono is not None
+            and not problems
+            and {k: v for k, v in mono.items() if v} != {k: v for k, v in m.monolingual.items() if v}
+        ):  # (after an unreadable shard the counts would be short)
+            problems.append("monolingual (rows with no source, per split) differs from the rows in the shards")
         if counted:
             k = len(m.class_names)
             bad = sorted({lab for per in counts.values() for lab in per if not 0 <= lab < k})

@@ -33,6 +33,8 @@ def manifest_problems(m: Manifest, dataset: str, version: str) -> list[str]:
             per_split[s.split] = per_split.get(s.split, 0) + s.rows  # type: ignore[index]
         if {k: v for k, v in per_split.items() if v} != {k: v for k, v in m.rows_per_split.items() if v}:
             problems.append("rows_per_split differs from the rows its shards list per split")
+    if m.monolingual is not None and m.modality != "translation":
+        problems.append(f"monolingual counts are for translation versions, not {m.modality}")
     if m.class_names:
         names = set(m.class_names)
         if len(names) != len(m.class_names):

@@ -110,7 +110,7 @@ def write_rows(plan: BuildPlan, key: str, rows: list[dict]) -> PartOut:
     """Rows as Parquet chunks of at most ``plan.max_rows`` rows (images encoded first)."""
     if plan.modality == "image":
         encode_images(rows, worker_recipe(plan))
-    schema = schema_for(plan.modality, plan.features)
+    schema = schema_for(plan.modality, plan.features, monolingual=plan.monolingual)
     out = PartOut(key)
     for start in range(0, len(rows), plan.max_rows):
         chunk = rows[start : start + plan.max_rows]

@@ -36,6 +36,13 @@ TRANSLATION_FIELDS = [
     pa.field("src", pa.string(), nullable=False),
     pa.field("tgt", pa.string(), nullable=False),
 ]
+# A translation version that may hold monolingual (target-only) rows: ``src`` is nullable, and null marks such a
+# row. Only versions ingested with ``--monolingual`` (and versions built from them) use it; every other translation
+# version keeps the non-nullable field, so its shard bytes and version id are what they were before.
+MONOLINGUAL_TRANSLATION_FIELDS = [
+    pa.field("src", pa.string()),  # null: a monolingual row (target-language text with no source sentence)
+    pa.field("tgt", pa.string(), nullable=False),
+]
 
 
 def image_schema() -> pa.Schema:
@@ -46,8 +53,9 @@ def text_schema() -> pa.Schema:
     return pa.schema(COMMON_FIELDS + TEXT_FIELDS)
 
 
-def translation_schema() -> pa.Schema:
-    return pa.schema(COMMON_FIELDS + TRANSLATION_FIELDS)
+def translation_schema(monolingual: bool = False) -> pa.Schema:
+    """Parallel-text rows; with ``monolingual`` the ``src`` field is nullable (null = a target-only row)."""
+    return pa.schema(COMMON_FIELDS + (MONOLINGUAL_TRANSLATION_FIELDS if monolingual else TRANSLATION_FIELDS))
 
 
 def tabular_schema(features: dict[str, str]) -> pa.Schema:
@@ -60,13 +68,14 @@ def tabular_schema(features: dict[str, str]) -> pa.Schema:
     return pa.schema(COMMON_FIELDS + extra)
 
 
-def schema_for(modality: str, features: dict[str, str] | None = None) -> pa.Schema:
+def schema_for(modality: str, features: dict[str, str] | None = None, monolingual: bool = False) -> pa.Schema:
+    """The row schema of a version of ``modality``; ``monolingual`` (translation only) makes ``src`` nullable."""
     if modality == "image":
         return image_schema()
     if modality == "text":
         return text_schema()
     if modality == "translation":
-        return translation_schema()
+        return translation_schema(monolingual)
     if modality == "tabular":
         return tabular_schema(features or {})
     raise ValueError(f"unknown modality {modality!r}")

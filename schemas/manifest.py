@@ -57,6 +57,11 @@ class Manifest(BaseModel):
     soft_labels: bool = False
     duplicates: list[list[str]] = Field(default_factory=list, description="groups of byte-identical inputs")
     duplicates_dropped: int = 0
+    monolingual: dict[str, int] | None = Field(
+        None,
+        description="translation versions whose src may be null (ingested with --monolingual, or built from one): "
+        "split -> rows with a null src (target-only text); None for every other version",
+    )
     stage_reports: dict[str, Any] = Field(
         default_factory=dict, description="stage name -> a stage's report (a generator's quality gate per split)"
     )

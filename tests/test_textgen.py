@@ -387,3 +387,131 @@ def test_text_generators_in_a_build(models, store) -> None:
     assert all(r["text"].strip() for r in rows)
     again = build(load_recipe(spec | {"output": "tiny_gen2"}), store, workers=0)
     assert again.version == rep.version
+
+
+# -- monolingual rows in translation versions (back-translation inside `augsvc build`) ------------------------------
+
+PAR_VERSION = "575e9ffb33c981e1"  # the fixture's parallel version, ingested before monolingual rows existed
+
+
+@pytest.fixture(scope="module")
+def mixed(store, tmp_path_factory) -> str:
+    """A translation version with genuine pairs, target-only lines (an empty source line) and a target-only file:
+    train = 30 lines of pairs (lines 3 and 7 without English) + 12 lines of ``train.mono.xx``; test = 5 pairs."""
+    from pipelines.ingest import IngestOptions, ingest
+
+    pairs = fx.parallel_pairs()
+    d = tmp_path_factory.mktemp("mixed") / "mt"
+    d.mkdir()
+    train, mono, test = pairs[:30], pairs[100:112], pairs[200:205]
+    (d / "train.en").write_text("".join(("" if i in (2, 6) else a) + "\n" for i, (a, _) in enumerate(train)))
+    (d / "train.xx").write_text("".join(b + "\n" for _, b in train))
+    (d / "train.mono.xx").write_text("".join(b + "\n" for _, b in mono))
+    (d / "test.en").write_text("".join(a + "\n" for a, _ in test))
+    (d / "test.xx").write_text("".join(b + "\n" for _, b in test))
+    opts = IngestOptions(src_lang="en", tgt_lang="xx", monolingual=True)
+    ingest(d, name="mixed", store=store, options=opts, workers=0)
+    with pytest.raises(AugsvcError, match=r"split 'train.mono' has \['xx'\].*pass --monolingual"):
+        ingest(d, name="mixed2", store=store, options=IngestOptions(src_lang="en", tgt_lang="xx"), workers=0)
+    with pytest.raises(AugsvcError, match="with --monolingual pass --tgt-lang"):
+        ingest(d, name="mixed2", store=store, options=IngestOptions(monolingual=True), workers=0)
+    (d / "val.en").write_text("a\n")
+    with pytest.raises(AugsvcError, match=r"split 'val' has \['en'\].*must be target-language \(xx\) text"):
+        ingest(d, name="mixed2", store=store, options=opts, workers=0)
+    (d / "val.en").unlink()
+    return "mixed"
+
+
+def shard_rows(store, ref: str) -> tuple[object, list[dict], list]:
+    import pyarrow.parquet as pq
+
+    ds, v = store.resolve(ref)
+    m = store.manifest(ds, v)
+    tables = [pq.read_table(store.version_dir(ds, v) / s.path) for s in m.shards]
+    return m, [r for t in tables for r in t.to_pylist()], [t.schema for t in tables]
+
+
+def test_ingest_monolingual_rows(store, mixed) -> None:
+    m, rows, schemas = shard_rows(store, mixed)
+    assert m.modality == "translation" and m.monolingual == {"test": 0, "train": 14}
+    assert m.rows_per_split == {"test": 5, "train": 42} and m.definition["options"]["monolingual"] is True
+    assert all(s.field("src").nullable and not s.field("tgt").nullable for s in schemas)
+    mono = [r for r in rows if r["src"] is None]
+    assert sorted(r["source"] for r in mono)[:3] == ["train.mono:1", "train.mono:10", "train.mono:11"]
+    assert {r["source"] for r in mono} >= {"train:3", "train:7"} and all(r["tgt"].strip() for r in mono)
+    assert store.verify(*store.resolve(mixed)) == []
+    # versions without monolingual rows keep their bytes' schema and their ids
+    m_par, _, par_schemas = shard_rows(store, "par")
+    from pipelines.ingest.options import INGEST_FORMAT_VERSION
+
+    assert m_par.version == PAR_VERSION or INGEST_FORMAT_VERSION != 3  # (a format bump changes every id anyway)
+    assert m_par.monolingual is None
+    assert "monolingual" not in m_par.definition["options"] and not par_schemas[0].field("src").nullable
+
+
+def bt_recipe(models, out: str, **kw) -> dict:
+    stage = {"name": "bt", "generator": {"method": "backtranslate", "backward_model": str(models["xx-en"]),
+                                         "device": "cpu", "do_sample": False, **kw.pop("gen", {})}}  # fmt: skip
+    return {"input": "mixed", "output": out, "seed": 1, "stages": [stage | kw]}
+
+
+def test_backtranslate_build_on_monolingual_rows(models, store, mixed) -> None:
+    """The classic use inside `augsvc build`: genuine pairs + synthetic pairs made from the monolingual rows (each
+    marked synthetic, its parent the monolingual row); the monolingual rows themselves are not passed on."""
+    from pipelines.recipes import load_recipe
+    from pipelines.runner import build
+
+    m_in, rows_in, _ = shard_rows(store, mixed)
+    by_id = {r["sample_id"]: r for r in rows_in}
+    rep = build(load_recipe(bt_recipe(models, "bt_out")), store, workers=0)
+    m, rows, schemas = shard_rows(store, "bt_out")
+    made = [r for r in rows if r["lineage"]]
+    genuine = [r for r in rows if not r["lineage"]]
+    assert sorted(r["sample_id"] for r in genuine) == sorted(r["sample_id"] for r in rows_in if r["src"] is not None)
+    assert 1 <= len(made) <= 14 and all(r["split"] == "train" for r in made) and all(r["src"] for r in rows)
+    for r in made:
+        (step,) = json.loads(r["lineage"])
+        parent = by_id[step["parents"][0]]
+        assert step["generator"] == "backtranslate" and step["synthetic"] is True and len(step["parents"]) == 1
+        assert parent["src"] is None and r["tgt"] == parent["tgt"] and r["source"] == parent["source"]
+        assert r["src"] != r["tgt"] and r["label"] is None
+    assert m.monolingual == {"test": 0, "train": 0} and all(s.field("src").nullable for s in schemas)
+    report = m.stage_reports["bt"]["train"]["backtranslate"][""]
+    assert report["monolingual"] == 14 and report["made"] == len(made)
+    assert store.verify(*store.resolve("bt_out")) == []
+    assert build(load_recipe(bt_recipe(models, "bt_out2")), store, workers=0).version == rep.version
+    # keep_monolingual passes them on as well; keep_originals: false leaves the synthetic pairs alone
+    keep = build(load_recipe(bt_recipe(models, "bt_keep", gen={"keep_monolingual": True})), store, workers=0)
+    assert keep.manifest.monolingual == {"test": 0, "train": 14} and keep.manifest.rows == m.rows + 14
+    only = build(load_recipe(bt_recipe(models, "bt_only", keep_originals=False)), store, workers=0)
+    assert only.manifest.rows_per_split == {"test": 5, "train": len(made)}
+
+
+def test_monolingual_rows_downstream(models, store, mixed, tmp_path) -> None:
+    """Readers of translation versions: the stream yields None sources, preview marks them, train-translator skips
+    them, and what cannot use them says so in one line."""
+    from augsvc.stream import Stream
+    from pipelines.preview import render_table
+    from pipelines.recipes import load_recipe
+    from pipelines.runner import build
+
+    srcs = [s for b in Stream(mixed, store=store, batch_size=16, shuffle=False, split="train") for s in b["src"]]
+    assert len(srcs) == 42 and sum(s is None for s in srcs) == 14
+    table = render_table(load_recipe(bt_recipe(models, "bt_prev")), store, n=3, copies=1)
+    assert "(monolingual: no source) =>" in table and "backtranslate" in table
+    with pytest.raises(AugsvcError, match="has no monolingual .* ingest target-language text with --monolingual"):
+        build(load_recipe(bt_recipe(models, "bt_par") | {"input": "par"}), store, workers=0)
+    with pytest.raises(AugsvcError, match="keep_monolingual is for parallel-text versions"):
+        build_generator({"method": "backtranslate", "forward_model": str(models["en-xx"]), "keep_monolingual": True,
+                         "backward_model": str(models["xx-en"])}).check_data("text", ["a"], {})  # fmt: skip
+    r = cli("models", "train-translator", mixed, "--src", "en", "--tgt", "xx", "--out", tmp_path / "m", "--store",
+            store.root, "--vocab-size", 300, "--d-model", 16, "--heads", 2, "--ffn", 32, "--steps", 2,
+            "--batch-size", 4, "--threads", 1, "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "14 monolingual rows (no source) are not training pairs" in r.output
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["pairs"] == 28
+    from augsvc.trainer.config import TrainConfig
+    from augsvc.trainer.loop import train
+
+    with pytest.raises(AugsvcError, match="no classifier for translation versions"):
+        train(TrainConfig(data=mixed, epochs=1), store, tmp_path / "run")

@@ -194,6 +194,10 @@ def register(app: typer.Typer) -> None:
                                   "of its directions")  # fmt: skip
         pairs = [(s.strip(), t.strip()) for s, t in zip(cols["src"], cols["tgt"], strict=True)
                  if s and t and s.strip() and t.strip()]  # fmt: skip
+        mono = sum(x is None for x in cols["src"])
+        if mono and not quiet:
+            typer.echo(f"{m.dataset}@{m.version}: {mono:,} monolingual rows (no source) are not training pairs; "
+                       "skipped", err=True)  # fmt: skip
         if limit:
             pairs = pairs[:limit]
         if reverse:

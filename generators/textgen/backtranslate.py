@@ -10,6 +10,8 @@ Two uses, chosen by the version's modality:
   giving one new pair ``[synthetic src, tgt]`` marked ``synthetic`` with the original row as parent.
   ``forward_model`` is not used. The stage asks for one pair per monolingual row: ``targets`` returns the split's
   row count as an upper bound, and ``generate(-1, n, rng)`` returns one pair per monolingual row among them.
+  In a build the split's output is its genuine pairs plus the synthetic ones; the monolingual rows themselves are
+  passed on only with ``keep_monolingual: true`` (``pipelines/stages/generator.py``).
 
 Outputs that are empty or exact copies of their input (after whitespace normalisation) are dropped; a class row
 whose paraphrase is dropped is retried with the next row, for at most ``max_rounds`` passes over the class, so a
@@ -57,6 +59,9 @@ class BackTranslate(Generator):
     max_length: int = Field(64, ge=1, description="most new tokens per translation")
     max_rounds: int = Field(3, ge=1, description="passes over a class's rows before giving up on copies")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    keep_monolingual: bool = Field(
+        False, description="parallel text: also pass on the monolingual rows (src null) the pairs were made from"
+    )
 
     @model_validator(mode="after")
     def _decoding(self) -> BackTranslate:
@@ -78,6 +83,8 @@ class BackTranslate(Generator):
     def check_data(self, modality: str, class_names: list[str], features: dict[str, str]) -> None:
         super().check_data(modality, class_names, features)
         check_model_dir(self.backward_model, "seq2seq", "backward_model")
+        if modality == "text" and self.keep_monolingual:
+            raise AugsvcError("keep_monolingual is for parallel-text versions; a text version has no monolingual rows")
         if modality == "text":
             if self.forward_model is None:
                 raise AugsvcError("backtranslate on labelled text needs forward_model (source -> pivot) as well as "

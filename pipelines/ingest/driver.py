@@ -246,9 +246,13 @@ def ingest(
     chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
     done = 0
 
+    monolingual: dict[str, int] | None = {} if src.modality == "translation" and opts.monolingual else None
+
     def tasks():
         for c in _cut(records, shard_rows):
             chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
+            if monolingual is not None:  # translation rows are never dropped by workers: count them here
+                monolingual[c.split] = monolingual.get(c.split, 0) + sum(r.payload[0] is None for r in c.records)
             yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
@@ -297,6 +301,7 @@ def ingest(
                 "duplicates": [[tally.sources[i] for i in g] for g in groups],
                 "duplicates_dropped": sum(len(g) - 1 for g in groups) if opts.dedupe else 0,
                 "soft_labels": src.soft_labels,
+                "monolingual": None if monolingual is None else dict(sorted(monolingual.items())),
             },
         )
     except BaseException:

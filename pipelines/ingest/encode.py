@@ -139,7 +139,7 @@ def encode_chunk(
 ) -> ChunkResult:
     """Encode one chunk. With ``out_dir`` the worker writes the shard there itself (``chunk-NNNNN.parquet``) and
     returns only its path, hash and size, so shard bytes never travel through Ray's object store or the driver."""
-    schema = schema_for(modality, features)
+    schema = schema_for(modality, features, monolingual=opts.monolingual)
     keep: list[Record] = []
     payload_cols: dict[str, list] = {f.name: [] for f in schema if f.name not in _COMMON}
     bad: list[Bad] = []

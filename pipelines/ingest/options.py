@@ -44,6 +44,11 @@ class IngestOptions(BaseModel):
     # parallel text
     src_lang: str | None = None
     tgt_lang: str | None = None
+    monolingual: bool = Field(
+        False,
+        description="parallel text: keep target-only text as monolingual rows (src null) instead of refusing it: "
+        "a line whose source side is empty, and a <stem>.<tgt> file with no <stem>.<src> beside it",
+    )
     # parquet
     image_column: str | None = None
     # common
@@ -66,4 +71,9 @@ class IngestOptions(BaseModel):
 
     def definition(self) -> dict:
         """The options that change the output bytes (execution-only options excluded)."""
-        return self.model_dump(exclude={"on_error"}) | {"ingest_format_version": INGEST_FORMAT_VERSION}
+        # options added later enter only when set, so versions ingested before them keep their ids
+        later = {k for k, v in _LATER_DEFAULTS.items() if getattr(self, k) == v}
+        return self.model_dump(exclude={"on_error", *later}) | {"ingest_format_version": INGEST_FORMAT_VERSION}
+
+
+_LATER_DEFAULTS = {"monolingual": False}

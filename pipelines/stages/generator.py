@@ -9,6 +9,12 @@ actors that load their model once (``Generator.load``), on a GPU when the cluste
 ``sample_id = blake2b("/".join(parent ids) + f"/{stage}/{i}")`` (or of the stage, split and class when a row has no
 parent) and the lineage step ``{stage, name, generator, parents, **info}``; each class's rows form their own part
 (after the existing parts), so shard boundaries depend only on the data.
+
+Translation versions (``backtranslate``): the rows form one group (no classes). The input must hold monolingual
+rows (``src`` null, ingested with ``--monolingual``) in an augmented split. By default the stage passes on the
+split's genuine pairs and the synthetic ones and drops the monolingual rows, which trained nothing as they were:
+the split's task writes the genuine pairs first, then the synthetic pairs, into its part. ``keep_monolingual: true``
+(a generator parameter) passes them on as well; ``keep_originals: false`` passes on the synthetic pairs alone.
 """
 
 from __future__ import annotations
@@ -39,6 +45,23 @@ class GenPlan:
     stage: int
     name: str
     params: Any  # a generators.base.Generator
+    genuine_only: bool = False  # translation: the task writes its split's genuine pairs (monolingual rows dropped)
+
+
+def drops_monolingual(base: BuildPlan, gen: Any, keep_originals: bool) -> bool:
+    """True when a stage on a translation version that may hold monolingual rows passes on its splits' genuine
+    pairs but not those rows (the default; the generator's ``keep_monolingual: true`` passes them on too)."""
+    return (
+        base.modality == "translation"
+        and base.monolingual
+        and keep_originals
+        and not getattr(gen, "keep_monolingual", False)
+    )
+
+
+def genuine(rows: list[dict]) -> list[dict]:
+    """The rows that are sentence pairs (a monolingual row has a null ``src``)."""
+    return [r for r in rows if r.get("src") is not None]
 
 
 def split_targets(gen: Any, rows: list[Row], split: str, class_names: list[str]) -> dict[int, int]:
@@ -138,6 +161,8 @@ def generate_split(
     try:
         fitted = plan.params.fit(data, model)
         out = PartOut(key)
+        if plan.genuine_only:
+            out.chunks += write_rows(base, key, genuine(rows)).chunks
         for label, n in needs:
             gen_out = fitted.generate(label, n, class_rng(recipe.seed, plan.stage, label, split))
             out.chunks += write_rows(base, key, _new_rows(plan, rows, label, split, gen_out)).chunks
@@ -177,6 +202,11 @@ class GeneratorStage(StageKind):
             recipe.stages[k].built.check_data(manifest.modality, manifest.class_names, manifest.features)
         except AugsvcError as e:
             raise AugsvcError(f"stages[{k}].generator: {e}") from None
+        if manifest.modality == "translation" and not any((manifest.monolingual or {}).get(s) for s in recipe.splits):
+            raise AugsvcError(
+                f"stages[{k}].generator: {recipe.input} has no monolingual (target-only) rows in split(s) "
+                f"{', '.join(recipe.splits)} to back-translate; ingest target-language text with --monolingual"
+            )
 
     def estimate(self, recipe: Recipe, k: int, rows: list[Row], class_names: list[str]) -> list[Row]:
         st = recipe.stages[k]
@@ -195,7 +225,8 @@ class GeneratorStage(StageKind):
     def run(self, ctx: StepContext, ks: list[int], parts: list[list[str]]) -> list[list[str]]:
         k, si, recipe = ks[0], ctx.step, ctx.recipe
         st = recipe.stages[k]
-        gplan = GenPlan(ctx.plan, k, stage_name(recipe, k), st.built)
+        drop = drops_monolingual(ctx.plan, st.built, st.keep_originals)
+        gplan = GenPlan(ctx.plan, k, stage_name(recipe, k), st.built, genuine_only=drop)
         metas = [r for mt in ctx.metas(parts) for r in mt]
         all_files = [f for files in parts for f in files]
         items = []
@@ -211,7 +242,7 @@ class GeneratorStage(StageKind):
             res = ctx.run_actors(GeneratorHost, gplan, items)
         else:
             res = ctx.run(generate_split, gplan, items)
-        if not st.keep_originals:
+        if not st.keep_originals or drop:  # (drop: each task wrote its split's genuine pairs itself)
             parts = [[f for f in files if split_of(f) not in recipe.splits] for files in parts]
         reports = {}
         for key, _ in items:
@@ -226,6 +257,8 @@ class GeneratorStage(StageKind):
         meta = [(r["sample_id"], r["label"], r["split"]) for r in rows]
         model = st.built.load() if st.built.model_backed else None
         out = list(rows) if st.keep_originals else [r for r in rows if r["split"] not in ctx.recipe.splits]
+        if drops_monolingual(ctx.plan, st.built, st.keep_originals):
+            out = [r for r in out if r["split"] not in ctx.recipe.splits or r.get("src") is not None]
         for split in ctx.recipe.splits:
             need = split_targets(st.built, meta, split, ctx.manifest.class_names)
             if not need:
