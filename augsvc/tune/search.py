@@ -361,7 +361,8 @@ def tune_search(
                                tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                                            search_alg=search, num_samples=space.n_trials(),
                                                            max_concurrent_trials=space.max_concurrent,
-                                                           time_budget_s=time_budget_s))  # fmt: skip
+                                                           time_budget_s=time_budget_s,
+                                                           trial_dirname_creator=_dirname))  # fmt: skip
         grid = tuner.fit()
     finally:
         live.stop()
@@ -471,25 +472,30 @@ def mean_se(xs: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n)
 
 
-def run_test(space: TuneSpace, ref: str, store: Any, best: dict[str, Any], out: Path, echo: Any) -> dict[str, Any]:
-    """Retrain the winner and the no-augmentation baseline with ``space.seeds`` seeds (full epochs, no early
-    stopping) as one Ray Tune grid, score each best epoch once on the test split; mean +- standard error."""
+def retrain_and_test(
+    space: TuneSpace, ref: str, store: Any, cands: list[dict[str, Any]], out: Path, name: str = "test"
+) -> dict[str, Any]:
+    """Retrain each candidate with ``space.seeds`` seeds (``space.seed + 1`` on; full epochs, no early stopping) as
+    one Ray Tune grid stored in ``out/name`` (resumable), score each run's best-validation epoch once on
+    ``space.test_split``. Returns ``{split, seeds, recipes: {label: {mean, se, runs}}}`` and writes
+    ``out/name.csv``. Candidates with the same label train once."""
     from ray import tune
 
     seeds = [space.seed + 1 + k for k in range(space.seeds)]
-    cands = [best] if best["label"] == baseline()["label"] else [best, baseline()]
+    cands = list({c["label"]: c for c in cands}.values())
     setup = {"space": space.model_dump(mode="json"), "ref": ref, "store": store.uri, "test_split": space.test_split}
     resources = {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
-    exp = out / "test"
+    exp = out / name
     if exp.exists() and tune.Tuner.can_restore(str(exp)):
         tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
     else:
         grid_space = {"candidate": tune.grid_search(cands), "seed": tune.grid_search(seeds)}
-        run_config = tune.RunConfig(name="test", storage_path=str(out), verbose=0,
+        run_config = tune.RunConfig(name=name, storage_path=str(out), verbose=0,
                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
         tuner = tune.Tuner(trainable, param_space=grid_space, run_config=run_config,
-                           tune_config=tune.TuneConfig(max_concurrent_trials=space.max_concurrent))  # fmt: skip
+                           tune_config=tune.TuneConfig(max_concurrent_trials=space.max_concurrent,
+                                                       trial_dirname_creator=_dirname))  # fmt: skip
     grid = tuner.fit()
     per: dict[str, list[float]] = {c["label"]: [] for c in cands}
     rows = []
@@ -499,21 +505,33 @@ def run_test(space: TuneSpace, ref: str, store: Any, best: dict[str, Any], out: 
             raise AugsvcError(f"a --test retrain failed: {str(res.error).strip().splitlines()[-1]}")
         per[m["label"]].append(m["test_acc"])
         rows.append({"recipe": m["label"], "seed": m["seed"], "test_acc": m["test_acc"], "val_acc": m[METRIC]})
-    with open(out / "test.csv", "w", newline="") as f:
+    with open(out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["recipe", "seed", "test_acc", "val_acc"])
         w.writeheader()
         w.writerows(sorted(rows, key=lambda r: (r["recipe"], r["seed"])))
-    result = {"split": space.test_split, "seeds": seeds, "recipes": {}}
+    result: dict[str, Any] = {"split": space.test_split, "seeds": seeds, "recipes": {}}
     for lab, xs in per.items():
         mean, se = mean_se(xs)
         result["recipes"][lab] = {"mean": mean, "se": se, "runs": xs}
-    b, w0 = result["recipes"][best["label"]], result["recipes"].get(baseline()["label"])
-    echo(f"test split {space.test_split!r}, {len(seeds)} seeds, scored once each:")
+    return result
+
+
+def run_test(space: TuneSpace, ref: str, store: Any, best: dict[str, Any], out: Path, echo: Any) -> dict[str, Any]:
+    """``--test``: the winner and the no-augmentation baseline through :func:`retrain_and_test`; prints both with
+    their standard errors and the gain."""
+    result = retrain_and_test(space, ref, store, [best, baseline()], out)
+    b, w0 = result["recipes"][best["label"]], result["recipes"][baseline()["label"]]
+    echo(f"test split {space.test_split!r}, {len(result['seeds'])} seeds, each run scored once:")
     echo(f"  tuned    {best['label']}: {b['mean']:.4f} +- {b['se']:.4f}")
-    if w0 is not None and best["label"] != baseline()["label"]:
-        echo(f"  baseline no augmentation: {w0['mean']:.4f} +- {w0['se']:.4f}")
+    if best["label"] != baseline()["label"]:
+        echo(f"  baseline (no augmentation): {w0['mean']:.4f} +- {w0['se']:.4f}")
         diff = b["mean"] - w0["mean"]
         result["gain"] = diff
-        echo(f"  gain {diff * 100:+.1f} points (s.e. of the difference about "
+        echo(f"  gain {diff * 100:+.1f} points (standard error of the difference about "
              f"{math.hypot(b['se'], w0['se']) * 100:.1f})")  # fmt: skip
     return result
+
+
+def _dirname(trial: Any) -> str:
+    """Short trial folder names (Ray's default puts the whole config in the name)."""
+    return f"trial_{trial.trial_id}"
