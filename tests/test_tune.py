@@ -221,3 +221,17 @@ def test_trivial_augment_is_deterministic_and_draws_one_op_uniformly() -> None:
             assert np.array_equal(op.apply(x, json.loads(json.dumps(r1))["params"]), y1)  # replay
     assert set(seen) == set(POLICY_OPS)  # every op of the list is drawn
     assert max(seen.values()) < 2.5 * min(seen.values())  # roughly uniform (50 expected each)
+
+
+def test_cli_bad_space_is_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = _space_file(tmp_path, {**SPACE, "policies": [{"rand_augment": {"n": [0, 3]}}]})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "augsvc", "tune", str(bad), "--out", str(tmp_path / "o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: {bad}: policies[0]: rand_augment.n: range [0, 3] is outside the bounds [1, 16]"
+    ]

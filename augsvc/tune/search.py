@@ -270,6 +270,9 @@ def live_callback(total: int, epochs: int) -> Any:
         def on_trial_error(self, iteration, trials, trial, **info):
             self._end(trial, "error")
 
+        def on_experiment_end(self, trials, **info):
+            self.stop()
+
         def stop(self) -> None:
             if self.live is not None:
                 self.live.stop()
@@ -319,7 +322,6 @@ def tune_search(
     (``best``, ``rows``, files, and ``test`` when ``test_split`` is given). AugsvcError on bad input."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -339,6 +341,17 @@ def tune_search(
         raise AugsvcError(f"{out} already holds a search: pass --resume to continue it, or another --out")
     if resume and not exp.exists():
         raise AugsvcError(f"{out}: no search to resume (no {exp.name}/ folder)")
+    stored = out / "space.json"
+    if resume and stored.is_file():
+        before = json.loads(stored.read_text())
+        search_keys = {"test_split", "seeds"}  # --test may be added when resuming
+        if (
+            before.get("space", {}) | dict.fromkeys(search_keys)
+            != space.model_dump(mode="json") | dict.fromkeys(search_keys)
+            or before.get("ref") != ref
+        ):
+            raise AugsvcError(f"{out} holds a search of another space or version ({before.get('ref')}); "
+                              "resume it with the same space file, or start a new search in another --out")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "space.json").write_text(json.dumps({"ref": ref, "space": space.model_dump(mode="json")}, indent=2))
     executor.ensure_ray(None, address)

@@ -212,7 +212,7 @@ def parse_policy(entry: Any, i: int) -> Policy:
         bounds = field_bounds(cls, name)
         if bounds is not None and _is_pair(v):
             lo, hi, integer = bounds
-            ranges[name] = _value_or_range(v, f"{key}.{name}", lo, hi, integer=integer)
+            ranges[name] = _value_or_range(v, f"{where}: {key}.{name}", lo, hi, integer=integer)
         else:
             fixed[name] = v
     for name in DEFAULT_SEARCHED.get(cls.name, ()):
