@@ -15,7 +15,8 @@ on a build of each recipe (4 copies, or the tuned number of offline copies) per 
 
 The full run (``--scale 1``) is 24 trials of up to 20 epochs per search, width-1 CNN, 3 seeds, a search budget of
 3,600 s wall (2 CPU hours on 2 cores). ``--scale`` multiplies trials and epochs, ``--budget`` caps each search's
-wall time, ``--width`` the CNN width; the script prints what it reduced.
+wall time, ``--trials``/``--epochs`` override the scaled values, ``--width`` sets the CNN width; the script prints
+what it reduced.
 
     python bench/efficacy_tune.py [--parts flowers,trec] [--scale 1] [--budget 3600] [--width 1] [--json out.json]
 """
@@ -84,7 +85,8 @@ def assign(rows: list[dict], n_train: int, n_val: int, seed: int, rest: bool) ->
 
 def scaled(args) -> dict:
     s = args.scale
-    plan = {"trials": max(6, round(FULL["trials"] * s)), "epochs": max(3, round(FULL["epochs"] * s)),
+    plan = {"trials": args.trials or max(6, round(FULL["trials"] * s)),
+            "epochs": args.epochs or max(3, round(FULL["epochs"] * s)),
             "budget": args.budget, "width": args.width, "seeds": args.seeds}  # fmt: skip
     reduced = [f"{k} {plan[k]} (full {FULL[k]})" for k in FULL if plan[k] != FULL[k]]
     print("reduced run: " + "; ".join(reduced) if reduced else "full run", flush=True)
@@ -113,13 +115,14 @@ def flowers(args, plan: dict, tmp: Path) -> dict:
     rows = assign(rows_of(store, "flowers_all"), 100, 50, seed=0, rest=True)
     splits = publish_splits(store, "flowers", rows, image_schema(), "image", m.class_names, image_storage="raw")
     n_test = sum(splits["test"].values())
+    n_train, n_val = sum(splits["train"].values()), sum(splits["val"].values())
     print(f"flowers: {m.rows} images after dropping {m.duplicates_dropped} duplicates; "
-          f"train {sum(splits['train'].values())}, val {sum(splits['val'].values())}, test {n_test}", flush=True)  # fmt: skip
+          f"train {n_train}, val {n_val}, test {n_test}", flush=True)  # fmt: skip
     policies = ["none", {"fixed": {"name": "fliprotate", "stages": [{"op": FLIPROTATE}]}}, "trivial_augment",
                 {"rand_augment": {"n": [1, 3], "magnitude": [0, 10]}}, {"augmix": {"severity": [1, 10]}}]  # fmt: skip
     space = load_space({
-        "data": "flowers", "test_split": "test", "seed": 0, "trials": plan["trials"], "epochs": plan["epochs"],
-        "grace_period": max(1, plan["epochs"] // 4), "seeds": plan["seeds"],
+        "data": "flowers", "seed": 0, "trials": plan["trials"], "epochs": plan["epochs"],
+        "grace_period": max(1, plan["epochs"] // 2), "seeds": plan["seeds"],
         "train": {"batch_size": 32, "lr": 0.003, "width": plan["width"], "model": "cnn"},
         "policies": policies, "mix": ["none", {"method": "mixup", "alpha": [0.1, 0.4]}, {"method": "cutmix",
         "alpha": [0.5, 1.0]}], "label_smoothing": [0.0, 0.15], "augment": ["on_the_fly", "offline"],
@@ -138,6 +141,7 @@ def flowers(args, plan: dict, tmp: Path) -> dict:
             "TrivialAugment": _with(candidate, space, 2, {}),
             "tuned": best}  # fmt: skip
     t1 = time.perf_counter()
+    space = space.model_copy(update={"test_split": "test"})  # only now: the search never saw it
     res = retrain_and_test(space, summary["ref"], store, list(arms.values()), tmp / "tune_flowers", name="arms")
     out = {name: {**res["recipes"][c["label"]], "recipe": c["label"]} for name, c in arms.items()}
     report(f"flowers5, 64x64, small CNN width {plan['width']}, {plan['epochs']} epochs", out, n_test)
@@ -183,8 +187,8 @@ def trec(args, plan: dict, tmp: Path) -> dict:
     print(f"\nTREC-6: train {sum(splits['train'].values())}, val {sum(splits['val'].values())}, test {n_test}")
     epochs = max(5, plan["epochs"] * 2)  # 300 questions: an epoch is ~10 steps
     space = load_space({
-        "data": "trec", "test_split": "test", "seed": 0, "trials": plan["trials"], "epochs": epochs,
-        "grace_period": max(1, epochs // 4), "seeds": plan["seeds"],
+        "data": "trec", "seed": 0, "trials": plan["trials"], "epochs": epochs,
+        "grace_period": max(1, epochs // 2), "seeds": plan["seeds"],
         "train": {"model": "text_cnn", "batch_size": 32, "lr": 0.002, "max_len": 40},
         "policies": ["none", {"fixed": {"name": "eda-noise", "stages": [{"op": NOISE}]}},
                      {"random_swap": {"aug_p": [0.05, 0.3]}}, {"random_delete": {"aug_p": [0.05, 0.3]}},
@@ -199,6 +203,7 @@ def trec(args, plan: dict, tmp: Path) -> dict:
 
     noise = candidate(space, {"policy": 1, "augment": "on_the_fly", "label_smoothing": 0.0, "offline_copies": 4})
     arms = {"no augmentation": baseline(), "eda-noise": noise, "tuned": best}
+    space = space.model_copy(update={"test_split": "test"})  # only now: the search never saw it
     res = retrain_and_test(space, summary["ref"], store, list(arms.values()), tmp / "tune_trec", name="arms")
     cnn = {name: {**res["recipes"][c["label"]], "recipe": c["label"]} for name, c in arms.items()}
     report(f"TREC-6 50/class, text CNN, {epochs} epochs", cnn, n_test)
@@ -225,6 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="flowers,trec")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full trials and epochs")
+    ap.add_argument("--trials", type=int, help="trials per search (overrides --scale)")
+    ap.add_argument("--epochs", type=int, help="most epochs per trial, images (text: twice this; overrides --scale)")
     ap.add_argument("--budget", type=float, default=FULL["budget"], help="wall seconds per search")
     ap.add_argument("--width", type=float, default=FULL["width"], help="CNN width multiplier")
     ap.add_argument("--seeds", type=int, default=FULL["seeds"])

@@ -321,8 +321,10 @@ def tune_search(
     """Run (or with ``resume`` continue) the search, write the outputs into ``out`` and return the summary
     (``best``, ``rows``, files, and ``test`` when ``test_split`` is given). AugsvcError on bad input."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON and CSV below; no TensorBoard
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 snapshots
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -359,7 +361,8 @@ def tune_search(
     resources = {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
     live = live_callback(space.n_trials(), space.epochs)
-    run_config = tune.RunConfig(name="search", storage_path=str(out), verbose=0, callbacks=[live],
+    run_config = tune.RunConfig(name="search", storage_path=str(out), verbose=0,
+                                callbacks=[live, JsonLoggerCallback(), CSVLoggerCallback()],
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                 failure_config=tune.FailureConfig(max_failures=0))  # fmt: skip
     t0 = time.perf_counter()
@@ -367,7 +370,7 @@ def tune_search(
         if resume:
             tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=space.grace_period,
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
                                       reduction_factor=space.reduction_factor)  # fmt: skip
             search = BasicVariantGenerator(points_to_evaluate=first_points(space), random_state=space.seed)
             tuner = tune.Tuner(trainable, param_space=param_space(space), run_config=run_config,
@@ -504,7 +507,10 @@ def retrain_and_test(
         tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
     else:
         grid_space = {"candidate": tune.grid_search(cands), "seed": tune.grid_search(seeds)}
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
         run_config = tune.RunConfig(name=name, storage_path=str(out), verbose=0,
+                                    callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), _retrain_lines()],
                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
         tuner = tune.Tuner(trainable, param_space=grid_space, run_config=run_config,
                            tune_config=tune.TuneConfig(max_concurrent_trials=space.max_concurrent,
@@ -543,6 +549,20 @@ def run_test(space: TuneSpace, ref: str, store: Any, best: dict[str, Any], out: 
         echo(f"  gain {diff * 100:+.1f} points (standard error of the difference about "
              f"{math.hypot(b['se'], w0['se']) * 100:.1f})")  # fmt: skip
     return result
+
+
+def _retrain_lines() -> Any:
+    """A Ray Tune callback printing one line (stderr) per finished retraining run."""
+    from ray import tune
+
+    class RetrainLines(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "test_acc" in result:
+                line = (f"retrained {result['label']} seed {result['seed']}: best val acc {result[METRIC]:.4f}, "
+                        f"test acc {result['test_acc']:.4f} ({result['seconds']:.0f} s)")  # fmt: skip
+                print(line, file=sys.stderr, flush=True)
+
+    return RetrainLines()
 
 
 def _dirname(trial: Any) -> str:

@@ -7,7 +7,7 @@ val_split: val                # every trial reports this split's accuracy each e
 seed: 0                       # the same training seed in every trial (paired comparison); sampling seed too
 trials: 8                     # trials (default: twice the number of policies)
 epochs: 10                    # most epochs per trial; ASHA stops weak trials earlier
-grace_period: 2               # ASHA: epochs every trial gets
+grace_period: 3               # ASHA: epochs every trial gets (default: a third of epochs)
 train: {batch_size: 32, lr: 0.003}   # any other `augsvc train` key, the same in every trial
 policies:                     # each trial picks one
   - none
@@ -94,7 +94,9 @@ class TuneSpace(BaseModel):
     seed: int = Field(0, ge=0)
     trials: int | None = Field(None, ge=1, le=10000, description="trials (default: 2 x policies)")
     epochs: int = Field(10, ge=1, le=1000, description="most epochs per trial (ASHA max_t)")
-    grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it may be stopped")
+    grace_period: int | None = Field(
+        None, ge=1, description="ASHA: epochs every trial gets before it may be stopped (default: a third of epochs)"
+    )
     reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1/reduction_factor at each rung")
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
@@ -126,6 +128,11 @@ class TuneSpace(BaseModel):
 
     def copies(self) -> int | Range:
         return _value_or_range(self.offline_copies, "offline_copies", 1, 100, integer=True)
+
+    def grace(self) -> int:
+        """ASHA's grace period: as given, else a third of ``epochs`` (augmentation often costs accuracy in the
+        first epochs and pays later, so a one-epoch grace period favours no augmentation)."""
+        return self.grace_period or max(1, self.epochs // 3)
 
     def n_trials(self) -> int:
         return self.trials or 2 * len(self.policies)
@@ -287,7 +294,7 @@ def load_space(source: str | Path | dict) -> TuneSpace:
         _check_train(space)
     except ValueError as e:
         raise AugsvcError(f"{where}: {e}") from None
-    if space.grace_period > space.epochs:
+    if space.grace_period is not None and space.grace_period > space.epochs:
         raise AugsvcError(f"{where}: grace_period {space.grace_period} is more than epochs {space.epochs}")
     return space
 
