@@ -409,6 +409,15 @@ def _register_service() -> None:
 _register_service()
 
 
+def _register_tune() -> None:
+    from augsvc.tune.cli import register  # typer only; Ray Tune, torch and matplotlib load when tune runs
+
+    register(app)
+
+
+_register_tune()
+
+
 def main() -> None:
     try:
         app()

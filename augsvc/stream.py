@@ -115,7 +115,8 @@ class Stream:
     ``columns`` limits the output to ``sample_id`` plus those names (``source``, ``lineage`` and ``split`` are only
     returned when named). ``split`` picks one split; ``"all"`` reads every row; left out over a version with
     ``val``/``test`` rows it means ``"train"`` (with a warning).
-    ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker.
+    ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker. ``augment_epoch``
+    (default ``epoch``) seeds the on-the-fly augmentation: a fixed value gives the same augmented view every epoch.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class Stream:
         decode_images: bool = True,
         one_hot: bool = False,
         resize: tuple[int, int] | None = None,
+        augment_epoch: int | None = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -173,6 +175,7 @@ class Stream:
         self.decode_images, self.one_hot = decode_images, one_hot
         self.resize = check_resize(resize)
         self.recipe, self.aug_stages = _load_recipe(recipe)
+        self.augment_epoch = augment_epoch  # seeds on-the-fly augmentation (None: the epoch)
         self.seen = 0  # samples of this epoch already yielded by this consumer
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
@@ -428,10 +431,11 @@ class Stream:
         if key not in out:
             return
         xs = list(out[key])
+        view = self.epoch if self.augment_epoch is None else self.augment_epoch
         for j, sid in enumerate(out["sample_id"]):
             x = xs[j]
             for k in self.aug_stages:
-                g = stream_rng(AUGMENT, self.recipe.seed, self.epoch, k, sample_key(sid))
+                g = stream_rng(AUGMENT, self.recipe.seed, view, k, sample_key(sid))
                 x, _ = apply_stage_op(self.recipe, k, x, g, self.manifest.modality)
             xs[j] = x
         if key == "image":

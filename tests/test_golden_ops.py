@@ -4,7 +4,8 @@ Builds are content-addressed: the version id of a build covers the recipe, the s
 ``BUILD_FORMAT_VERSION``. If an op's bytes change for the same recipe and seed while that number stays, a store
 built by older code reports "up to date" for bytes the new code would not produce. This test pins a hash of the
 outputs and records of every text op and of the image ops whose arithmetic is exact on every CPU (tables, flips,
-cutout; OpenCV's warps and colour conversions are left out because their SIMD paths may round differently).
+cutout; OpenCV's warps and colour conversions are left out because their SIMD paths may round differently). The
+policy ops (RandAugment, TrivialAugment, AugMix) warp, so only their records (the ops and strengths drawn) are pinned.
 
 When it fails after a deliberate change: bump ``BUILD_FORMAT_VERSION`` in ``pipelines/runner.py`` and run
 ``python tests/test_golden_ops.py --update``.
@@ -59,6 +60,8 @@ IMAGE_OPS = [
     {"op": "sequence", "ops": [{"op": "brightness"}, {"op": "channel_shift"}, {"op": "gamma"}]},
 ]
 
+RECORD_OPS = [{"op": "rand_augment"}, {"op": "trivial_augment"}, {"op": "augmix"}]  # records only (they warp)
+
 
 def digests() -> dict[str, str]:
     rng = np.random.default_rng(123)
@@ -72,6 +75,13 @@ def digests() -> dict[str, str]:
                 h.update(y.encode() if isinstance(y, str) else np.ascontiguousarray(y).tobytes())
                 h.update(json.dumps(record, sort_keys=True, default=float).encode())
         out[f"{k:02d} {spec['op']}"] = h.hexdigest()[:16]
+    for spec in RECORD_OPS:
+        op, h = build_op(spec), hashlib.sha256()
+        for i, x in enumerate(images):
+            for copy in range(3):
+                _, record = op(x, rng_for(7, 0, copy, f"sample-{i}"))
+                h.update(json.dumps(record, sort_keys=True).encode())
+        out[f"records {spec['op']}"] = h.hexdigest()[:16]
     return out
 
 

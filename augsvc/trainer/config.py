@@ -49,6 +49,14 @@ class TrainConfig(BaseModel):
     seed: int = 0
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: str | dict | None = Field(None, description="recipe (path or mapping) applied on the fly while streaming")
+    augment_copies: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="with augment: train as on a build with this many fixed augmented copies "
+        "per row plus the original (every epoch passes over all of them; nothing is written) instead of a fresh "
+        "augmented view per epoch",
+    )
     mix: MixConfig | None = None
     resize: tuple[int, int] | None = Field(
         None, description="images: [height, width] every image is resized to while streaming (several sizes)"
@@ -69,6 +77,8 @@ class TrainConfig(BaseModel):
             raise ValueError("model: hf needs hf_path (a local Hugging Face model folder)")
         if self.hf_path and self.model != "hf":
             raise ValueError("hf_path is only used with model: hf")
+        if self.augment_copies is not None and self.augment is None:
+            raise ValueError("augment_copies needs augment (the recipe whose fixed copies to train on)")
         if self.distill and (self.mix or self.augment):
             raise ValueError(
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -180,17 +181,41 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def train(cfg: TrainConfig, store: Store, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    cfg: TrainConfig,
+    store: Store,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     """Train; write metrics.json/.csv, best.pt, last.pt, config.yaml, summary.json and val_accuracy.png into
-    ``out_dir``. ``resume=True`` continues from ``out_dir/last.pt`` exactly as an uninterrupted run would."""
+    ``out_dir``. ``resume=True`` continues from ``out_dir/last.pt`` exactly as an uninterrupted run would.
+    ``on_epoch(row)`` is called after each epoch's files are written (row: epoch, train_loss, train_acc, val_acc,
+    seconds), e.g. to report to Ray Tune."""
     import torch
 
     device = _device(cfg.device)
     with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return _train(cfg, store, Path(out_dir), device, resume=resume, progress=progress)
+        return _train(cfg, store, Path(out_dir), device, resume=resume, progress=progress, on_epoch=on_epoch)
 
 
-def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, progress: bool) -> dict:
+def train_streams(cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None) -> list[Any]:
+    """The training streams of one epoch: one stream with a fresh augmented view per epoch, or with
+    ``augment_copies`` k, k + 1 passes (the originals, then copy c seeded by c alone, the same every epoch)."""
+    from augsvc.stream import Stream
+
+    kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
+              resize=cfg.resize)  # fmt: skip
+    if cfg.augment_copies is None:
+        return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
+    views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies)]
+    n = len(views)
+    return [Stream(ref, epoch=epoch * n + v, recipe=r, augment_epoch=c, **kw) for v, (r, c) in enumerate(views)]
+
+
+def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, progress: bool, on_epoch=None) -> dict:
     import torch
     import yaml
 
@@ -245,7 +270,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if mix and m.modality != "image":
         raise AugsvcError(f"mix works on image batches; {ref} is {m.modality} (build a mixed version instead)")
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
-    steps = -(-n_train // cfg.batch_size)
+    steps = -(-n_train // cfg.batch_size) * (1 + (cfg.augment_copies or 0))
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
@@ -256,9 +281,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             model.train()
             t0, loss_sum, n_seen, correct = time.perf_counter(), 0.0, 0, 0
             task = bar.epoch(epoch)
-            s = Stream(ref, store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed,
-                       epoch=epoch, shuffle=True, recipe=cfg.augment, mix=mix, resize=cfg.resize)  # fmt: skip
-            for b in s:
+            for b in (b for s in train_streams(cfg, ref, store, epoch, mix) for b in s):
                 x = to_device(prep.inputs(b, cfg.max_len), device)
                 y = torch.from_numpy(b["label"]).to(device)
                 soft = torch.from_numpy(b["soft_label"]).to(device) if "soft_label" in b else None
@@ -293,6 +316,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
                         "history": history, "best": best, "rng": _rng_state(device)}, out / "last.pt")  # fmt: skip
             write_reports(out, history)
+            if on_epoch is not None:
+                on_epoch(row)
     best_epoch = max(history, key=lambda h: h["val_acc"])["epoch"] if history else None
     summary = {"run": str(out), "best_val_acc": best, "best_epoch": best_epoch, "epochs": len(history),
                "parameters": count_parameters(model), "data": ref, "model": kind, "width": cfg.width,

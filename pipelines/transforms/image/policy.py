@@ -1,11 +1,14 @@
-"""Automatic augmentation policy: RandAugment (Cubuk et al., 2019, arXiv:1909.13719).
+"""Automatic augmentation policies: RandAugment (Cubuk et al., 2019, arXiv:1909.13719) and TrivialAugment
+(Muller and Hutter, 2021, arXiv:2103.10158).
 
-``n`` ops are drawn with replacement from a fixed list and applied at one global ``magnitude`` in [0, 10];
+RandAugment: ``n`` ops are drawn with replacement from a fixed list and applied at one global ``magnitude`` in [0, 10];
 signed ops get a random sign. The record lists ``[name, value]`` pairs, so replay does not need ``magnitude``.
 Ops and their value at magnitude 10: identity; rotate 30 degrees; shear_x / shear_y 17 degrees;
 translate_x / translate_y 0.45 of the size; brightness 0.4 (x 255 added); contrast and saturation factor
 1 +- 0.9; solarize (threshold 256 - 256 * m / 10); posterize (keep 8 - 4 * m / 10 bits); equalize.
 Saturation is the identity on grey images; equalize works per channel.
+TrivialAugment: one op per image, drawn uniformly from the same list, at a strength drawn uniformly from
+``magnitude_range`` (default the whole range, 0 to 10); signed ops get a random sign. Same record shape.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic import Field
 
 from pipelines.kernels import affine_matrix, apply_lut, hsv_adjust, image_mean, value_affine, warp_affine
 from pipelines.transforms.base import register
-from pipelines.transforms.image._common import Fill, ImageOp
+from pipelines.transforms.image._common import Fill, ImageOp, float_range
 
 Kernel = Callable[[np.ndarray, float, int], np.ndarray]
 
@@ -84,6 +87,33 @@ class RandAugment(ImageOp):
                 value = -value
             chosen.append([name, float(value)])
         return {"ops": chosen}
+
+    def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        y = x
+        for name, value in params["ops"]:
+            y = POLICY_OPS[name][2](y, value, self.fill)
+        return y if y is not x else x.copy()
+
+
+@register
+class TrivialAugment(ImageOp):
+    """Apply one op drawn uniformly from ``POLICY_OPS`` at a strength uniform over ``magnitude_range`` (0-10)."""
+
+    name: ClassVar[str] = "trivial_augment"
+    magnitude_range: float_range(ge=0.0, le=10.0) = Field(
+        (0.0, 10.0), description="strength drawn uniformly from [lo, hi], 0 to 10 (default: each op's whole range)"
+    )
+    fill: Fill = 128
+
+    def sample(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
+        names = list(POLICY_OPS)
+        name = names[int(rng.integers(0, len(names)))]
+        top, signed, _ = POLICY_OPS[name]
+        lo, hi = self.magnitude_range
+        value = top * float(rng.uniform(lo, hi)) / 10.0
+        if signed and rng.random() < 0.5:
+            value = -value
+        return {"ops": [[name, float(value)]]}
 
     def apply(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         y = x

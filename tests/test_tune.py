@@ -1,0 +1,237 @@
+"""``augsvc tune``: a 2-trial search on a tiny generated image version in one module-scoped Ray session (table,
+plot, best recipe that builds and trains, --test with two seeds, resume), space-file errors, the candidates drawn
+from a space, offline copies in the trainer/stream, and ``trivial_augment``'s determinism."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from augsvc.stream import Stream
+from augsvc.tune.search import baseline, candidate, first_points, label, mean_se, recipe_of, train_config
+from augsvc.tune.space import load_space
+from pipelines.ingest.encode import write_parquet
+from pipelines.store import Store
+from pipelines.transforms.compose import build_op
+from pipelines.transforms.image.policy import POLICY_OPS
+from schemas.arrow import image_schema
+from schemas.errors import AugsvcError
+
+
+def _image(label: int, rng: np.random.Generator, size: int = 12) -> np.ndarray:
+    """A bright square in the top-left (class 0) or bottom-right (class 1) quadrant over noise, RGB."""
+    img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    h = size // 2
+    off = 0 if label == 0 else h
+    y, x = off + int(rng.integers(0, 2)), off + int(rng.integers(0, 2))
+    img[y : y + h - 1, x : x + h - 1] = 220
+    return img
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    s = Store(tmp_path_factory.mktemp("tune") / "store")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(72):
+        split = "train" if i < 40 else "val" if i < 56 else "test"
+        rows.append({"sample_id": f"{i:016x}", "label": i % 2, "soft_label": None, "split": split,
+                     "source": f"gen:{i}", "lineage": None, "image": _image(i % 2, rng).tobytes(),
+                     "image_format": "raw", "height": 12, "width": 12, "channels": 3})  # fmt: skip
+    st = s.staging("squares")
+    for split in ("train", "val", "test"):
+        part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=image_schema())
+        st.add_shard_bytes(write_parquet(part), part.num_rows, split)
+    s.publish(st, dataset="squares", definition={"test": "squares"}, modality="image",
+              class_names=["top_left", "bottom_right"], rows_per_class={"top_left": 36, "bottom_right": 36},
+              extra={"image_storage": "raw"})  # fmt: skip
+    return s
+
+
+SPACE = {
+    "data": "squares",
+    "trials": 2,
+    "epochs": 2,
+    "grace_period": 1,
+    "seeds": 2,
+    "train": {"batch_size": 16, "lr": 0.01, "width": 0.25},
+    "policies": ["trivial_augment", {"rand_augment": {"n": [1, 2], "magnitude": [3, 9]}}],
+}
+
+
+def _space_file(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+@pytest.fixture(scope="module")
+def search(store, tmp_path_factory, ray_module):
+    from augsvc.tune.search import tune_search
+
+    out = tmp_path_factory.mktemp("tune_out") / "out"
+    lines: list[str] = []
+    summary = tune_search(load_space(SPACE), out, store=store.uri, test_split="test", echo=lines.append)
+    return out, summary, lines
+
+
+def test_search_writes_table_plot_and_recipe(search) -> None:
+    out, summary, lines = search
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and [r["rank"] for r in rows] == ["1", "2"]
+    assert {r["recipe"].split("(")[0] for r in rows} == {"trivial_augment", "rand_augment"}  # each policy once
+    accs = [float(r["val_acc"]) for r in rows]
+    assert accs == sorted(accs, reverse=True) and all(0.0 <= a <= 1.0 for a in accs)
+    for r in rows:
+        curve = [float(v) for v in r["curve"].split()]
+        assert 1 <= int(r["epochs"]) == len(curve) <= 2 and max(curve) == pytest.approx(float(r["val_acc"]), abs=1e-4)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["best"]["recipe"] == rows[0]["recipe"]
+    assert any("rank" in line and "recipe" in line for line in lines)  # the printed table
+    test = summary["test"]
+    assert test["split"] == "test" and len(test["seeds"]) == 2
+    for res in test["recipes"].values():
+        assert len(res["runs"]) == 2 and res["mean"] == pytest.approx(np.mean(res["runs"]))
+    assert "no augmentation" not in test["recipes"] and "none" in test["recipes"]  # the baseline ran
+    with open(out / "test.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4  # (winner, baseline) x 2 seeds
+
+
+def test_best_recipe_builds_and_trains_on_the_fly(search, store, tmp_path) -> None:
+    from augsvc import api
+    from augsvc.trainer.loop import load_config, train
+
+    out, summary, _ = search
+    recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
+    assert recipe["stages"][0]["op"]["op"] in ("trivial_augment", "rand_augment")
+    rep = api.build(str(out / "best_recipe.yaml"), store=store, workers=0)
+    assert rep.manifest.rows_per_split["train"] == 80  # 40 originals + 1 copy each (copies: 1)
+    cfg = load_config(str(out / "best_train.yaml")).model_copy(update={"epochs": 1})
+    assert cfg.augment == str(out / "best_recipe.yaml")
+    res = train(cfg, store, tmp_path / "run", progress=False)
+    assert res["epochs"] == 1
+
+
+def test_resume_of_a_finished_search_reuses_its_trials(search, store) -> None:
+    from augsvc.tune.search import tune_search
+
+    out, summary, _ = search
+    again = tune_search(load_space(SPACE), out, store=store.uri, resume=True, echo=lambda s: None)
+    assert again["trials"] == summary["trials"] == 2
+    assert again["best"]["recipe"] == summary["best"]["recipe"]
+    assert again["best"]["val_acc"] == summary["best"]["val_acc"]
+    with pytest.raises(AugsvcError, match="already holds a search"):
+        tune_search(load_space(SPACE), out, store=store.uri, echo=lambda s: None)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"policies": ["rand_agment"]}, r"space.yaml: policies\[0\]: unknown op 'rand_agment'.*rand_augment"),
+        ({"policies": [{"rand_augment": {"n": [3, 1]}}]}, r"rand_augment.n: range \[3, 1\] has lo > hi"),
+        ({"policies": [{"rand_augment": {"magnitude": [0, 20]}}]}, r"outside the bounds \[0, 10\]"),
+        ({"policies": [{"augmix": {"sevrity": [1, 2]}}]}, r"unknown parameter 'sevrity'.*severity"),
+        ({"label_smoothing": [0.3, 0.1]}, r"label_smoothing: range \[0.3, 0.1\] has lo > hi"),
+        ({"mix": [{"method": "mixpu"}]}, r"mix\[0\]: unknown method 'mixpu'"),
+        ({"train": {"epochs": 3}}, r"train: epochs set by the search itself"),
+        ({"train": {"batch_sise": 3}}, r"unknown key 'batch_sise'"),
+        ({"polices": ["none"]}, r"unknown key 'polices'"),
+        ({"policies": [{"fixed": {"stages": [{"op": {"op": "rotat"}}]}}]}, r"fixed: .*unknown op 'rotat'"),
+        ({"grace_period": 5}, r"grace_period 5 is more than epochs 2"),
+    ],
+)
+def test_space_errors_are_one_line(tmp_path, change, message) -> None:
+    with pytest.raises(AugsvcError, match=message) as e:
+        load_space(_space_file(tmp_path, {**SPACE, **change}))
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_missing_split_and_wrong_modality_before_ray(store, tmp_path) -> None:
+    from augsvc.tune.search import tune_search
+
+    with pytest.raises(AugsvcError, match=r"no rows in split 'dev' \(val_split.*augsvc split"):
+        tune_search(load_space({**SPACE, "val_split": "dev"}), tmp_path / "o", store=store.uri)
+    with pytest.raises(AugsvcError, match=r"policies\[0\]: random_swap is a text op; squares@\w+ is image"):
+        tune_search(load_space({**SPACE, "policies": ["random_swap"]}), tmp_path / "o", store=store.uri)
+    assert not (tmp_path / "o").exists()
+
+
+def test_candidates_from_a_space() -> None:
+    space = load_space({**SPACE, "policies": ["none", "trivial_augment", "rand_augment", {"augmix": {}}],
+                        "mix": ["none", "cutmix"], "label_smoothing": [0.0, 0.2], "augment": ["on_the_fly", "offline"],
+                        "offline_copies": [1, 3], "trials": 3})  # fmt: skip
+    pts = first_points(space)
+    assert [p["policy"] for p in pts] == [0, 1, 2]  # at most `trials` points, every policy in order
+    assert pts[2]["p2.n"] == 2 and pts[2]["p2.magnitude"] == 9.0  # RandAugment at its defaults
+    ra = candidate(space, {**pts[2], "augment": "offline", "offline_copies": 3})
+    assert ra["label"] == "rand_augment(n=2, magnitude=9), offline x3"
+    rec = recipe_of(space, ra, "squares@0123456789abcdef")
+    assert rec["stages"] == [{"name": "rand_augment", "op": {"op": "rand_augment", "n": 2, "magnitude": 9.0},
+                              "copies": 3, "keep_originals": True}]  # fmt: skip
+    cfg = train_config(space, ra, "squares@0123456789abcdef", seed=5)
+    assert cfg.augment_copies == 3 and cfg.seed == 5 and cfg.epochs == 2 and cfg.width == 0.25
+    mixed = candidate(space, {"policy": 3, "p3.severity": 4.5, "mix": 1, "mix1.alpha": 0.5, "label_smoothing": 0.1,
+                              "augment": "on_the_fly", "offline_copies": 2})  # fmt: skip
+    assert mixed["label"] == "augmix(severity=4.5) + cutmix(0.5) + ls 0.1"
+    assert train_config(space, mixed, "squares@0123456789abcdef", 0).mix.alpha == 0.5
+    none = candidate(space, {"policy": 0, "mix": 0, "label_smoothing": 0.0, "augment": "offline", "offline_copies": 2})
+    assert none["augment"] == "on_the_fly" and recipe_of(space, none, "x@y") is None
+    assert label(baseline()) == "none"
+    assert mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0 / np.sqrt(3)))
+
+
+def test_offline_copies_are_fixed_views(store, tmp_path) -> None:
+    recipe = {"input": "squares", "output": "x", "stages": [{"op": {"op": "trivial_augment"}}]}
+
+    def images(epoch: int, augment_epoch: int | None) -> np.ndarray:
+        s = Stream("squares", store=store, split="train", shuffle=False, batch_size=64, epoch=epoch, recipe=recipe,
+                   augment_epoch=augment_epoch)  # fmt: skip
+        return next(iter(s))["image"]
+
+    assert np.array_equal(images(0, 1), images(7, 1))  # a fixed copy is the same every epoch
+    assert not np.array_equal(images(0, 1), images(0, 2))
+    assert np.array_equal(images(3, None), images(0, 3))  # default: the epoch seeds the view
+
+
+def test_trivial_augment_is_deterministic_and_draws_one_op_uniformly() -> None:
+    op = build_op({"op": "trivial_augment", "magnitude_range": [2, 6]})
+    x = np.random.default_rng(1).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    seen: dict[str, int] = {}
+    for seed in range(600):
+        y1, r1 = op(x, np.random.default_rng(seed))
+        y2, r2 = op(x, np.random.default_rng(seed))
+        assert np.array_equal(y1, y2) and r1 == r2
+        assert len(r1["params"]["ops"]) == 1
+        name, value = r1["params"]["ops"][0]
+        top = POLICY_OPS[name][0]
+        assert top * 0.2 - 1e-9 <= abs(value) <= top * 0.6 + 1e-9
+        seen[name] = seen.get(name, 0) + 1
+        if seed < 20:
+            assert np.array_equal(op.apply(x, json.loads(json.dumps(r1))["params"]), y1)  # replay
+    assert set(seen) == set(POLICY_OPS)  # every op of the list is drawn
+    assert max(seen.values()) < 2.5 * min(seen.values())  # roughly uniform (50 expected each)
+
+
+def test_cli_bad_space_is_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = _space_file(tmp_path, {**SPACE, "policies": [{"rand_augment": {"n": [0, 3]}}]})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "augsvc", "tune", str(bad), "--out", str(tmp_path / "o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: {bad}: policies[0]: rand_augment.n: range [0, 3] is outside the bounds [1, 16]"
+    ]
