@@ -249,6 +249,8 @@ def build(
         )
         per = splits.setdefault(split, {})
         for lab in t["label"].to_pylist():
+            if lab is None:  # unlabelled rows (a transfer set) count in rows_per_split only
+                continue
             name = m.class_names[lab]
             per[name] = per.get(name, 0) + 1
     work.clear()
