@@ -85,6 +85,11 @@ class VerifyResult(Result):
     problems: list[str]
 
 
+def _label_key(kv: tuple) -> tuple:
+    """Sort key of (label or None, copies): classes in order, unlabelled rows last."""
+    return (kv[0] is None, kv[0] or 0)
+
+
 def open_store(store: Any = None) -> Any:
     """A :class:`pipelines.store.Store` for ``store`` (see the module doc)."""
     from pipelines.store import Store
@@ -167,7 +172,7 @@ def build(
         StagePlanInfo(
             index=st.index,
             name=st.name,
-            copies={names[k]: v for k, v in sorted(st.copies.items())},
+            copies={names[k] if k is not None else "(unlabelled)": v for k, v in sorted(st.copies.items(), key=_label_key)},
             extra_rows=len(st.extra),
             keep_originals=st.keep_originals,
         )  # fmt: skip

@@ -115,7 +115,8 @@ class Stream:
     ``columns`` limits the output to ``sample_id`` plus those names (``source``, ``lineage`` and ``split`` are only
     returned when named). ``split`` picks one split; ``"all"`` reads every row; left out over a version with
     ``val``/``test`` rows it means ``"train"`` (with a warning).
-    ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker.
+    ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker. ``curriculum`` (an
+    :class:`augsvc.curriculum.Curriculum`) makes each epoch the easiest paced fraction of the split's rows.
     """
 
     def __init__(

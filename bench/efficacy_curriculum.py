@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._util import emit, shared  # noqa: E402
 
-FULL = {"size": 64, "epochs": 15, "seeds": [0, 1, 2], "per_class": None}
+FULL = {"size": 64, "epochs": 15, "width": 1.0, "seeds": [0, 1, 2], "per_class": None}
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
@@ -46,11 +46,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=FULL["seeds"])
     ap.add_argument("--per-class", type=int, default=FULL["per_class"], help="first N images per class (scale down)")
     ap.add_argument("--labelled", type=float, default=0.1, help="fraction of all images with a label")
-    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--width", type=float, default=FULL["width"])
     ap.add_argument("--pacing", default="exponential")
     ap.add_argument("--start", type=float, default=0.3)
     ap.add_argument("--inc", type=float, default=1.5)
     ap.add_argument("--step-length", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -90,7 +91,7 @@ def main() -> None:
     fracs = [round(pacing.fraction(e), 3) for e in range(pacing.full_from() + 1)]
     print(f"pacing {pacing}: fractions {fracs}; budget {budget} samples: baseline {args.epochs} epochs, "
           f"curriculum {cur_epochs} epochs ({seen})")  # fmt: skip
-    common = {"data": "few", "val_split": "val", "batch_size": 32, "lr": 0.003, "width": args.width}
+    common = {"data": "few", "val_split": "val", "batch_size": 32, "lr": 0.003, "width": args.width, "threads": args.threads}
     cur = {"pacing": args.pacing, "start": args.start, "inc": args.inc, "step_length": args.step_length}
     runs = tmp / "runs"
     results: dict[str, dict] = {"baseline": {"test_acc": [], "samples": [], "cpu_s": 0.0},

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._util import emit, shared  # noqa: E402
 
-FULL = {"epochs": 8, "teacher_epochs": 8, "transfer_fraction": 1.0, "seeds": [0, 1, 2]}
+FULL = {"epochs": 8, "teacher_epochs": 8, "teacher_width": 2.0, "transfer_fraction": 1.0, "seeds": [0, 1, 2]}
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=FULL["epochs"], help="student epochs")
     ap.add_argument("--teacher-epochs", type=int, default=FULL["teacher_epochs"])
-    ap.add_argument("--teacher-width", type=float, default=2.0)
+    ap.add_argument("--teacher-width", type=float, default=FULL["teacher_width"])
     ap.add_argument("--student-widths", type=float, nargs="+", default=[0.25])
     ap.add_argument("--labelled", type=int, default=1000, help="labelled training images (stratified)")
     ap.add_argument("--val", type=float, default=0.05)
@@ -56,6 +56,7 @@ def main() -> None:
                     help="fraction of the unlabelled pool used as the transfer set (scale down)")  # fmt: skip
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=FULL["seeds"])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -89,7 +90,7 @@ def main() -> None:
     build(load_recipe({"input": "lab", "output": "lab_aug", "seed": 0, "splits": ["train"],
                        "stages": [{"name": "affine", "op": affine, "copies": 4}]}), store, workers=0)  # fmt: skip
     runs = tmp / "runs"
-    common = {"val_data": "mnist", "val_split": "val", "batch_size": 64, "lr": 0.003}
+    common = {"val_data": "mnist", "val_split": "val", "batch_size": 64, "lr": 0.003, "threads": args.threads}
     results: dict[str, dict] = {}
 
     def run(name: str, cfg: dict, seed: int) -> float:

@@ -106,8 +106,8 @@ def plan_op_stage(
     extra: set[str] = set()
     if st.target_per_class is None:
         copies = dict.fromkeys(selected, st.copies)
-        if not st.classes:  # unlabelled rows (label None: a transfer set) get copies too, unless classes are picked
-            copies[None] = st.copies
+        if not st.classes and any(r[1] is None for r in rows if r[2] in recipe.splits):
+            copies[None] = st.copies  # unlabelled rows (a transfer set) get copies too, unless classes are picked
     else:
         targets = st.target_per_class
         if isinstance(targets, dict):

@@ -280,3 +280,22 @@ def test_transfer_set_teacher_logits_on_unlabelled_rows_and_copies_then_a_studen
     assert plain["epochs"] == 3
     with pytest.raises(AugsvcError, match="fraction of labelled rows"):
         label_subset(store, "squares", labelled=0.0)
+
+
+def test_label_subset_command_drops_or_thins_the_unlabelled_rows(store: Store) -> None:
+    from typer.testing import CliRunner
+
+    from augsvc.cli import app
+
+    res = CliRunner().invoke(app, ["label-subset", "squares", "--labelled", "0.5", "--unlabelled", "drop",
+                                   "--output", "half", "--store", str(store.root), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert (info["labelled"], info["unlabelled"]) == (30, 0)
+    m = store.manifest(*store.resolve("half"))
+    assert m.rows_per_split == {"train": 30, "val": 20} and m.splits["train"] == {"top_left": 15, "bottom_right": 15}
+    thin = label_subset(store, "squares", labelled=0.5, unlabelled_keep=0.5, output="thin").manifest
+    n_unl = thin.rows_per_split["train"] - 30
+    assert 5 <= n_unl <= 25 and store.verify("thin", thin.version) == []
+    again = label_subset(store, "squares", labelled=0.5, unlabelled_keep=0.5, output="thin")
+    assert again.up_to_date and again.manifest.version == thin.version
