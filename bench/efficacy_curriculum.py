@@ -7,8 +7,8 @@ the rest of the training rows are left out: this bench is about ordering, not un
 
 Per seed: a baseline run (shuffled epochs), then a curriculum run whose difficulty scores come from that baseline's
 best model (Hacohen and Weinshall's "self-taught" scoring: a first model trained on the same data, per-row
-``1 - p(true label)``), with exponential pacing. Same budget: the curriculum run gets as many epochs as it needs to
-see at least as many samples as the baseline (its early epochs hold fewer rows); both print the samples they saw.
+``1 - p(true label)``), with exponential pacing. Same budget: the curriculum run gets the number of epochs whose samples
+come closest to the baseline's (its early epochs hold fewer rows); both print the samples they saw.
 Test accuracy on the held-out split; mean and standard error over ``--seeds``; CPU seconds.
 
     nice -n 10 python bench/efficacy_curriculum.py [--size 64] [--epochs 15] [--seeds 0 1 2] [--per-class N]
@@ -85,13 +85,17 @@ def main() -> None:
     pacing = Pacing(args.pacing, args.start, args.inc, args.step_length)
     budget = args.epochs * n
     cur_epochs, seen = 0, 0
-    while seen < budget:
-        seen += pacing.size(cur_epochs, n)
+    while seen < budget:  # the epoch count whose samples come closest to the baseline's
+        nxt = pacing.size(cur_epochs, n)
+        if seen + nxt - budget > budget - seen:
+            break
+        seen += nxt
         cur_epochs += 1
     fracs = [round(pacing.fraction(e), 3) for e in range(pacing.full_from() + 1)]
     print(f"pacing {pacing}: fractions {fracs}; budget {budget} samples: baseline {args.epochs} epochs, "
           f"curriculum {cur_epochs} epochs ({seen})")  # fmt: skip
-    common = {"data": "few", "val_split": "val", "batch_size": 32, "lr": 0.003, "width": args.width, "threads": args.threads}
+    common = {"data": "few", "val_split": "val", "batch_size": 32, "lr": 0.003, "width": args.width,
+              "threads": args.threads}  # fmt: skip
     cur = {"pacing": args.pacing, "start": args.start, "inc": args.inc, "step_length": args.step_length}
     runs = tmp / "runs"
     results: dict[str, dict] = {"baseline": {"test_acc": [], "samples": [], "cpu_s": 0.0},
