@@ -85,6 +85,15 @@ class VerifyResult(Result):
     problems: list[str]
 
 
+def _label_key(kv: tuple) -> tuple:
+    """Sort key of (label or None, copies): classes in order, unlabelled rows last."""
+    return (kv[0] is None, kv[0] or 0)
+
+
+def _label_name(names: list[str], k: int | None) -> str:
+    return "(unlabelled)" if k is None else names[k]
+
+
 def open_store(store: Any = None) -> Any:
     """A :class:`pipelines.store.Store` for ``store`` (see the module doc)."""
     from pipelines.store import Store
@@ -167,7 +176,7 @@ def build(
         StagePlanInfo(
             index=st.index,
             name=st.name,
-            copies={names[k]: v for k, v in sorted(st.copies.items())},
+            copies={_label_name(names, k): v for k, v in sorted(st.copies.items(), key=_label_key)},
             extra_rows=len(st.extra),
             keep_originals=st.keep_originals,
         )  # fmt: skip

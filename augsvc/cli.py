@@ -386,6 +386,9 @@ def _register_trainer() -> None:
 
     register(app)
     register_store(app)
+    from augsvc.cli_labels import register as register_labels
+
+    register_labels(app)
 
 
 _register_trainer()

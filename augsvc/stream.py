@@ -117,6 +117,8 @@ class Stream:
     ``val``/``test`` rows it means ``"train"`` (with a warning).
     ``worker``/``num_workers`` are filled in by :class:`TorchStream` per DataLoader worker. ``augment_epoch``
     (default ``epoch``) seeds the on-the-fly augmentation: a fixed value gives the same augmented view every epoch.
+    ``curriculum`` (an :class:`augsvc.curriculum.Curriculum`) makes each epoch the easiest paced fraction of the
+    split's rows.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Stream:
         one_hot: bool = False,
         resize: tuple[int, int] | None = None,
         augment_epoch: int | None = None,
+        curriculum: Any = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -176,6 +179,7 @@ class Stream:
         self.resize = check_resize(resize)
         self.recipe, self.aug_stages = _load_recipe(recipe)
         self.augment_epoch = augment_epoch  # seeds on-the-fly augmentation (None: the epoch)
+        self.curriculum = curriculum  # augsvc.curriculum.Curriculum: epoch order from easy to hard, paced
         self.seen = 0  # samples of this epoch already yielded by this consumer
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
@@ -210,7 +214,7 @@ class Stream:
     def _order(self) -> tuple[np.ndarray, np.ndarray]:
         """The epoch's global (shard, row) order over all consumers."""
         shards = list(range(len(self.manifest.shards)))
-        if self.shuffle:
+        if self.shuffle and self.curriculum is None:
             shards = [shards[i] for i in stream_rng(SHARD_ORDER, self.seed, self.epoch).permutation(len(shards))]
         sh, rw = [], []
         for i in shards:
@@ -219,7 +223,9 @@ class Stream:
             sh.append(np.full(len(rows), i, np.int64))
             rw.append(rows)
         if not sh:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
+            sh, rw = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        if self.curriculum is not None:  # storage order -> the paced easy-to-hard subset (augsvc/curriculum.py)
+            return self.curriculum.order(np.concatenate(sh), np.concatenate(rw), self.seed, self.epoch)
         return np.concatenate(sh), np.concatenate(rw)
 
     def plan(self) -> Plan:
@@ -245,13 +251,13 @@ class Stream:
                 "seed": self.seed, "shuffle": self.shuffle, "shuffle_window": self.window, "split": self.split,
                 "batch_size": self.batch_size, "drop_last": self.drop_last, "pad": self.pad,
                 "world_size": self.world_size, "num_workers": self.num_workers, "rank": self.rank,
-                "worker": self.worker}  # fmt: skip
+                "worker": self.worker, "curriculum": self.curriculum and self.curriculum.fingerprint}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``: the next batches are exactly those the saved stream had not yielded yet."""
         mine = self.state_dict()
         for key in ("version", "seed", "shuffle", "shuffle_window", "split", "batch_size", "drop_last", "pad",
-                    "world_size", "num_workers", "rank", "worker"):  # fmt: skip
+                    "world_size", "num_workers", "rank", "worker", "curriculum"):  # fmt: skip
             if state.get(key) != mine[key]:
                 raise AugsvcError(
                     f"cannot resume: the saved stream has {key}={state.get(key)!r} but this one has {mine[key]!r}; "

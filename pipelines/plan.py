@@ -30,7 +30,7 @@ def _rank_key(seed: int, stage: int, sample_id: str) -> bytes:
 class StagePlan:
     index: int
     name: str
-    copies: dict[int, int]  # label -> copies per row (labels not listed get none)
+    copies: dict[int | None, int]  # label (None: unlabelled rows) -> copies per row (labels not listed get none)
     extra: frozenset[str]  # sample ids that get one copy more (per-class targets)
     keep_originals: bool
 
@@ -108,6 +108,8 @@ def plan_op_stage(
     extra: set[str] = set()
     if st.target_per_class is None:
         copies = dict.fromkeys(selected, st.copies)
+        if not st.classes and any(r[1] is None for r in rows if r[2] in recipe.splits):
+            copies[None] = st.copies  # unlabelled rows (a transfer set) get copies too, unless classes are picked
     else:
         targets = st.target_per_class
         if isinstance(targets, dict):

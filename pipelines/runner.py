@@ -267,7 +267,7 @@ def build(
         )
         per = splits.setdefault(split, {})
         for lab in t["label"].to_pylist():
-            if lab is None:  # translation pairs have no label
+            if lab is None:  # translation pairs and unlabelled rows (a transfer set): per split only
                 continue
             name = m.class_names[lab]
             per[name] = per.get(name, 0) + 1

@@ -12,7 +12,7 @@ ROW_SCHEMA_VERSION = 1
 
 COMMON_FIELDS = [
     pa.field("sample_id", pa.string(), nullable=False),
-    pa.field("label", pa.int32()),  # null only for translation pairs
+    pa.field("label", pa.int32()),  # null for translation pairs and unlabelled rows (a transfer set)
     pa.field("soft_label", pa.list_(pa.float32())),  # one float per class, or null
     pa.field("split", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),  # where the row came from: "path", "path:line", "path#i"

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from augsvc.trainer.schedule import CurriculumConfig, ResizeStep, check_resize_steps
 from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
 
@@ -62,6 +63,10 @@ class TrainConfig(BaseModel):
         None, description="images: [height, width] every image is resized to while streaming (several sizes)"
     )
     distill: DistillConfig | None = Field(None, description="distil from the version's teacher_logits column")
+    curriculum: CurriculumConfig | None = Field(None, description="easy-to-hard epochs with a pacing function")
+    progressive_resize: list[ResizeStep] | None = Field(
+        None, description="images: [{from_epoch, size: [H, W]}] smaller training sizes early; validation at resize"
+    )
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without a better val accuracy")
     finetune_from: str | None = Field(None, description="run dir or checkpoint to start from (same model family)")
     freeze_epochs: int = Field(0, ge=0, description="fine-tuning: epochs training only the (new) head")
@@ -84,6 +89,7 @@ class TrainConfig(BaseModel):
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "
                 "put the augmentation in the build before the teacher stage instead"
             )
+        check_resize_steps(self.progressive_resize)
         return self
 
     @property
@@ -98,7 +104,8 @@ def load_config(source: str | Path | dict) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        models = {"mix": MixConfig, "distill": DistillConfig}
+        models = {"mix": MixConfig, "distill": DistillConfig, "curriculum": CurriculumConfig,
+                  "progressive_resize": ResizeStep}  # fmt: skip
         raise AugsvcError(
             validation_message(
                 e, where, lambda loc: models.get(str(loc[0]), TrainConfig) if len(loc) > 1 else TrainConfig

@@ -201,13 +201,18 @@ def train(
         return _train(cfg, store, Path(out_dir), device, resume=resume, progress=progress, on_epoch=on_epoch)
 
 
-def train_streams(cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None) -> list[Any]:
+def train_streams(
+    cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None, curriculum: Any = None
+) -> list[Any]:
     """The training streams of one epoch: one stream with a fresh augmented view per epoch, or with
-    ``augment_copies`` k, k + 1 passes (the originals, then copy c seeded by c alone, the same every epoch)."""
+    ``augment_copies`` k, k + 1 passes (the originals, then copy c seeded by c alone, the same every epoch).
+    Each pass follows ``curriculum`` (an :class:`augsvc.curriculum.Curriculum`, or None) and the epoch's size
+    under ``cfg.progressive_resize``."""
     from augsvc.stream import Stream
+    from augsvc.trainer.schedule import epoch_resize
 
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
-              resize=cfg.resize)  # fmt: skip
+              resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
     views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies)]
@@ -222,6 +227,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from augsvc.stream import Stream
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
+    from augsvc.trainer.schedule import make_curriculum
     from generators.nets.models import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
@@ -271,6 +277,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
         raise AugsvcError(f"mix works on image batches; {ref} is {m.modality} (build a mixed version instead)")
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
     steps = -(-n_train // cfg.batch_size) * (1 + (cfg.augment_copies or 0))
+    if cfg.progressive_resize and m.modality != "image":
+        raise AugsvcError(f"progressive_resize works on images; {ref} is {m.modality}")
+    curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
@@ -279,9 +288,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                 break
             set_trainable(model, _trainable_from(cfg, epoch, len(model.layer_groups())))
             model.train()
-            t0, loss_sum, n_seen, correct = time.perf_counter(), 0.0, 0, 0
+            t0, loss_sum, n_seen, correct, n_known = time.perf_counter(), 0.0, 0, 0, 0
             task = bar.epoch(epoch)
-            for b in (b for s in train_streams(cfg, ref, store, epoch, mix) for b in s):
+            for b in (b for s in train_streams(cfg, ref, store, epoch, mix, curriculum) for b in s):
                 x = to_device(prep.inputs(b, cfg.max_len), device)
                 y = torch.from_numpy(b["label"]).to(device)
                 soft = torch.from_numpy(b["soft_label"]).to(device) if "soft_label" in b else None
@@ -297,15 +306,17 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                 loss.backward()
                 opt.step()
                 target = soft.argmax(1) if soft is not None else y
+                known = y >= 0  # unlabelled rows (a transfer set) count in the loss, not in the accuracy
                 loss_sum += loss.item() * len(y)
                 n_seen += len(y)
-                correct += int((logits.argmax(1) == target).sum())
-                bar.step(task, loss_sum / n_seen, correct / n_seen)
+                n_known += int(known.sum())
+                correct += int((logits.argmax(1) == target)[known].sum())
+                bar.step(task, loss_sum / n_seen, correct / max(n_known, 1))
             val_acc = evaluate(
                 model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize
             )
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
-                   "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_known, 1),
+                   "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2), "samples": n_seen}  # fmt: skip
             history.append(row)
             bar.done(task, row)
             if val_acc > best:

@@ -20,7 +20,13 @@ def smoothed_targets(labels: torch.Tensor, num_classes: int, eps: float) -> torc
 def classification_loss(
     logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None, label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    """CE on soft labels when given (mixed rows), else on (smoothed) hard labels."""
+    """CE on soft labels when given (mixed rows), else on (smoothed) hard labels. Unlabelled rows (label -1, an
+    all-zero soft label) are left out of the mean; a batch without a labelled row gives 0."""
+    keep = labels >= 0
+    if not bool(keep.all()):
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        logits, labels, soft = logits[keep], labels[keep], None if soft is None else soft[keep]
     if soft is not None:
         return soft_cross_entropy(logits, soft)
     return soft_cross_entropy(logits, smoothed_targets(labels, logits.shape[1], label_smoothing))
@@ -38,7 +44,8 @@ def distillation_loss(
 ) -> torch.Tensor:
     """Hinton et al.: ``lambda_hard * CE(hard) + lambda_soft * T^2 * CE(softmax(t/T), log_softmax(s/T))``.
 
-    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T changes.
+    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T changes. Unlabelled rows
+    (label -1: a transfer set) get the soft term only; the hard term is the mean over the labelled rows.
     """
     t = temperature
     hard = classification_loss(student_logits, labels, soft)

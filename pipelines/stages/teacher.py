@@ -1,5 +1,6 @@
-"""``teacher`` stages: a trained run's model writes ``teacher_logits`` on every row, as the rows are at that stage
-(augmented copies included), for distillation.
+"""``teacher`` stages: a trained run's model writes ``teacher_logits`` on every row of the augmented splits, as the
+rows are at that stage (copies made by earlier op stages included, and rows without a label: a transfer set), for
+distillation (Hinton et al. 2015: the logits are the soft targets, softened by the student's temperature).
 
 Model-backed: the work runs in a pool of Ray actors (:class:`TeacherHost`), each loading the model once, batched,
 on a GPU when the cluster has one; in-process runs load it once per build. The checkpoint's sha256 is part of the
@@ -76,7 +77,7 @@ class TeacherHost:
         from generators.nets.classifier import logits_for_rows
 
         plan, base = self.plan, self.plan.base
-        batch: dict[str, Any] = {"label": np.array([r["label"] for r in rows])}
+        batch: dict[str, Any] = {"label": np.array([-1 if r["label"] is None else r["label"] for r in rows], np.int64)}
         if base.modality == "image":
             imgs = [get_payload(r, "image") for r in rows]
             size = self.loaded.meta.get("resize")

@@ -1,0 +1,88 @@
+"""Training schedules over epochs: the curriculum (easy-to-hard order with a pacing function) and progressive
+resizing (small images early, full size later). Config models here, used by ``TrainConfig``; no torch at import.
+
+``curriculum:`` scores every training row once at the start of a run (the version's ``teacher_logits``, or a first
+model's predictions), then each epoch's stream holds the easiest ``f(epoch)`` fraction of the rows (see
+``augsvc/curriculum.py``). ``progressive_resize:`` lists ``{from_epoch, size}`` steps; epochs before the first step,
+and validation and checkpoints always, use ``resize`` (the full size; null: the stored size).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from augsvc.curriculum import Curriculum, Pacing
+from schemas.errors import AugsvcError
+
+
+class CurriculumConfig(BaseModel):
+    """``curriculum:`` in a train config: where the difficulty comes from and the pacing function."""
+
+    model_config = ConfigDict(extra="forbid")
+    difficulty: str = Field(
+        "teacher", description="teacher: the version's teacher_logits column; or a run dir / .pt of a first model"
+    )
+    measure: Literal["p_true", "loss"] = Field("p_true", description="1 - p(true label), or the cross-entropy")
+    pacing: Literal["linear", "step", "exponential"] = Pacing.kind
+    start: float = Field(Pacing.start, gt=0, le=1, description="fraction of the easiest rows in epoch 0")
+    inc: float = Field(Pacing.inc, gt=0, description="exponential: factor per step; linear/step: fraction added")
+    step_length: int = Field(Pacing.step_length, ge=1, description="epochs per pacing step")
+
+    @model_validator(mode="after")
+    def _valid_pacing(self) -> CurriculumConfig:
+        try:
+            self.to_pacing()
+        except AugsvcError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def to_pacing(self) -> Pacing:
+        return Pacing(self.pacing, self.start, self.inc, self.step_length)
+
+
+class ResizeStep(BaseModel):
+    """One step of ``progressive_resize``: from epoch ``from_epoch`` (0-based) on, train at ``size`` [h, w]."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_epoch: int = Field(ge=0)
+    size: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _positive(self) -> ResizeStep:
+        if min(self.size) < 1:
+            raise ValueError(f"size {list(self.size)}: height and width must be positive")
+        return self
+
+
+def check_resize_steps(steps: list[ResizeStep] | None) -> None:
+    """ValueError unless the steps' epochs strictly increase."""
+    if steps:
+        epochs = [s.from_epoch for s in steps]
+        if epochs != sorted(set(epochs)):
+            raise ValueError(f"progressive_resize: from_epoch values must strictly increase, got {epochs}")
+
+
+def epoch_resize(steps: list[ResizeStep] | None, full: tuple[int, int] | None, epoch: int) -> tuple[int, int] | None:
+    """The training image size of ``epoch``: the last step with ``from_epoch <= epoch``, else ``full``."""
+    size = full
+    for s in steps or []:
+        if s.from_epoch <= epoch:
+            size = tuple(s.size)
+    return size
+
+
+def make_curriculum(cfg: Any, store: Any, ref: str) -> Curriculum | None:
+    """The run's :class:`Curriculum` (None when ``cfg.curriculum`` is off): difficulty of every row of
+    ``cfg.train_split`` of ``ref`` from the teacher logits or the first model, and the configured pacing."""
+    c = cfg.curriculum
+    if c is None:
+        return None
+    from augsvc.curriculum import model_difficulty, teacher_difficulty
+
+    if c.difficulty == "teacher":
+        scores = teacher_difficulty(ref, store=store, split=cfg.train_split, measure=c.measure)
+    else:
+        scores = model_difficulty(ref, c.difficulty, store=store, split=cfg.train_split, measure=c.measure)
+    return Curriculum(scores, c.to_pacing())
