@@ -57,6 +57,7 @@ class StageKind:
     fuses: ClassVar[bool] = False  # consecutive stages of this kind run as one step (rows never leave their part)
     streamable: ClassVar[bool] = False  # may run on the fly in the stream (per-row, label-invariant)
     mixes_labels: ClassVar[bool] = False  # rows it writes may carry soft labels
+    needs_labels: ClassVar[bool] = False  # refused on an unlabelled version (pipelines.unlabelled)
 
     def parse(self, spec: Any) -> Any:
         """The spec as the kind's validated object; raise AugsvcError (or ValueError) naming the key."""

@@ -183,6 +183,7 @@ class MixStage(StageKind):
     key = "mix"
     description = "label mixing with soft labels: pairs rows across the whole dataset (mixup, cutmix, average)"
     mixes_labels = True
+    needs_labels = True
 
     def parse(self, spec: Any) -> MixSpec:
         return validate_spec(MixSpec, spec, "{method: mixup, alpha: 0.4}")
