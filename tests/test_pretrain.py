@@ -130,3 +130,11 @@ def test_config_refusals(store: Store, tmp_path: Path) -> None:
         load_config(cfg(temprature=0.1))
     with pytest.raises(AugsvcError, match="batch_size 64 is larger than the 30 rows"):
         pretrain(load_config(cfg(batch_size=64)), store, tmp_path / "x", progress=False)
+
+
+def test_worked_examples_validate() -> None:
+    root = Path(__file__).resolve().parents[1] / "examples"
+    simclr = load_config(root / "train_flowers_simclr.yaml")
+    assert simclr.pretrain is not None and simclr.pretrain.split == "train" and simclr.pretrained
+    probe = load_config(root / "train_flowers_linear_probe.yaml")
+    assert probe.unfreeze_groups == 0 and probe.finetune_from == "runs/simclr/pretrain"
