@@ -132,3 +132,17 @@ def test_folder_without_class_folders_or_images_is_refused(tmp_path: Path) -> No
         ingest(
             tmp_path / "empty", name="e", store=Store(tmp_path / "s"), workers=0, options=IngestOptions(format="images")
         )
+
+
+def test_training_a_classifier_on_unlabelled_rows_is_refused_before_pretraining(store: Store, tmp_path: Path) -> None:
+    from augsvc.trainer.loop import load_config, train
+
+    cfg = {"data": "u@" + store.resolve("u")[1], "epochs": 1, "threads": 1}
+    with pytest.raises(AugsvcError, match=r"augsvc train \(.*\) needs labels, but u@.* has none"):
+        train(load_config(cfg), store, tmp_path / "r", progress=False)
+    with pytest.raises(AugsvcError, match="needs labels"):
+        train(load_config(cfg | {"pretrain": {"epochs": 1, "batch_size": 4}}), store, tmp_path / "p", progress=False)
+    assert not (tmp_path / "p" / "pretrain").exists()  # refused before any pretraining
+    done = train(load_config(cfg | {"epochs": 0, "pretrain": {"epochs": 1, "batch_size": 4}}), store, tmp_path / "q",
+                 progress=False)  # fmt: skip
+    assert done["pretrain"]["finished"] and (tmp_path / "q" / "pretrain" / "encoder.pt").is_file()

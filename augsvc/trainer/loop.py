@@ -188,7 +188,10 @@ def train(cfg: TrainConfig, store: Store, out_dir: str | Path, *, resume: bool =
     device = _device(cfg.device)
     if cfg.pretrain is not None:  # SimCLR first (augsvc/trainer/pretrain.py), then fine-tune from its encoder
         from augsvc.trainer.pretrain import PRETRAIN_DIR, pretrain
+        from pipelines.unlabelled import require_labels
 
+        if cfg.epochs:  # refuse unlabelled fine-tuning data before minutes of pretraining, not after
+            require_labels(store.manifest(*store.resolve(cfg.data)), "augsvc train (fine-tuning on 'data')")
         pre = pretrain(cfg, store, Path(out_dir) / PRETRAIN_DIR, resume=resume, progress=progress)
         if cfg.epochs == 0:
             return {"pretrain": pre, "run": str(out_dir), "epochs": 0}
