@@ -30,7 +30,8 @@ def store(tmp_path_factory) -> Store:
         write_image(tmp / "flat" / f"img{i:02d}.png", rng, size=12)
     (tmp / "flat" / "notes.txt").write_text("not an image")
     s = Store(tmp / "store")
-    ingest(tmp / "flat", name="u", store=s, options=IngestOptions(shard_rows=4, on_error="skip"), workers=0)
+    rep = ingest(tmp / "flat", name="u", store=s, options=IngestOptions(shard_rows=4, on_error="skip"), workers=0)
+    s.set_tag("u", "raw", rep.manifest.version)  # the tests read u@raw: the split below moves u@latest
     return s
 
 
@@ -44,19 +45,19 @@ def views_by_id(batches) -> dict[str, np.ndarray]:
 
 
 def test_unlabelled_ingest_has_null_labels_and_no_classes(store: Store) -> None:
-    m = store.manifest(*store.resolve("u"))
+    m = store.manifest(*store.resolve("u@raw"))
     assert m.class_names == [] and m.rows == 14 and m.rows_per_split == {"train": 14}
     assert [q.source for q in m.quarantine] == ["notes.txt"]  # the text file is a bad item, not dropped silently
     t = store.read_shard(m.dataset, m.version, m.shards[0].path, ["label"])
     assert t["label"].null_count == t.num_rows
     assert not store.verify(m.dataset, m.version)
-    b = next(iter(Stream("u", store=store, batch_size=5)))
+    b = next(iter(Stream("u@raw", store=store, batch_size=5)))
     assert (b["label"] == -1).all() and b["image"].shape == (5, 12, 12, 3)
 
 
 def test_views_differ_and_are_fixed_per_sample_epoch_and_seed(store: Store) -> None:
     def epoch_views(**kw):
-        return views_by_id(Stream("u", store=store, recipe=RECIPE, views=2, **({"batch_size": 4} | kw)))
+        return views_by_id(Stream("u@raw", store=store, recipe=RECIPE, views=2, **({"batch_size": 4} | kw)))
 
     a = epoch_views(seed=1, epoch=0)
     assert len(a) == 14 and all(v.shape == (2, 12, 12, 3) and v.dtype == np.uint8 for v in a.values())
@@ -72,20 +73,20 @@ def test_views_differ_and_are_fixed_per_sample_epoch_and_seed(store: Store) -> N
     c = epoch_views(seed=1, epoch=1)  # a new epoch draws new views
     assert sum(np.array_equal(a[k], c[k]) for k in a) == 0
     plain = views_by_id([{"sample_id": b["sample_id"], "views": b["image"][None]}
-                         for b in Stream("u", store=store, batch_size=4, recipe=RECIPE)])  # fmt: skip
+                         for b in Stream("u@raw", store=store, batch_size=4, recipe=RECIPE)])  # fmt: skip
     assert sum(np.array_equal(plain[k][0], a[k][0]) for k in a) == 0  # views have their own seeds
-    s = Stream("u", store=store, batch_size=4, recipe=RECIPE, views=3)
+    s = Stream("u@raw", store=store, batch_size=4, recipe=RECIPE, views=3)
     assert np.asarray(next(iter(s))["views"]).shape[0] == 3
 
 
 def test_views_resume_exactly(store: Store) -> None:
-    full = list(Stream("u", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2))
-    s = Stream("u", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2)
+    full = list(Stream("u@raw", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2))
+    s = Stream("u@raw", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2)
     it = iter(s)
     head = [next(it), next(it)]
     state = s.state_dict()
     del it
-    again = Stream("u", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2)
+    again = Stream("u@raw", store=store, batch_size=3, seed=2, epoch=1, recipe=RECIPE, views=2)
     again.load_state_dict(state)
     rest = list(again)
     assert len(head) + len(rest) == len(full)
@@ -96,24 +97,24 @@ def test_views_resume_exactly(store: Store) -> None:
 def test_views_through_dataloader_workers(store: Store) -> None:
     import torch
 
-    ds = as_torch_dataset("u", store=store, batch_size=4, seed=1, recipe=RECIPE, views=2)
+    ds = as_torch_dataset("u@raw", store=store, batch_size=4, seed=1, recipe=RECIPE, views=2)
     got = views_by_id({"sample_id": b["sample_id"], "views": b["views"].numpy()}
                       for b in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))  # fmt: skip
-    want = views_by_id(Stream("u", store=store, batch_size=4, seed=1, recipe=RECIPE, views=2))
+    want = views_by_id(Stream("u@raw", store=store, batch_size=4, seed=1, recipe=RECIPE, views=2))
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
 
 
 def test_views_refusals(store: Store) -> None:
     with pytest.raises(AugsvcError, match="needs a recipe"):
-        Stream("u", store=store, views=2)
+        Stream("u@raw", store=store, views=2)
     with pytest.raises(AugsvcError, match="views and mix"):
-        Stream("u", store=store, views=2, recipe=RECIPE, mix={"method": "mixup", "alpha": 0.4})
+        Stream("u@raw", store=store, views=2, recipe=RECIPE, mix={"method": "mixup", "alpha": 0.4})
     with pytest.raises(AugsvcError, match="views must be"):
-        Stream("u", store=store, views=0)
+        Stream("u@raw", store=store, views=0)
 
 
 def test_unlabelled_split_build_and_refusals(store: Store) -> None:
-    r = split_version(store, "u", val=0.0, test=0.25, seed=0)
+    r = split_version(store, "u@raw", val=0.0, test=0.25, seed=0)
     assert r.manifest.rows_per_split == {"test": 4, "train": 10} and r.manifest.class_names == []
     rec = {"input": f"u@{r.manifest.version}", "output": "u2", "seed": 0}
     b = build(load_recipe(rec | {"stages": [{"op": {"op": "hflip"}, "copies": 2}]}), store, workers=0)
@@ -137,7 +138,7 @@ def test_folder_without_class_folders_or_images_is_refused(tmp_path: Path) -> No
 def test_training_a_classifier_on_unlabelled_rows_is_refused_before_pretraining(store: Store, tmp_path: Path) -> None:
     from augsvc.trainer.loop import load_config, train
 
-    cfg = {"data": "u@" + store.resolve("u")[1], "epochs": 1, "threads": 1}
+    cfg = {"data": "u@raw", "epochs": 1, "threads": 1}
     with pytest.raises(AugsvcError, match=r"augsvc train \(.*\) needs labels, but u@.* has none"):
         train(load_config(cfg), store, tmp_path / "r", progress=False)
     with pytest.raises(AugsvcError, match="needs labels"):
