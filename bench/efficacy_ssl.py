@@ -36,7 +36,8 @@ from bench._util import emit, shared  # noqa: E402
 
 FULL = {"scale": 1.0, "size": 64, "width": 1.0, "pretrain_epochs": 100, "pretrain_batch": 256, "epochs": 30,
         "seeds": 3}  # fmt: skip
-#: about 20 CPU-minutes on 2 cores: every image, at 32x32, a half-width CNN, 20 pretraining and 15 fine-tuning epochs
+#: every image, at 32x32, a half-width CNN, 20 pretraining and 15 fine-tuning epochs: 909 CPU-s (37 min wall on a
+#: loaded 2-core box) in the run of docs/benchmarks.md
 REDUCED = {"size": 32, "width": 0.5, "pretrain_epochs": 20, "epochs": 15}
 FINETUNE_AUG = [{"op": "hflip", "p": 0.5}, {"op": "random_resized_crop", "size": None, "scale_range": [0.6, 1.0]}]
 
