@@ -111,7 +111,9 @@ class Stream:
     Batches hold ``sample_id`` (object array) always; ``label`` (int64, -1 where null); ``soft_label`` (N, K)
     float32 when the version has soft labels, ``one_hot`` is set or ``mix`` is given; the payload (``image``: uint8
     (N, H, W, C) when the batch shares one shape, else a list of HWC arrays; ``text``; ``src``/``tgt``; tabular
-    feature columns); any other stored column (e.g. ``teacher_logits``); ``padded`` (bool) when ``pad`` is set.
+    feature columns); any other stored column (e.g. ``teacher_logits``); ``padded`` (bool) when ``pad`` is set;
+    ``views`` ((V, N, H, W, C) uint8 or (V, N) text) when ``views=V`` >= 2: V independently augmented views of each
+    sample from ``recipe`` (:mod:`augsvc.streamviews`; the payload column then stays as stored).
     ``columns`` limits the output to ``sample_id`` plus those names (``source``, ``lineage`` and ``split`` are only
     returned when named). ``split`` picks one split; ``"all"`` reads every row; left out over a version with
     ``val``/``test`` rows it means ``"train"`` (with a warning).
@@ -147,6 +149,7 @@ class Stream:
         resize: tuple[int, int] | None = None,
         augment_epoch: int | None = None,
         curriculum: Any = None,
+        views: int = 1,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -180,6 +183,9 @@ class Stream:
         self.recipe, self.aug_stages = _load_recipe(recipe)
         self.augment_epoch = augment_epoch  # seeds on-the-fly augmentation (None: the epoch)
         self.curriculum = curriculum  # augsvc.curriculum.Curriculum: epoch order from easy to hard, paced
+        from augsvc.streamviews import check_views
+
+        self.views = check_views(views, self.aug_stages, mix, self.manifest.modality)  # 2+: contrastive views
         self.seen = 0  # samples of this epoch already yielded by this consumer
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
@@ -413,7 +419,11 @@ class Stream:
             out["padded"] = plan.padded[start:end].copy()
         if self.resize is not None and out.get("image") is not None and self.decode_images:
             out["image"] = resize_batch(out["image"], self.resize)
-        if self.recipe is not None and self.aug_stages:
+        if self.views > 1:  # the payload stays as stored; ``views`` holds the augmented views (augsvc/streamviews.py)
+            from augsvc.streamviews import add_views
+
+            add_views(self, out)
+        elif self.recipe is not None and self.aug_stages:
             self._augment(out)
         if self.mix and out.get("image") is not None and not isinstance(out["image"], np.ndarray):
             sizes = sorted({tuple(x.shape[:2]) for x in out["image"]})
@@ -425,7 +435,7 @@ class Stream:
             out["image"], out["soft_label"], out["lam"] = mix_batch(out["image"], out["soft_label"], rng=g, **self.mix)
         if self.columns is not None:
             keep = {"sample_id", *self.columns}
-            out = {k: v for k, v in out.items() if k in keep or k in ("padded", "lam")}
+            out = {k: v for k, v in out.items() if k in keep or k in ("padded", "lam", "views")}
         return out
 
     def _augment(self, out: dict[str, Any]) -> None:

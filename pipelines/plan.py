@@ -102,7 +102,8 @@ def plan_op_stage(
 
     st = recipe.stages[k]
     index = {c: i for i, c in enumerate(names)}
-    selected = selected_labels(recipe, k, names)
+    # an unlabelled version (no classes, null labels): plain copies for every row (check_recipe refuses the rest)
+    selected = selected_labels(recipe, k, names) if names else {None}
     aug = [r for r in rows if r[2] in recipe.splits and r[1] in selected]
     copies: dict[int, int] = {}
     extra: set[str] = set()

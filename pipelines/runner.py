@@ -73,8 +73,14 @@ def check_recipe(recipe: Recipe, m: Manifest) -> None:
             f"splits: {', '.join(map(repr, missing))} not in {recipe.input} "
             f"(it has {', '.join(sorted(have)) or 'none'})"
         )
+    from pipelines.unlabelled import require_labels
+
     for k in range(len(recipe.stages)):
-        stages.kind_of(recipe, k).check(recipe, k, m)
+        kind = stages.kind_of(recipe, k)
+        if kind.needs_labels:
+            name = recipe.stages[k].name
+            require_labels(m, f"stages[{k}] ({f'{name}: ' if name else ''}{kind.key} stage)")
+        kind.check(recipe, k, m)
 
 
 def build_definition(recipe: Recipe, parent: str) -> dict:

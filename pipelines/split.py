@@ -36,9 +36,10 @@ def assign(
         head = group_of.get(sid, sid)
         by_class.setdefault(label_of[head], {}).setdefault(head, []).append(sid)
     out: dict[str, str] = {}
-    for cls in sorted(by_class):
+    for cls in sorted(by_class, key=lambda c: -1 if c is None else c):  # None: rows without a label, one group
         heads = sorted(by_class[cls])
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, SPLIT_STREAM, cls])))
+        words = [seed, SPLIT_STREAM] + ([] if cls is None else [cls])
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
         order = [heads[i] for i in rng.permutation(len(heads))]
         n_test = round(test * len(order))
         n_val = round(val * len(order))
@@ -94,6 +95,8 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
                 staging.add_shard_bytes(write_parquet(part), part.num_rows, name)
                 per = splits.setdefault(name, {})
                 for lab in part["label"].to_pylist():
+                    if lab is None:  # an unlabelled version: rows per split only
+                        continue
                     c = m.class_names[lab]
                     per[c] = per.get(c, 0) + 1
         return store.publish(

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         summary = run_train(load_config(config), Store(store), run_dir, resume=resume, progress=not as_json)
         if as_json:
             typer.echo(json.dumps(summary))
+        elif "best_val_acc" not in summary:  # epochs: 0 with pretrain: pretraining alone
+            pre = summary["pretrain"]
+            typer.echo(f"pretrained {pre['epochs']} epoch(s), loss {pre['first_loss']:.4f} -> {pre['final_loss']:.4f}; "
+                       f"encoder {pre['encoder']}")  # fmt: skip
         else:
             typer.echo(
                 f"best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} of {summary['epochs']} "

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from augsvc.trainer.pretrain_config import PretrainConfig
 from augsvc.trainer.schedule import CurriculumConfig, ResizeStep, check_resize_steps
 from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
@@ -42,7 +43,7 @@ class TrainConfig(BaseModel):
     hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
     max_len: int = Field(64, ge=1, description="text: tokens per example")
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=0, description="0: only pretrain (needs pretrain)")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -75,6 +76,7 @@ class TrainConfig(BaseModel):
     base_lr_scale: float = Field(0.1, gt=0, le=1, description="fine-tuning: lr factor per layer group below the head")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores, at most 8)")
+    pretrain: PretrainConfig | None = Field(None, description="SimCLR pretraining first, then fine-tune from it")
 
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:
@@ -90,12 +92,16 @@ class TrainConfig(BaseModel):
                 "put the augmentation in the build before the teacher stage instead"
             )
         check_resize_steps(self.progressive_resize)
+        if self.pretrain is not None and (self.finetune_from or self.model == "hf"):
+            raise ValueError("pretrain fine-tunes from its own encoder: drop finetune_from / model: hf")
+        if self.epochs == 0 and self.pretrain is None:
+            raise ValueError("epochs: 0 only makes sense with pretrain (pretraining alone)")
         return self
 
     @property
     def pretrained(self) -> bool:
-        """Fine-tuning: a pretrained base (a previous run or a Hugging Face model) under a new head."""
-        return self.finetune_from is not None or self.model == "hf"
+        """Fine-tuning: a pretrained base (a previous run, a Hugging Face model, or ``pretrain``) under a new head."""
+        return self.finetune_from is not None or self.model == "hf" or self.pretrain is not None
 
 
 def load_config(source: str | Path | dict) -> TrainConfig:
@@ -105,7 +111,7 @@ def load_config(source: str | Path | dict) -> TrainConfig:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
         models = {"mix": MixConfig, "distill": DistillConfig, "curriculum": CurriculumConfig,
-                  "progressive_resize": ResizeStep}  # fmt: skip
+                  "progressive_resize": ResizeStep, "pretrain": PretrainConfig}  # fmt: skip
         raise AugsvcError(
             validation_message(
                 e, where, lambda loc: models.get(str(loc[0]), TrainConfig) if len(loc) > 1 else TrainConfig

@@ -197,6 +197,15 @@ def train(
     import torch
 
     device = _device(cfg.device)
+    if cfg.pretrain is not None:  # SimCLR first (augsvc/trainer/pretrain.py), then fine-tune from its encoder
+        from augsvc.trainer.pretrain import PRETRAIN_DIR, pretrain
+        from pipelines.unlabelled import require_labels
+
+        if cfg.epochs:  # refuse unlabelled fine-tuning data before minutes of pretraining, not after
+            require_labels(store.manifest(*store.resolve(cfg.data)), "augsvc train (fine-tuning on 'data')")
+        pre = pretrain(cfg, store, Path(out_dir) / PRETRAIN_DIR, resume=resume, progress=progress)
+        if cfg.epochs == 0:
+            return {"pretrain": pre, "run": str(out_dir), "epochs": 0}
     with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         return _train(cfg, store, Path(out_dir), device, resume=resume, progress=progress, on_epoch=on_epoch)
 
@@ -234,6 +243,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     ds, v = store.resolve(cfg.data)
     ref = f"{ds}@{v}"
     m = store.manifest(ds, v)
+    from pipelines.unlabelled import require_labels
+
+    require_labels(m, "augsvc train (a classifier learns from the labels of 'data')")
     if m.rows_per_split and cfg.train_split not in m.rows_per_split:
         raise AugsvcError(f"{ref} has no split {cfg.train_split!r} (has {', '.join(m.rows_per_split)})")
     val_ref = cfg.val_data or ref
@@ -241,6 +253,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
     val_ref = "@".join(store.resolve(val_ref))
+    require_labels(store.manifest(*store.resolve(val_ref)), "augsvc train validation (val_data)")
     filled = cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind})
     (out / "config.yaml").write_text(
         "# every key of this run, versions pinned and defaults filled in; null means the feature is off\n"
@@ -250,7 +263,12 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
     torch.manual_seed(cfg.seed)
 
-    base = read_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
+    if cfg.pretrain is not None:
+        from augsvc.trainer.pretrain import encoder_checkpoint
+
+        base = read_checkpoint(encoder_checkpoint(out))
+    else:
+        base = read_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
     prep = Prep(m.modality, base["prep"]) if base else Prep(m.modality)
     if base is None:
         fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)

@@ -55,7 +55,8 @@ def read_checkpoint(path: str | Path) -> dict:
     import torch
 
     p = Path(path)
-    p = p / "best.pt" if p.is_dir() else p
+    if p.is_dir():  # a run directory, or a pretraining directory (encoder.pt: an encoder without a head)
+        p = p / "best.pt" if (p / "best.pt").is_file() or not (p / "encoder.pt").is_file() else p / "encoder.pt"
     if not p.is_file():
         raise AugsvcError(f"{path}: no checkpoint (expected a run directory with best.pt, or a .pt file)")
     return torch.load(p, weights_only=False, map_location="cpu")

@@ -58,6 +58,7 @@ class StageKind:
     streamable: ClassVar[bool] = False  # may run on the fly in the stream (per-row, label-invariant)
     mixes_labels: ClassVar[bool] = False  # rows it writes may carry soft labels
     task_rounds: ClassVar[int] = 1  # calls of ctx.run/run_actors per step (the progress total's estimate)
+    needs_labels: ClassVar[bool] = False  # refused on an unlabelled version (pipelines.unlabelled)
 
     def parse(self, spec: Any) -> Any:
         """The spec as the kind's validated object; raise AugsvcError (or ValueError) naming the key."""

@@ -197,6 +197,8 @@ class GeneratorStage(StageKind):
     def identity(self, built: Any) -> dict[str, Any]:
         return built.identity()
 
+    needs_labels = True
+
     def check(self, recipe: Recipe, k: int, manifest: Manifest) -> None:
         try:
             recipe.stages[k].built.check_data(manifest.modality, manifest.class_names, manifest.features)

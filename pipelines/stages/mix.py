@@ -184,6 +184,7 @@ class MixStage(StageKind):
     description = "label mixing with soft labels: pairs rows across the whole dataset (mixup, cutmix, average)"
     mixes_labels = True
     task_rounds = 2  # scatter partners, then mix
+    needs_labels = True
 
     def parse(self, spec: Any) -> MixSpec:
         return validate_spec(MixSpec, spec, "{method: mixup, alpha: 0.4}")

@@ -102,6 +102,11 @@ class OpStage(StageKind):
         return build_op(spec)
 
     def check(self, recipe: Recipe, k: int, manifest: Manifest) -> None:
+        st = recipe.stages[k]
+        if st.classes or st.target_per_class is not None:
+            from pipelines.unlabelled import require_labels
+
+            require_labels(manifest, f"stages[{k}] ({st.name or 'op'}: classes/target_per_class)")
         for op in walk_ops(recipe.stages[k].built):
             if op.modality not in ("any", "", manifest.modality):
                 raise AugsvcError(

@@ -1,4 +1,11 @@
-"""Image folders: ``<root>/<class>/*``, ``<root>/<split>/<class>/*``, or a flat folder plus a labels file."""
+"""Image folders: ``<root>/<class>/*``, ``<root>/<split>/<class>/*``, a flat folder plus a labels file, or a flat
+folder (``<root>/*`` or ``<root>/<split>/*``) of unlabelled images.
+
+Unlabelled: a folder whose images sit directly in it (no class folders) is ingested without labels: every row's
+``label`` is null and the version has no ``class_names``. Streams and ``pretrain:`` read it; whatever needs labels
+(training a classifier, mix and generator stages, op stages with ``classes``/``target_per_class``) refuses it
+naming itself (:func:`pipelines.unlabelled.require_labels`).
+"""
 
 from __future__ import annotations
 
@@ -82,6 +89,12 @@ def source(root: Path, opts: IngestOptions) -> Source:
         else:
             yield from _class_folders(root, root, opts.split or "train")
 
+    notes = []
+    if labels is None and unlabelled_folder(root):
+        notes.append(
+            "no class folders: the images are ingested without labels (label null, no classes); pretraining "
+            "('pretrain:' in a train config) and streams read them, anything that needs labels refuses this version"
+        )
     class_names = None
     if labels is None:
         dirs = _subdirs(root)
@@ -90,16 +103,37 @@ def source(root: Path, opts: IngestOptions) -> Source:
         class_names = sorted({c.name for b in bases for c in _subdirs(b)})
         if class_names and all(c.isdigit() for c in class_names):
             class_names.sort(key=int)
-    return Source("image", items, class_names=class_names or None)
+    return Source("image", items, class_names=class_names or None, notes=notes)
+
+
+def _has_images(d: Path) -> bool:
+    with os.scandir(d) as it:
+        return any(e.is_file() and not e.name.startswith(".") and _ext(e.name) in IMAGE_EXTS for e in it)
+
+
+def _ext(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def unlabelled_folder(root: Path) -> bool:
+    """True when ``root`` (or each of its split folders) holds images directly and no class folders."""
+    dirs = _subdirs(root)
+    split_dirs = [d for d in dirs if d.name.lower() in SPLIT_DIRS]
+    bases = split_dirs or [root]
+    return all(not _subdirs(b) and _has_images(b) for b in bases) and (bool(split_dirs) or not dirs)
 
 
 def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]:
     classes = _subdirs(base)
-    if not classes:
-        raise AugsvcError(
-            f"{base}: no class folders; expected <root>/<class>/*.jpg, or pass --labels-file for a flat folder"
-        )
     prefix = "" if base == root else f"{relative(base, root)}/"
+    if not classes:
+        if not _has_images(base):
+            raise AugsvcError(
+                f"{base}: no class folders and no images; expected <root>/<class>/*.jpg, images directly in "
+                "the folder (ingested without labels), or --labels-file for a flat folder"
+            )
+        yield from _unlabelled(base, prefix, split)
+        return
     for cdir in classes:
         cdir_s = str(cdir)
         for name in _listing(cdir_s):
@@ -111,15 +145,27 @@ def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]
             yield Record(rel, split, cdir.name, FileRef(os.path.join(cdir_s, name)))
 
 
-def _listing(d: str, prefix: str = "") -> list[str]:
-    """Relative names of the files under ``d`` (recursively, hidden entries skipped), sorted."""
+def _unlabelled(base: Path, prefix: str, split: str) -> Iterator[Record | Bad]:
+    """The files directly in ``base`` as rows without a label (a flat folder of unlabelled images)."""
+    for name in _listing(str(base), recurse=False):
+        ext = _ext(name)
+        if ext not in IMAGE_EXTS:
+            yield Bad(f"{prefix}{name}", None, f"not an image file (extension {ext or 'none'}; expected {_exts()})")
+            continue
+        yield Record(f"{prefix}{name}", split, None, FileRef(os.path.join(str(base), name)))
+
+
+def _listing(d: str, prefix: str = "", recurse: bool = True) -> list[str]:
+    """Relative names of the files under ``d`` (recursively unless ``recurse`` is False, hidden entries skipped),
+    sorted."""
     out = []
     with os.scandir(d) as it:
         for e in it:
             if e.name.startswith("."):
                 continue
             if e.is_dir():
-                out += _listing(e.path, f"{prefix}{e.name}/")
+                if recurse:
+                    out += _listing(e.path, f"{prefix}{e.name}/")
             elif e.is_file():
                 out.append(prefix + e.name)
     return sorted(out)

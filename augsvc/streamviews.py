@@ -1,0 +1,78 @@
+"""Contrastive views for :class:`augsvc.stream.Stream` (``views=2``): independently augmented views of each sample.
+
+SimCLR (Chen et al. 2020) trains an encoder to match two augmented views of one image against the views of the
+other images of the batch. With ``views=V`` (V >= 2) and a ``recipe``, every batch gains a ``views`` column: view
+``v`` of sample ``s`` is the sample passed through the recipe's label-invariant op stages in order, stage ``k``
+drawing from ``stream_rng(VIEWS, recipe seed, epoch, k, v, sample_key(s))``. So a view depends only on (recipe
+seed, epoch, stage, view index, sample), never on its position, batch, DataLoader worker or rank: an epoch replays
+exactly, a resumed stream yields the same views, and the views of one sample differ from each other (different
+seeds) and from epoch to epoch.
+
+A build has no separate option for this: an op stage with ``copies: 2, keep_originals: false`` already writes two
+independently augmented copies of each row (copy ``c`` from ``rng_for(seed, stage, c, sample)``), linked to their
+original by ``lineage``; the stream's ``views`` keeps the pair together in one batch, which a stored version of
+independent rows cannot promise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from augsvc.streamplan import stream_rng
+from schemas.errors import AugsvcError
+
+VIEWS = 0x5EE5  # purpose word of the views' seeds (the stream's other purposes are small ints in augsvc.streamplan)
+PAYLOAD = {"image": "image", "text": "text"}
+
+
+def check_views(views: int, aug_stages: list[int], mix: dict | None, modality: str) -> int:
+    """``views`` validated for a stream: 1 (off) or at least 2 with augmenting stages; AugsvcError otherwise."""
+    if not isinstance(views, int) or isinstance(views, bool) or views < 1:
+        raise AugsvcError(f"views must be an integer >= 1 (2 for contrastive pairs), got {views!r}")
+    if views == 1:
+        return 1
+    if modality not in PAYLOAD:
+        raise AugsvcError(f"views work on image and text versions, not {modality}")
+    if not aug_stages:
+        raise AugsvcError(
+            f"views={views} needs a recipe with label-invariant op stages (recipe=...): without augmentation every "
+            "view would be the same sample"
+        )
+    if mix:
+        raise AugsvcError("views and mix cannot be combined: mixing would blend the views of different samples")
+    return views
+
+
+def make_views(
+    xs: list[Any], sample_ids: list[str], *, recipe: Any, stages: list[int], epoch: int, views: int, modality: str
+) -> Any:
+    """``views`` augmented copies of the payloads ``xs`` (one per sample id): uint8 (V, N, H, W, C) for images of
+    one shape (else a list of V lists of HWC arrays), an object (V, N) array of strings for text."""
+    from pipelines.rng import sample_key
+    from pipelines.stages.op import apply_stage_op
+
+    keys = [sample_key(s) for s in sample_ids]
+    out = []
+    for v in range(views):
+        vs = []
+        for x, key in zip(xs, keys, strict=True):
+            for k in stages:
+                x, _ = apply_stage_op(recipe, k, x, stream_rng(VIEWS, recipe.seed, epoch, k, v, key), modality)
+            vs.append(x)
+        out.append(vs)
+    if modality == "text":
+        return np.array(out, dtype=object).reshape(views, len(xs))
+    if len({np.shape(x) for vs in out for x in vs}) == 1 and xs:
+        return np.stack([np.stack(vs) for vs in out])
+    return out
+
+
+def add_views(stream: Any, out: dict[str, Any]) -> None:
+    """Put ``views`` into a collated batch of ``stream`` (its recipe, augmenting stages, epoch and ``views``)."""
+    key = PAYLOAD[stream.manifest.modality]
+    if key not in out:
+        raise AugsvcError(f"views need the {key!r} column; add it to columns=")
+    out["views"] = make_views(list(out[key]), list(out["sample_id"]), recipe=stream.recipe, stages=stream.aug_stages,
+                              epoch=stream.epoch, views=stream.views, modality=stream.manifest.modality)  # fmt: skip
