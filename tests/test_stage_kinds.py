@@ -292,3 +292,47 @@ def test_actor_pool_loads_once_per_actor_and_keeps_order(tmp_path: Path) -> None
     out = list(run_actor_map(Counter, str(tmp_path), [(i,) for i in range(8)], workers=2))
     assert out == [i * 10 for i in range(8)]
     assert 1 <= len(list(tmp_path.iterdir())) <= 2
+
+
+# -- shared stage keys a kind ignores are refused, not silently dropped ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "key"),
+    [
+        ({"generator": {"method": "smote", "k_neighbors": 2}, "target_per_class": 10}, "target_per_class"),
+        ({"generator": {"method": "smote", "k_neighbors": 2}, "copies": 3}, "copies"),
+        ({"mix": {"method": "mixup", "alpha": 0.4}, "target_per_class": 5}, "target_per_class"),
+        ({"teacher": {"checkpoint": "runs/t"}, "copies": 2}, "copies"),
+    ],
+)
+def test_stage_keys_a_kind_ignores_are_refused(stage: dict, key: str) -> None:
+    with pytest.raises(AugsvcError, match=rf"stages\[0\]\.{key}: a \w+ stage does not use {key}"):
+        load_recipe({"input": "a", "output": "b", "stages": [stage]})
+
+
+def test_mix_on_a_partly_unlabelled_version_mixes_labelled_rows_only(tmp_path: Path) -> None:
+    """After label-subset, rows without a label pass through a mix stage untouched; anchors and partners are
+    labelled rows (a mix needs both soft labels)."""
+    from pipelines.labelsubset import label_subset
+    from tests.conftest import write_image
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        for i in range(6):
+            write_image(tmp_path / "imgs" / c / f"{i}.png", rng, size=12)
+    store = Store(tmp_path / "img")
+    ingest(tmp_path / "imgs", name="src", store=store, options=IngestOptions(shard_rows=4), workers=0)
+    label_subset(store, "src", labelled=0.5, output="part")
+    spec = {"input": "part", "output": "mixed", "seed": 2,
+            "stages": [{"mix": {"method": "mixup", "alpha": 0.4}, "copies": 1}]}  # fmt: skip
+    build(load_recipe(spec), store, workers=0)
+    rows = rows_of(store, "mixed")
+    unlabelled = [r for r in rows if r["label"] is None]
+    mixed = [r for r in rows if r["lineage"] and json.loads(r["lineage"])]
+    assert len(unlabelled) == 6 and len(mixed) == 6 and len(rows) == 18
+    plain = {r["sample_id"] for r in unlabelled}
+    for r in mixed:
+        step = json.loads(r["lineage"])[-1]
+        assert not ({step.get("parent"), step.get("partner")} & plain), step
+        assert r["soft_label"] is not None and abs(sum(r["soft_label"]) - 1) < 1e-5

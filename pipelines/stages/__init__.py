@@ -81,7 +81,21 @@ def bind(recipe: Recipe, where: str = "recipe") -> Recipe:
                 msg = str(e).removeprefix("Value error, ")
             loc = f"stages[{k}]" if msg.startswith("unknown key") else f"stages[{k}].{st.kind}"
             raise AugsvcError(f"{where}: {loc}: {msg}") from None
+        _refuse_unused_keys(kind, st, f"{where}: stages[{k}]")
     return recipe
+
+
+_STAGE_KEY_DEFAULTS = {"copies": 1, "keep_originals": True, "classes": None, "target_per_class": None}
+
+
+def _refuse_unused_keys(kind: Any, st: Any, where: str) -> None:
+    """AugsvcError for a shared stage key set to a non-default value that ``kind`` ignores (its ``stage_keys``),
+    e.g. ``target_per_class`` on a generator stage, which would otherwise do nothing without a word."""
+    for key, default in _STAGE_KEY_DEFAULTS.items():
+        if key not in kind.stage_keys and getattr(st, key) != default:
+            hint = f"; {kind.stage_keys_hint}" if kind.stage_keys_hint else ""
+            uses = ", ".join(sorted(kind.stage_keys)) or "none of copies, keep_originals, classes, target_per_class"
+            raise AugsvcError(f"{where}.{key}: a {kind.key} stage does not use {key} (it uses {uses}){hint}")
 
 
 def _model_of(err: Any) -> Any:

@@ -57,6 +57,9 @@ class StageKind:
     fuses: ClassVar[bool] = False  # consecutive stages of this kind run as one step (rows never leave their part)
     streamable: ClassVar[bool] = False  # may run on the fly in the stream (per-row, label-invariant)
     mixes_labels: ClassVar[bool] = False  # rows it writes may carry soft labels
+    # the shared stage keys it honours; a non-default value of any other is refused at load (stages.bind)
+    stage_keys: ClassVar[frozenset[str]] = frozenset({"copies", "keep_originals", "classes", "target_per_class"})
+    stage_keys_hint: ClassVar[str] = ""  # what to use instead, for that refusal
     task_rounds: ClassVar[int] = 1  # calls of ctx.run/run_actors per step (the progress total's estimate)
     needs_labels: ClassVar[bool] = False  # refused on an unlabelled version (pipelines.unlabelled)
 

@@ -198,6 +198,8 @@ class GeneratorStage(StageKind):
         return built.identity()
 
     needs_labels = True
+    stage_keys = frozenset({"keep_originals"})
+    stage_keys_hint = "a generator's own sampling_strategy sets how many rows it adds (see e.g. augsvc ops smote)"
 
     def check(self, recipe: Recipe, k: int, manifest: Manifest) -> None:
         try:

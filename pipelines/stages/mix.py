@@ -57,7 +57,8 @@ def plan_pairs(
     spec = st.built
     aug = set(recipe.splits)
     selected = selected_labels(recipe, k, class_names) if st.classes else None
-    pool = sorted((sid, lab) for rows in metas for sid, lab, split in rows if split in aug)
+    # rows without a label (a transfer set) are neither anchors nor partners: a mix needs both soft labels
+    pool = sorted((sid, lab) for rows in metas for sid, lab, split in rows if split in aug and lab is not None)
     if len(pool) < 2:
         raise AugsvcError(f"stages[{k}] (mix): needs at least 2 rows in splits {recipe.splits}, found {len(pool)}")
     pos = {sid: i for i, (sid, _) in enumerate(pool)}
@@ -78,7 +79,7 @@ def plan_pairs(
     for part, rows in enumerate(metas):
         pairs = out.setdefault(part, [])
         for sid, lab, split in rows:
-            if split not in aug or (selected is not None and lab not in selected):
+            if split not in aug or lab is None or (selected is not None and lab not in selected):
                 continue
             i = pos[sid]
             for c in range(st.copies):
@@ -184,6 +185,8 @@ class MixStage(StageKind):
     description = "label mixing with soft labels: pairs rows across the whole dataset (mixup, cutmix, average)"
     mixes_labels = True
     task_rounds = 2  # scatter partners, then mix
+    stage_keys = frozenset({"copies", "keep_originals", "classes"})
+    stage_keys_hint = "a mix stage makes `copies` mixed rows per row of the selected classes"
     needs_labels = True
 
     def parse(self, spec: Any) -> MixSpec:

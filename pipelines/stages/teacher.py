@@ -107,6 +107,8 @@ class TeacherHost:
 class TeacherStage(StageKind):
     key = "teacher"
     description = "a trained run's logits on every row (teacher_logits), for distillation"
+    stage_keys = frozenset()
+    stage_keys_hint = "a teacher stage scores every row once; put copies in an op stage before it"
 
     def parse(self, spec: Any) -> TeacherSpec:
         return validate_spec(TeacherSpec, spec, "{checkpoint: runs/teacher}")
