@@ -139,6 +139,9 @@ def main() -> None:
     if reduced:
         print("reduced from the issue's protocol: " + ", ".join(f"{k} {a:,} -> {b:,}" for k, (a, b) in
                                                                   reduced.items()), flush=True)  # fmt: skip
+    # `augsvc build` runs the generator with torch's default thread count; an idle OpenMP thread spinning on a busy
+    # shared machine cost this bench most of its CPU time (2026-12-01), so every command gets --threads
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
