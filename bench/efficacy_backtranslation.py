@@ -18,8 +18,10 @@ run end to end through the ``augsvc`` command, as a user would:
 
 Both EN->DE models see the same number of updates; the ``+bt`` one sees more distinct pairs (and its tokenizer is
 trained on them too). ``--scale`` multiplies pairs, monolingual sentences and steps (for a GPU); ``--quick`` is the
-few-minute smoke setting. Every reduction from the issue's protocol (5,000 pairs, 10,000 monolingual sentences,
-4,000 steps, d_model 128, 3 layers, 1,000 test sentences) is printed.
+few-minute smoke setting. With ``--work DIR`` a rerun reuses what DIR already holds (the versions are up to
+date; a model dir whose ``training.json`` has the same ``--steps`` is not trained again). Every reduction from
+the issue's protocol (5,000 pairs, 10,000 monolingual sentences, 4,000 steps, d_model 128, 3 layers, 1,000 test
+sentences) is printed.
 
     nice -n 10 python bench/efficacy_backtranslation.py [--quick] [--scale 1] [--work DIR] [--json out.json]
 """
@@ -80,6 +82,14 @@ def write_folder(d: Path, args) -> dict:
 
 
 def train(version: str, src: str, tgt: str, out: Path, args, store: Path, what: str) -> dict:
+    done = out / "training.json"
+    if done.is_file() and json.loads(done.read_text())["settings"]["steps"] == args.steps:  # a rerun with --work
+        info = json.loads(done.read_text())
+        res = {"pairs": info["examples"], "parameters": info["parameters"], "seconds": info.get("seconds"),
+               "loss": info["history"][-1]["loss"], "reused": True}  # fmt: skip
+        print(f"{what}: reused {out} ({res['pairs']:,} pairs, {res['parameters']:,} parameters, {args.steps} steps "
+              f"in {res['seconds']} s, final loss {res['loss']:.2f})", flush=True)  # fmt: skip
+        return res
     _, secs = augsvc("models", "train-translator", version, "--src", src, "--tgt", tgt, "--out", out,
                      "--steps", args.steps, "--batch-size", args.batch_size, "--lr", args.lr,
                      "--layers", args.layers, "--d-model", args.d_model, "--heads", 4, "--ffn", 4 * args.d_model,
@@ -129,6 +139,9 @@ def main() -> None:
     if reduced:
         print("reduced from the issue's protocol: " + ", ".join(f"{k} {a:,} -> {b:,}" for k, (a, b) in
                                                                   reduced.items()), flush=True)  # fmt: skip
+    # `augsvc build` runs the generator with torch's default thread count; an idle OpenMP thread spinning on a busy
+    # shared machine cost this bench most of its CPU time (2026-12-01), so every command gets --threads
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)

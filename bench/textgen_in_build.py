@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--work", help="folder for the store and models (default: a temporary one)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # the commands' torch threads (see the bt bench)
     out: dict = {"args": vars(args), "seconds": {}}
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
