@@ -129,11 +129,7 @@ def label_subset(
             quarantine=m.quarantine,
             extra={
                 "splits": {k: splits[k] for k in sorted(splits) if splits[k]},
-                "features": m.features,
-                "image_storage": m.image_storage,
-                "soft_labels": m.soft_labels,
-                "duplicates": m.duplicates,
-                "duplicates_dropped": m.duplicates_dropped,
+                **m.inherited(),
             },
         )
     except BaseException:

@@ -111,11 +111,7 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
             quarantine=m.quarantine,
             extra={
                 "splits": {k: splits[k] for k in sorted(splits)},
-                "features": m.features,
-                "image_storage": m.image_storage,
-                "soft_labels": m.soft_labels,
-                "duplicates": m.duplicates,
-                "duplicates_dropped": m.duplicates_dropped,
+                **m.inherited(),
             },
         )
     except BaseException:

@@ -65,3 +65,14 @@ class Manifest(BaseModel):
     stage_reports: dict[str, Any] = Field(
         default_factory=dict, description="stage name -> a stage's report (a generator's quality gate per split)"
     )
+
+    def inherited(self) -> dict[str, Any]:
+        """Fields a version derived row for row from this one (a split, a label subset) carries over unchanged:
+        features, image storage, soft labels, duplicate groups. Counts are the deriving job's to make."""
+        return {
+            "features": self.features,
+            "image_storage": self.image_storage,
+            "soft_labels": self.soft_labels,
+            "duplicates": self.duplicates,
+            "duplicates_dropped": self.duplicates_dropped,
+        }
