@@ -90,6 +90,17 @@ def _label_key(kv: tuple) -> tuple:
     return (kv[0] is None, kv[0] or 0)
 
 
+def _published_counts(m: Manifest) -> dict[str, dict[str, int]]:
+    """split -> class -> rows of a published version, rows without a label under ``"-"`` (as the plan counts)."""
+    out: dict[str, dict[str, int]] = {}
+    for sp, n in sorted(m.rows_per_split.items()):
+        per = {c: v for c, v in (m.splits.get(sp) or {}).items() if v}
+        if n - sum(per.values()):
+            per["-"] = n - sum(per.values())
+        out[sp] = per
+    return out
+
+
 def _label_name(names: list[str], k: int | None) -> str:
     return "(unlabelled)" if k is None else names[k]
 
@@ -182,10 +193,12 @@ def build(
         )  # fmt: skip
         for st in plan.stages
     ]
+    # the plan's counts are an estimate where a stage's outcome depends on data; a published version has the facts
+    counts_out = plan.counts_out if rep.manifest is None else _published_counts(rep.manifest) or plan.counts_out
     return BuildResult(
         dataset=r.output, version=rep.version, dry_run=dry_run, up_to_date=rep.up_to_date, rows_in=rep.rows_in,
-        rows_out=sum(sum(v.values()) for v in plan.counts_out.values()), counts_in=plan.counts_in,
-        counts_out=plan.counts_out, stages=stage_info, stage_reports=rep.reports or {},
+        rows_out=sum(sum(v.values()) for v in counts_out.values()), counts_in=plan.counts_in,
+        counts_out=counts_out, stages=stage_info, stage_reports=rep.reports or {},
         seconds=round(rep.seconds, 3), ray_start_seconds=round(rep.ray_start_seconds, 3),
         reused_tasks=rep.reused_shards, manifest=rep.manifest,
     )  # fmt: skip

@@ -238,8 +238,11 @@ def split_cmd(
         typer.echo(r.model_dump_json(exclude={"parent"}))
         return
     typer.echo(f"{m.dataset}@{m.version} {'up to date' if r.up_to_date else 'published'} (parent {m.parents[0]})")
-    for sp, per in m.splits.items():
-        typer.echo(f"  {sp}: {sum(per.values())} rows (" + ", ".join(f"{c} {n}" for c, n in per.items()) + ")")
+    for sp, n in sorted(m.rows_per_split.items()):
+        per = m.splits.get(sp) or {}
+        parts = [f"{c} {k}" for c, k in per.items()] + ([f"unlabelled {n - sum(per.values())}"]
+                                                         if per and n > sum(per.values()) else [])  # fmt: skip
+        typer.echo(f"  {sp}: {n} rows" + (f" ({', '.join(parts)})" if parts else ""))
 
 
 @app.command()
@@ -284,8 +287,9 @@ def build(
     names = list(rep.manifest.class_names) if rep.manifest else None
     for sp in sorted(set(rep.counts_in) | set(rep.counts_out)):
         a, b = rep.counts_in.get(sp, {}), rep.counts_out.get(sp, {})
-        classes = names or sorted(set(a) | set(b))
-        per = ", ".join(f"{c} {a.get(c, 0)}->{b.get(c, 0)}" for c in classes)
+        classes = (names or []) + sorted((set(a) | set(b)) - set(names or []))  # "-": rows without a label
+        show = {"-": "unlabelled" if len(classes) > 1 else "rows"}  # only "-": pairs, which have no labels
+        per = ", ".join(f"{show.get(c, c)} {a.get(c, 0)}->{b.get(c, 0)}" for c in classes)
         typer.echo(f"  {sp}: {sum(a.values())} -> {sum(b.values())} rows ({per})")
     for stage, report in rep.stage_reports.items():
         typer.echo(f"  {stage}: {json.dumps(report)}")

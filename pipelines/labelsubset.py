@@ -62,11 +62,13 @@ def label_subset(
     unlabelled rows (a smaller transfer set; chosen by a seeded hash of the sample id). AugsvcError for a missing
     split or a bad argument."""
     if not 0 < labelled <= 1:
-        raise AugsvcError(f"labelled {labelled}: the fraction of labelled rows to keep must be in (0, 1]")
+        raise AugsvcError(f"--labelled {labelled}: the fraction of labelled rows to keep must be in (0, 1]")
     if not 0 <= unlabelled_keep <= 1:
-        raise AugsvcError(f"unlabelled_keep {unlabelled_keep}: the fraction of unlabelled rows to keep is in [0, 1]")
+        raise AugsvcError(f"--unlabelled-keep {unlabelled_keep}: the fraction of unlabelled rows to keep is in [0, 1]")
     if unlabelled not in ("null", "drop"):
-        raise AugsvcError(f"unlabelled {unlabelled!r}: use 'null' (keep the rows, without labels) or 'drop'")
+        raise AugsvcError(f"--unlabelled {unlabelled!r}: use 'null' (keep the rows, without labels) or 'drop'")
+    if unlabelled == "drop" and unlabelled_keep != 1.0:
+        raise AugsvcError("--unlabelled-keep thins the rows kept without labels; with --unlabelled drop none are kept")
     dataset, version = store.resolve(ref)
     m = store.verified_manifest(dataset, version)
     if m.modality == "translation":
@@ -81,6 +83,12 @@ def label_subset(
         ids += t["sample_id"].to_pylist()
         labels += t["label"].to_pylist()
     keep = choose_labelled(ids, labels, fraction=labelled, seed=seed)
+    if not keep:
+        n = sum(lab is not None for lab in labels)
+        raise AugsvcError(
+            f"{dataset}@{version}: --labelled {labelled} keeps no label of the {n} labelled row(s) in split {split!r} "
+            "(round(fraction x rows) per class); give a larger fraction"
+        )
     definition = {"kind": "label_subset", "parent": f"{dataset}@{version}", "split": split, "labelled": labelled,
                   "unlabelled": unlabelled, "unlabelled_keep": unlabelled_keep, "seed": seed}  # fmt: skip
     out = output or dataset

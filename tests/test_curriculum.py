@@ -299,3 +299,19 @@ def test_label_subset_command_drops_or_thins_the_unlabelled_rows(store: Store) -
     assert 5 <= n_unl <= 25 and store.verify("thin", thin.version) == []
     again = label_subset(store, "squares", labelled=0.5, unlabelled_keep=0.5, output="thin")
     assert again.up_to_date and again.manifest.version == thin.version
+    with pytest.raises(AugsvcError, match=r"--labelled 0.001 keeps no label of the 60 labelled row"):
+        label_subset(store, "squares", labelled=0.001, output="none")
+    with pytest.raises(AugsvcError, match="with --unlabelled drop none are kept"):
+        label_subset(store, "squares", labelled=0.5, unlabelled="drop", unlabelled_keep=0.5, output="none")
+
+
+def test_build_counts_unlabelled_rows_from_the_published_version(store: Store) -> None:
+    """A build's result counts what was published, rows without a label under "-", so the counts add up."""
+    from augsvc import api
+
+    label_subset(store, "squares", labelled=0.5, output="halfc")
+    spec = {"input": "halfc", "output": "halfc_aug", "seed": 0, "stages": [{"op": [{"op": "hflip"}], "copies": 1}]}
+    res = api.build(spec, store=store, workers=0)
+    assert res.rows_out == res.manifest.rows
+    assert res.counts_out["train"]["-"] == 2 * 30  # the 30 train rows without a label, plus a copy of each
+    assert sum(res.counts_out["train"].values()) == res.manifest.rows_per_split["train"]

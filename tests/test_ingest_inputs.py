@@ -456,3 +456,39 @@ def test_builds_read_versions_written_before_the_exif_orientation_column(tmp_pat
     ]})  # fmt: skip
     out = build(recipe, store, workers=0)
     assert out.manifest.rows == 8 * 2 * 2
+
+
+def test_images_beside_class_folders_are_reported_not_dropped(tmp_path: Path) -> None:
+    """Loose images next to class folders have no class: an error naming them (quarantined with skip); a split
+    folder holding images but no class folders is read without labels, and the ingest says so."""
+    from tests.conftest import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(tmp_path / "mix" / "cat" / f"{i}.png", rng, size=8)
+        write_image(tmp_path / "mix" / f"loose{i}.png", rng, size=8)
+    with pytest.raises(AugsvcError, match=r"loose0.png: a file beside the class folders has no class"):
+        run(tmp_path / "mix", tmp_path)
+    rep = ingest(tmp_path / "mix", name="m", store=Store(tmp_path / "s2"), options=IngestOptions(on_error="skip"),
+                 workers=0)  # fmt: skip
+    assert rep.manifest.rows == 3 and sorted(q.source for q in rep.quarantine) == ["loose0.png", "loose1.png",
+                                                                                 "loose2.png"]  # fmt: skip
+    for i in range(2):
+        write_image(tmp_path / "sp" / "train" / "cat" / f"{i}.png", rng, size=8)
+        write_image(tmp_path / "sp" / "test" / f"{i}.png", rng, size=8)
+    rep = ingest(tmp_path / "sp", name="sp", store=Store(tmp_path / "s3"), workers=0)
+    assert any("split folder(s) test hold images but no class folders" in n for n in rep.notes)
+    assert rep.manifest.rows_per_split == {"test": 2, "train": 2} and rep.manifest.splits["train"] == {"cat": 2}
+
+
+def test_language_options_are_checked(tmp_path: Path) -> None:
+    from tests.conftest import write_image
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "train.en").write_text("a cat\n")
+    (tmp_path / "p" / "train.de").write_text("eine Katze\n")
+    with pytest.raises(AugsvcError, match="--src-lang and --tgt-lang are both 'de'"):
+        run(tmp_path / "p", tmp_path, src_lang="de", tgt_lang="de")
+    write_image(tmp_path / "imgs" / "cat" / "0.png", np.random.default_rng(0), size=8)
+    with pytest.raises(AugsvcError, match=r"--tgt-lang, --monolingual apply to parallel text.*read as image"):
+        run(tmp_path / "imgs", tmp_path, tgt_lang="de", monolingual=True)

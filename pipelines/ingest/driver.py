@@ -198,7 +198,18 @@ def ingest(
     t0 = time.perf_counter()
     opts = options or IngestOptions()
     path = Path(path)
+    if opts.src_lang and opts.tgt_lang and opts.src_lang.lower() == opts.tgt_lang.lower():
+        raise AugsvcError(
+            f"{path}: --src-lang and --tgt-lang are both {opts.src_lang!r}; parallel text needs two languages"
+        )
     src = open_source(path, opts)
+    given = [f for f, v in (("--src-lang", opts.src_lang), ("--tgt-lang", opts.tgt_lang),
+                            ("--monolingual", opts.monolingual)) if v]  # fmt: skip
+    if given and src.modality != "translation":
+        raise AugsvcError(
+            f"{path}: {', '.join(given)} apply to parallel text (<split>.<lang> file pairs); this input is read "
+            f"as {src.modality} ({src.format}): drop {'them' if len(given) > 1 else 'it'}"
+        )
     shard_rows = opts.shard_rows or DEFAULT_SHARD_ROWS[src.modality]
     known_classes = opts.classes or src.class_names
     streaming = known_classes is not None and not opts.dedupe

@@ -95,6 +95,13 @@ def source(root: Path, opts: IngestOptions) -> Source:
             "no class folders: the images are ingested without labels (label null, no classes); pretraining "
             "('pretrain:' in a train config) and streams read them, anything that needs labels refuses this version"
         )
+    elif labels is None:
+        flat = [d.name for d in _subdirs(root) if d.name.lower() in SPLIT_DIRS and not _subdirs(d) and _has_images(d)]
+        if flat:
+            notes.append(
+                f"split folder(s) {', '.join(flat)} hold images but no class folders: their images are ingested "
+                "without labels (label null); put them in class folders to label them"
+            )
     class_names = None
     if labels is None:
         dirs = _subdirs(root)
@@ -134,6 +141,13 @@ def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]
             )
         yield from _unlabelled(base, prefix, split)
         return
+    for name in _listing(str(base), recurse=False):  # a file beside class folders has no class
+        yield Bad(
+            f"{prefix}{name}",
+            None,
+            "a file beside the class folders has no class: move it into its class folder (or ingest a folder "
+            "without class folders to read images without labels)",
+        )
     for cdir in classes:
         cdir_s = str(cdir)
         for name in _listing(cdir_s):
