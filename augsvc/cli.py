@@ -45,6 +45,18 @@ def _store(uri: str | None):
     return Store(uri)
 
 
+def split_lines(m) -> list[str]:
+    """``  split: N rows (class n, ..., unlabelled n)`` per split of ``m``, with its monolingual note."""
+    out = []
+    for sp, n in m.rows_per_split.items():
+        per = m.splits.get(sp) or {}
+        parts = [f"{c} {k}" for c, k in per.items()]
+        if per and n > sum(per.values()):
+            parts.append(f"unlabelled {n - sum(per.values())}")
+        out.append(f"  {sp}: {n} rows" + (f" ({', '.join(parts)})" if parts else "") + monolingual_note(m, sp))
+    return out
+
+
 @app.command("ls")
 def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None, as_json: JsonOpt = False):
     """List datasets (with their latest version), or the versions of NAME (rows, created, tags)."""
@@ -69,10 +81,8 @@ def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
         return
     typer.echo(f"{m.dataset}@{m.version}  {m.modality}  {m.rows} rows  created {m.created}  augsvc {m.package_version}")
     typer.echo(f"definition: {m.definition.get('kind', '?')}   parents: {', '.join(m.parents) or '-'}")
-    for sp, n in m.rows_per_split.items():
-        per = m.splits.get(sp, {})
-        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else "")
-                   + monolingual_note(m, sp))  # fmt: skip
+    for line in split_lines(m):
+        typer.echo(line)
     if m.class_names:
         typer.echo("classes: " + ", ".join(f"{c}: {m.rows_per_class.get(c, 0)}" for c in m.class_names))
     if m.features:
@@ -210,10 +220,8 @@ def ingest(
     typer.echo(f"{m.dataset}@{m.version} {state}: {m.rows} rows, {len(m.class_names)} classes ({rep.seconds:.1f} s)")
     for note in rep.notes:
         typer.echo(f"  note: {note}")
-    for sp, n in m.rows_per_split.items():
-        per = m.splits.get(sp, {})
-        typer.echo(f"  {sp}: {n} rows" + (" (" + ", ".join(f"{c} {k}" for c, k in per.items()) + ")" if per else "")
-                   + monolingual_note(m, sp))  # fmt: skip
+    for line in split_lines(m):
+        typer.echo(line)
     if m.duplicates:
         extra = f", {m.duplicates_dropped} dropped" if m.duplicates_dropped else " (pass --dedupe to drop them)"
         typer.echo(f"  {len(m.duplicates)} group(s) of byte-identical inputs{extra}")
@@ -238,11 +246,8 @@ def split_cmd(
         typer.echo(r.model_dump_json(exclude={"parent"}))
         return
     typer.echo(f"{m.dataset}@{m.version} {'up to date' if r.up_to_date else 'published'} (parent {m.parents[0]})")
-    for sp, n in sorted(m.rows_per_split.items()):
-        per = m.splits.get(sp) or {}
-        parts = [f"{c} {k}" for c, k in per.items()] + ([f"unlabelled {n - sum(per.values())}"]
-                                                         if per and n > sum(per.values()) else [])  # fmt: skip
-        typer.echo(f"  {sp}: {n} rows" + (f" ({', '.join(parts)})" if parts else ""))
+    for line in split_lines(m):
+        typer.echo(line)
 
 
 @app.command()
