@@ -60,6 +60,13 @@ def test_train_refuses_finetune_from_a_run_of_another_width(store: Store, tmp_pa
     assert not (tmp_path / "w" / "best.pt").exists()
 
 
+def test_finetune_prints_how_many_tensors_it_loaded(store: Store, tmp_path: Path, capsys) -> None:
+    train(load_config(base()), store, tmp_path / "first", progress=False)
+    train(load_config(base(finetune_from=str(tmp_path / "first"))), store, tmp_path / "ft", progress=True)
+    n = len(build_model("cnn", 2, Prep("image"), 0.25, 3).state_dict()) - 2  # all but head.weight, head.bias
+    assert f"first: loaded {n} tensors (2 new: the head)" in capsys.readouterr().err
+
+
 def test_train_refuses_a_val_split_without_labels(store: Store, tmp_path: Path) -> None:
     m = store.manifest(*store.resolve("f"))
     assert m.rows_per_split["test"] == 4 and not sum(m.splits.get("test", {}).values())
