@@ -56,10 +56,15 @@ class Pacing:
             raise AugsvcError(f"curriculum pacing {self.kind!r}: use linear, step or exponential")
         if not 0 < self.start <= 1:
             raise AugsvcError(f"curriculum start {self.start}: the starting fraction must be in (0, 1]")
-        if self.inc <= 0 or (self.kind == "exponential" and self.inc <= 1 and self.start < 1):
+        if self.kind == "exponential" and self.inc <= 1 and self.start < 1:
             raise AugsvcError(
-                f"curriculum inc {self.inc}: must be > 0 (exponential pacing: > 1, the factor per step), "
-                "or the pace never reaches the full set"
+                f"curriculum inc {self.inc}: exponential pacing multiplies the fraction by inc every step, so inc "
+                f"must be > 1 or the pace never grows from start {self.start} to the full set"
+            )
+        if self.inc <= 0:
+            raise AugsvcError(
+                f"curriculum inc {self.inc}: {self.kind} pacing adds inc to the fraction every step, so inc must be "
+                "> 0 or the pace never reaches the full set"
             )
         if self.step_length < 1:
             raise AugsvcError(f"curriculum step_length {self.step_length}: must be at least 1 epoch")
@@ -193,8 +198,13 @@ def model_difficulty(
     ``augsvc train`` predicts each row (images at the size it was trained at), scored like
     :func:`difficulty_from_logits` (``loss``: its per-sample loss)."""
     from augsvc.stream import Stream
-    from generators.nets.classifier import load_model, logits_for_rows
+    from generators.nets.classifier import load_model, logits_for_rows, read_checkpoint
 
+    if not read_checkpoint(run).get("class_names"):
+        raise AugsvcError(
+            f"curriculum difficulty {run}: an encoder checkpoint (pretraining, no classification head) cannot score "
+            "difficulty; give the run directory or best.pt of a trained classifier (augsvc train)"
+        )
     lm = load_model(run)
     s = Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=lm.meta.get("resize"))
     if s.manifest.modality != lm.meta.get("modality") or list(s.manifest.class_names) != list(lm.meta["class_names"]):

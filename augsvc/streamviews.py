@@ -76,3 +76,29 @@ def add_views(stream: Any, out: dict[str, Any]) -> None:
         raise AugsvcError(f"views need the {key!r} column; add it to columns=")
     out["views"] = make_views(list(out[key]), list(out["sample_id"]), recipe=stream.recipe, stages=stream.aug_stages,
                               epoch=stream.epoch, views=stream.views, modality=stream.manifest.modality)  # fmt: skip
+
+
+def _never_changes(t: Any) -> bool:
+    """True when a built transform is applied with probability 0, or all of the transforms it combines are."""
+    if getattr(t, "p", 1.0) == 0:
+        return True
+    children = getattr(t, "ops", None)
+    return bool(children) and all(_never_changes(c) for c in children)
+
+
+def check_view_recipe(recipe: Any, key: str) -> None:
+    """Refuse, naming ``key`` (e.g. ``pretrain.augment``), a views recipe (path, mapping or Recipe) that has no
+    label-invariant op stage (only mix, generator or teacher stages) or whose op stages all have ``p: 0``
+    everywhere: the views of a sample would be identical. AugsvcError."""
+    from augsvc.stream import _load_recipe
+
+    r, stages = _load_recipe(recipe)
+    if not stages:
+        raise AugsvcError(
+            f"{key}: no label-invariant op stage to make views from (mix, generator and teacher stages do not make "
+            "views); give op stages such as random_resized_crop, hflip, color_jitter, or drop the key for the default"
+        )
+    if all(_never_changes(r.stages[k].built) for k in stages):
+        raise AugsvcError(
+            f"{key}: every op has p: 0, so views would be identical (nothing to learn); give ops with p > 0"
+        )

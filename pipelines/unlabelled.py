@@ -25,3 +25,18 @@ def require_labels(manifest: Any, who: str) -> None:
             f"{who} needs labels, but {manifest.dataset}@{manifest.version} has none (ingested from a folder without "
             "class folders); use a labelled version here, or pretrain on this one ('pretrain:' in a train config)"
         )
+
+
+def require_split_labels(manifest: Any, split: str, who: str) -> None:
+    """Like :func:`require_labels`, and also refuse when ``split`` has rows but none of them labelled (from the
+    manifest's ``splits``: split -> class -> labelled rows, and ``rows_per_split``), e.g. an image folder whose
+    ``test/`` folder holds loose images. Versions that record no per-split counts pass."""
+    require_labels(manifest, who)
+    if manifest.modality == "translation" or not manifest.splits or not manifest.rows_per_split:
+        return
+    rows = manifest.rows_per_split.get(split, 0)
+    if rows and not sum(manifest.splits.get(split, {}).values()):
+        raise AugsvcError(
+            f"{who} needs labels, but split {split!r} of {manifest.dataset}@{manifest.version} has {rows} rows and "
+            "none labelled (loose images outside class folders); use a labelled split or version here"
+        )

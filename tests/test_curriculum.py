@@ -92,8 +92,11 @@ def test_pacing_functions_are_monotone_and_reach_the_full_set(pacing: Pacing, ex
 
 
 def test_pacing_refuses_settings_that_never_reach_the_full_set() -> None:
-    with pytest.raises(AugsvcError, match="exponential pacing: > 1"):
+    with pytest.raises(AugsvcError, match="exponential pacing multiplies .* inc must be > 1"):
         Pacing("exponential", 0.5, 1.0, 1)
+    with pytest.raises(AugsvcError, match="linear pacing adds inc .* inc must be > 0") as e:
+        Pacing("linear", 0.5, -0.5, 1)
+    assert "exponential" not in str(e.value)  # the message names only the rule of the chosen pacing
     with pytest.raises(AugsvcError, match="starting fraction"):
         Pacing("linear", 0.0, 0.1, 1)
     with pytest.raises(AugsvcError, match="linear, step or exponential"):
@@ -188,14 +191,14 @@ def test_curriculum_resume_is_exact_and_refuses_other_scores(store: Store) -> No
 
 # -- trainer options -----------------------------------------------------------------------------------------
 def test_progressive_resize_schedule() -> None:
-    steps = [ResizeStep(from_epoch=0, size=(6, 6)), ResizeStep(from_epoch=2, size=(9, 9))]
-    assert [epoch_resize(steps, (12, 12), e) for e in range(4)] == [(6, 6), (6, 6), (9, 9), (9, 9)]
-    assert epoch_resize([ResizeStep(from_epoch=1, size=(6, 6))], None, 0) is None
+    steps = [ResizeStep(from_epoch=0, size=(8, 8)), ResizeStep(from_epoch=2, size=(10, 10))]
+    assert [epoch_resize(steps, (12, 12), e) for e in range(4)] == [(8, 8), (8, 8), (10, 10), (10, 10)]
+    assert epoch_resize([ResizeStep(from_epoch=1, size=(8, 8))], None, 0) is None
     with pytest.raises(AugsvcError, match="from_epoch values must strictly increase"):
-        load_config({"data": "x", "progressive_resize": [{"from_epoch": 2, "size": [6, 6]},
-                                                          {"from_epoch": 1, "size": [9, 9]}]})  # fmt: skip
+        load_config({"data": "x", "progressive_resize": [{"from_epoch": 2, "size": [8, 8]},
+                                                          {"from_epoch": 1, "size": [10, 10]}]})  # fmt: skip
     with pytest.raises(AugsvcError, match=r"unknown key 'progressive_resize\[0\].epoch'.*keys: from_epoch, size"):
-        load_config({"data": "x", "progressive_resize": [{"epoch": 2, "size": [6, 6]}]})
+        load_config({"data": "x", "progressive_resize": [{"epoch": 2, "size": [8, 8]}]})
     with pytest.raises(AugsvcError, match="curriculum: exponential pacing|curriculum.*> 1"):
         load_config({"data": "x", "curriculum": {"inc": 0.5}})
 

@@ -91,7 +91,7 @@ class TrainConfig(BaseModel):
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "
                 "put the augmentation in the build before the teacher stage instead"
             )
-        check_resize_steps(self.progressive_resize)
+        check_resize_steps(self.progressive_resize, self.epochs)
         if self.pretrain is not None and (self.finetune_from or self.model == "hf"):
             raise ValueError("pretrain fine-tunes from its own encoder: drop finetune_from / model: hf")
         if self.epochs == 0 and self.pretrain is None:

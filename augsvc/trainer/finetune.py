@@ -47,12 +47,32 @@ def set_trainable(model: Any, trainable_from: int) -> None:
             p.requires_grad_(i >= first)
 
 
-def load_base(model: Any, state: dict, head_prefixes: tuple[str, ...] = ("head.",)) -> list[str]:
-    """Load a pretrained state into ``model`` except its head (a new head for the new task); returns skipped keys.
+def load_base(
+    model: Any, state: dict, head_prefixes: tuple[str, ...] = ("head.",), source: str = "finetune_from"
+) -> list[str]:
+    """Load a pretrained state into ``model`` except its head (a new head for the new task); returns skipped keys
+    (the head's, and any of ``model`` the state lacks).
 
-    Keys whose shapes differ (another number of classes) are skipped too.
+    Raises AugsvcError naming ``source`` when an encoder (non-head) tensor of ``state`` has another shape than the
+    model's (another ``width`` or architecture), or when no encoder tensor at all could be loaded: training would
+    otherwise silently start from scratch.
     """
+    from schemas.errors import AugsvcError
+
     own = model.state_dict()
-    keep = {k: v for k, v in state.items() if not k.startswith(head_prefixes) and k in own and own[k].shape == v.shape}
+    enc = {k: v for k, v in state.items() if not k.startswith(head_prefixes)}
+    keep = {k: v for k, v in enc.items() if k in own and own[k].shape == v.shape}
+    bad = [k for k, v in enc.items() if k in own and own[k].shape != v.shape]
+    if bad or not keep:
+        detail = (
+            f"{len(bad)} encoder tensors differ in shape (e.g. {bad[0]}: checkpoint {list(enc[bad[0]].shape)} vs "
+            f"model {list(own[bad[0]].shape)})"
+            if bad
+            else "none of its encoder tensors match this model's layers"
+        )
+        raise AugsvcError(
+            f"{source}: {detail}: it was trained with another width or architecture; set model and width to the "
+            "checkpoint's, or drop the key to train from scratch"
+        )
     model.load_state_dict(keep, strict=False)
     return sorted(set(own) - set(keep))

@@ -243,7 +243,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     ds, v = store.resolve(cfg.data)
     ref = f"{ds}@{v}"
     m = store.manifest(ds, v)
-    from pipelines.unlabelled import require_labels
+    from pipelines.unlabelled import require_labels, require_split_labels
 
     require_labels(m, "augsvc train (a classifier learns from the labels of 'data')")
     if m.rows_per_split and cfg.train_split not in m.rows_per_split:
@@ -253,7 +253,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
     val_ref = "@".join(store.resolve(val_ref))
-    require_labels(store.manifest(*store.resolve(val_ref)), "augsvc train validation (val_data)")
+    require_split_labels(store.manifest(*store.resolve(val_ref)), cfg.val_split,
+                         f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip
     filled = cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind})
     (out / "config.yaml").write_text(
         "# every key of this run, versions pinned and defaults filled in; null means the feature is off\n"
@@ -280,7 +281,12 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
         channels = first["image"].shape[-1]
     model = build_model(kind, len(m.class_names), prep, cfg.width, channels)
     if base is not None:
-        load_base(model, base["model"])
+        src = "pretrain encoder" if cfg.pretrain is not None else f"finetune_from {cfg.finetune_from}"
+        src += f" (model {base.get('kind')}, width {base.get('width')}; this run: model {kind}, width {cfg.width})"
+        skipped = load_base(model, base["model"], source=src)
+        if progress:
+            n_loaded = len(model.state_dict()) - len(skipped)
+            print(f"{src.split(' (')[0]}: loaded {n_loaded} tensors ({len(skipped)} new: the head)", file=sys.stderr)
     model = model.to(device)
     opt = _optimizer(cfg, model)
     start, history, best, stale = 0, [], -1.0, 0

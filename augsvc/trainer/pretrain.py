@@ -158,8 +158,10 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
     m = store.manifest(ds, v)
     kind = cfg.model or default_kind(m.modality)
     if m.modality != "image" or kind != "cnn":
+        key = "pretrain.data" if p.data and m.modality != "image" else "pretrain"
         raise AugsvcError(
-            f"pretrain: SimCLR pretrains image encoders (model: cnn); {ref} is {m.modality}, model {kind}"
+            f"{key}: SimCLR pretrains image encoders (model: cnn); {ref} is {m.modality}, model {kind}; "
+            "give an image version"
         )
     split = None if p.split == "all" else p.split
     if split is not None and m.rows_per_split and split not in m.rows_per_split:
@@ -178,6 +180,10 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         raise AugsvcError(f"pretrain: could not read an image of {ref}")
     h, w, channels = first["image"].shape[1:]
     recipe = p.augment if p.augment is not None else default_views_recipe(ref, (h, w), seed)
+    if p.augment is not None:
+        from augsvc.streamviews import check_view_recipe
+
+        check_view_recipe(recipe, "pretrain.augment")
     out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(seed)  # inside pretrain()'s fork_rng: the caller's generator is untouched

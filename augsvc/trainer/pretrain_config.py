@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PretrainConfig(BaseModel):
@@ -34,3 +34,11 @@ class PretrainConfig(BaseModel):
     )
     resize: tuple[int, int] | None = Field(None, description="[height, width] (default: the train config's resize)")
     seed: int | None = Field(None, ge=0, description="default: the train config's seed")
+
+    @field_validator("resize")
+    @classmethod
+    def _min_size(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        from augsvc.trainer.schedule import check_min_size
+
+        check_min_size(v, "size")
+        return v

@@ -51,17 +51,36 @@ class ResizeStep(BaseModel):
 
     @model_validator(mode="after")
     def _positive(self) -> ResizeStep:
-        if min(self.size) < 1:
-            raise ValueError(f"size {list(self.size)}: height and width must be positive")
+        check_min_size(self.size, "size")
         return self
 
 
-def check_resize_steps(steps: list[ResizeStep] | None) -> None:
-    """ValueError unless the steps' epochs strictly increase."""
-    if steps:
-        epochs = [s.from_epoch for s in steps]
-        if epochs != sorted(set(epochs)):
-            raise ValueError(f"progressive_resize: from_epoch values must strictly increase, got {epochs}")
+MIN_IMAGE_SIZE = 8  # SmallCNN's three 2x poolings need at least 8 px per side
+
+
+def check_min_size(size: tuple[int, int] | None, key: str) -> None:
+    """ValueError naming ``key`` when an [h, w] training size is below :data:`MIN_IMAGE_SIZE` on a side."""
+    if size is not None and min(size) < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"{key} {list(size)}: height and width must be at least {MIN_IMAGE_SIZE} (the CNN's minimum input size)"
+        )
+
+
+def check_resize_steps(steps: list[ResizeStep] | None, epochs: int | None = None) -> None:
+    """ValueError unless the steps' epochs strictly increase, the list is non-empty (when given) and every step
+    starts before ``epochs`` (a step from epoch >= epochs would never be used)."""
+    if steps is None:
+        return
+    if not steps:
+        raise ValueError("progressive_resize: empty list; give [{from_epoch, size}] steps or drop the key")
+    starts = [s.from_epoch for s in steps]
+    if starts != sorted(set(starts)):
+        raise ValueError(f"progressive_resize: from_epoch values must strictly increase, got {starts}")
+    if epochs is not None and starts[-1] >= epochs:
+        raise ValueError(
+            f"progressive_resize: from_epoch {starts[-1]} is never reached with epochs: {epochs} (epochs count from "
+            f"0); use from_epoch < {epochs} or drop that step"
+        )
 
 
 def epoch_resize(steps: list[ResizeStep] | None, full: tuple[int, int] | None, epoch: int) -> tuple[int, int] | None:
