@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import re
@@ -434,7 +435,15 @@ def tune_search(
                                                            search_alg=search, num_samples=space.n_trials(),
                                                            time_budget_s=time_budget_s,
                                                            trial_dirname_creator=_dirname))  # fmt: skip
-        grid = tuner.fit()
+        # a trial stopped (by --budget) before its first report has no result files; Ray warns per trial while
+        # building the ResultGrid, and check_rows below says it in one line instead
+        quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            grid = tuner.fit()
+        finally:
+            quiet.setLevel(level)
     finally:
         live.stop()
     rows = collect(grid, space.epochs)
