@@ -235,3 +235,110 @@ def test_cli_bad_space_is_one_line(tmp_path) -> None:
     assert r.stderr.strip().splitlines() == [
         f"error: {bad}: policies[0]: rand_augment.n: range [0, 3] is outside the bounds [1, 16]"
     ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"time_budget_s": 0}, r"--budget 0: give a number of seconds above 0"),
+        ({"time_budget_s": -5}, r"--budget -5: give a number of seconds above 0"),
+        ({"seeds": 0}, r"--seeds 0: give 1 to 100 seeds"),
+        ({"seeds": -1}, r"--seeds -1: give 1 to 100 seeds"),
+        ({"test_split": "val"}, r"--test val: the search used split 'val' \(val_split\)"),
+        ({"test_split": "train"}, r"--test train: the search used split 'train' \(train_split\)"),
+    ],
+)
+def test_bad_options_refused_before_ray(store, tmp_path, kwargs, message) -> None:
+    from augsvc.tune.search import tune_search
+
+    with pytest.raises(AugsvcError, match=message) as e:
+        tune_search(load_space(SPACE), tmp_path / "o", store=store.uri, **kwargs)
+    assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_bad_out_refused_before_ray(store, tmp_path) -> None:
+    from augsvc.tune.search import tune_search
+
+    with pytest.raises(AugsvcError, match=r"--out is empty: give an output folder"):
+        tune_search(load_space(SPACE), "", store=store.uri)
+    f = tmp_path / "taken"
+    f.write_text("x")
+    with pytest.raises(AugsvcError, match=r"--out .*taken is a file, not a folder: give another --out"):
+        tune_search(load_space(SPACE), f, store=store.uri)
+
+
+def test_train_config_checked_against_the_version_before_ray(store, tmp_path) -> None:
+    from augsvc.tune.search import tune_search
+
+    with pytest.raises(AugsvcError, match=r"train.model: text_cnn reads text versions; squares@\w+ is image \(use cnn"):
+        tune_search(load_space({**SPACE, "train": {"model": "text_cnn"}}), tmp_path / "o", store=store.uri)
+    rows = [{"sample_id": f"{i:016x}", "label": None, "soft_label": None, "split": "train" if i < 4 else "val",
+             "source": f"gen:{i}", "lineage": None, "image": _image(0, np.random.default_rng(i)).tobytes(),
+             "image_format": "raw", "height": 12, "width": 12, "channels": 3} for i in range(6)]  # fmt: skip
+    st = store.staging("blank")
+    for split in ("train", "val"):
+        part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=image_schema())
+        st.add_shard_bytes(write_parquet(part), part.num_rows, split)
+    store.publish(st, dataset="blank", definition={"test": "blank"}, modality="image", class_names=[],
+                  rows_per_class={}, extra={"image_storage": "raw"})  # fmt: skip
+    with pytest.raises(AugsvcError, match=r"augsvc tune .* needs labels, but blank@\w+ has none") as e:
+        tune_search(load_space({**SPACE, "data": "blank"}), tmp_path / "o", store=store.uri)
+    assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def _row(trial: str, curve: list[float], seconds: float = 1.0, error: str = "") -> dict:
+    status = "error" if error else "completed"
+    return {"trial": trial, "recipe": "" if error else trial, "val_acc": max(curve) if curve else float("nan"),
+            "curve": curve, "seconds": seconds, "status": status, "error": error}  # fmt: skip
+
+
+def test_no_result_messages_ties_and_error_lines() -> None:
+    from augsvc.tune.search import check_rows, error_line, rank
+
+    with pytest.raises(AugsvcError, match=r"^no trial finished within the budget \(0.01 s, 2 trial\(s\) started"):
+        check_rows([_row("a_00000", []), _row("a_00001", [])], 0.01)
+    with pytest.raises(AugsvcError, match=r"^every trial failed; the first: squares@x has none$"):
+        check_rows([_row("a_00000", [], error="squares@x has none"), _row("a_00001", [], error="other")], None)
+    check_rows([_row("a_00000", [0.5]), _row("a_00001", [], error="boom")], 0.01)  # one result is enough
+    # equal accuracy: the earlier trial wins whatever the wall-clock seconds
+    ranked = rank([_row("a_00002", [0.9], 1.0), _row("a_00001", [0.5, 0.9], 9.0), _row("a_00003", [], error="x"),
+                   _row("a_00000", [0.7], 0.1)])  # fmt: skip
+    assert [r["trial"] for r in ranked] == ["a_00001", "a_00002", "a_00000", "a_00003"]
+    tb = "Traceback (most recent call last):\n  File ...\nschemas.errors.AugsvcError: train.model: bad\n"
+    assert error_line(tb) == "train.model: bad"
+    assert error_line("ray.exceptions.RayTaskError(KeyError): KeyError: 'vocab'") == "KeyError: 'vocab'"
+    assert error_line(None) == ""
+
+
+def test_max_concurrent_goes_to_the_search_algorithm() -> None:
+    from augsvc.tune.search import search_alg
+
+    assert search_alg(load_space({**SPACE, "max_concurrent": 1})).max_concurrent == 1
+    assert search_alg(load_space(SPACE)).max_concurrent == 0  # 0: as the cluster allows
+
+
+def test_failed_trial_line_says_why(capsys) -> None:
+    from augsvc.tune.search import live_callback
+
+    class FakeTrial:
+        trial_id = "a_00001"
+
+        def get_error(self) -> str:
+            return "Traceback (most recent call last):\nschemas.errors.AugsvcError: squares@x: no rows in split 'val'"
+
+    cb = live_callback(2, 2)
+    cb.tty = False
+    cb.on_trial_error(0, [], FakeTrial())
+    assert capsys.readouterr().err.strip() == "trial a_00001 failed: squares@x: no rows in split 'val'"
+
+
+def test_cli_seeds_zero_refused(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    space = _space_file(tmp_path, SPACE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = str(tmp_path / "o")
+    cmd = [sys.executable, "-m", "augsvc", "tune", str(space), "--test", "test", "--seeds", "0", "--out", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--seeds" in r.stderr and not (tmp_path / "o").exists()

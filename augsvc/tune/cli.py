@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--test", metavar="SPLIT", help="Retrain winner and baseline, score once on SPLIT."),
         ] = None,
-        seeds: Annotated[int | None, typer.Option("--seeds", help="--test: seeds per recipe (default 3).")] = None,
+        seeds: Annotated[
+            int | None, typer.Option("--seeds", min=1, max=100, help="--test: seeds per recipe (default 3).")
+        ] = None,
         budget: Annotated[
             float | None, typer.Option("--budget", help="Stop starting/running trials after this many seconds.")
         ] = None,
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
         from augsvc.tune.space import load_space
 
         space = load_space(space_path)
-        out_dir = out or str(Path("tune") / Path(space_path).stem)
+        out_dir = out if out is not None else str(Path("tune") / Path(space_path).stem)
         echo = (lambda s: None) if as_json else typer.echo
         summary = tune_search(space, out_dir, store=store, address=address, resume=resume, test_split=test,
                               seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -259,7 +261,10 @@ def live_callback(total: int, epochs: int) -> Any:
                 status = "stopped (ASHA)"
             r["status"] = status
             self._refresh()
-            if not self.tty:
+            if not self.tty and status == "error":
+                why = r.get("error") or "no error text"
+                print(f"trial {trial.trial_id} failed: {why}", file=sys.stderr, flush=True)
+            elif not self.tty:
                 print(f"trial {trial.trial_id} {status}: best val acc {r.get('best', float('nan')):.3f} after "
                       f"{r.get('epoch')} epoch(s), {r.get('seconds', 0):.0f} s: {r.get('label', '')}",
                       file=sys.stderr, flush=True)  # fmt: skip
@@ -268,6 +273,11 @@ def live_callback(total: int, epochs: int) -> Any:
             self._end(trial, "done")
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            try:
+                text = trial.get_error()
+            except Exception:  # the error file is Ray's; a missing one must not hide the failure
+                text = None
+            self.rows.setdefault(trial.trial_id, {})["error"] = error_line(text)
             self._end(trial, "error")
 
         def on_experiment_end(self, trials, **info):
@@ -303,7 +313,43 @@ def _resolve(space: TuneSpace, store: Any) -> tuple[str, Any]:
                 raise AugsvcError(f"policies[{i}]: {p.op} is a {mod} op; {ref} is {m.modality}")
     if m.modality != "image" and any(mx.method != "none" for mx in space.parsed_mix()):
         raise AugsvcError(f"mix: batch mixing works on images; {ref} is {m.modality} (use mix: [none])")
+    _check_trainer(space, ref, m)
     return ref, m
+
+
+# model kinds of the companion trainer (generators/nets/prep.py build_model) and the modalities they read
+MODEL_MODALITIES = {"cnn": ("image",), "text_cnn": ("text",), "mlp": ("tabular",), "hf": ("text", "image")}
+
+
+def _check_trainer(space: TuneSpace, ref: str, m: Any) -> None:
+    """What every trial's ``train()`` would refuse, checked once before Ray starts: the version has labels (the
+    trainer's ``require_labels``), the trainer has a model for its modality (``default_kind``) and ``train.model``
+    reads that modality. AugsvcError (one line) otherwise."""
+    from generators.nets.prep import default_kind
+    from pipelines.unlabelled import require_labels
+
+    require_labels(m, "augsvc tune (each trial trains a classifier on the labels of 'data')")
+    cfg = train_config(space, baseline(), ref, space.seed)
+    kind = cfg.model or default_kind(m.modality)
+    reads = MODEL_MODALITIES.get(kind)
+    if reads is None:
+        raise AugsvcError(f"train.model: unknown model kind {kind!r} ({', '.join(MODEL_MODALITIES)})")
+    if m.modality not in reads:
+        fits = [k for k, mods in MODEL_MODALITIES.items() if m.modality in mods]
+        raise AugsvcError(f"train.model: {kind} reads {' or '.join(reads)} versions; {ref} is {m.modality} "
+                          f"(use {' or '.join(fits) or 'another version'}, or leave model out)")  # fmt: skip
+
+
+def error_line(text: Any) -> str:
+    """The last line of an error or traceback text without Ray's wrapper and the AugsvcError class
+    (``schemas.errors.AugsvcError: msg`` -> ``msg``; other exceptions keep their class); "" for None."""
+    if text is None:
+        return ""
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = re.sub(r"^[\w.]*RayTaskError\([^)]*\): ", "", lines[-1].strip())
+    return re.sub(r"^(?:[\w.]+\.)?AugsvcError: ", "", last)  # other classes stay: KeyError: 'vocab' says more
 
 
 def tune_search(
@@ -326,15 +372,26 @@ def tune_search(
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from pipelines import executor
     from pipelines.store import Store
 
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise AugsvcError(f"--budget {time_budget_s:g}: give a number of seconds above 0, or leave it out")
+    if seeds is not None and not 1 <= seeds <= 100:
+        raise AugsvcError(f"--seeds {seeds}: give 1 to 100 seeds per retrained recipe (default 3)")
+    if not str(out).strip():
+        raise AugsvcError("--out is empty: give an output folder, or leave --out out (default tune/SPACE-NAME)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise AugsvcError(f"--out {out} is a file, not a folder: give another --out (a new or existing folder)")
     if test_split:
         space = space.model_copy(update={"test_split": test_split})
-    if seeds:
+    if seeds is not None:
         space = space.model_copy(update={"seeds": seeds})
+    if space.test_split and space.test_split in (space.val_split, space.train_split):
+        which = "val_split" if space.test_split == space.val_split else "train_split"
+        raise AugsvcError(f"--test {space.test_split}: the search used split {space.test_split!r} ({which}); "
+                          "score on a split it never read (e.g. --test test)")  # fmt: skip
     st = Store(store)
     ref, _ = _resolve(space, st)
     out = Path(out).resolve()
@@ -372,20 +429,25 @@ def tune_search(
         else:
             scheduler = ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
                                       reduction_factor=space.reduction_factor)  # fmt: skip
-            search = BasicVariantGenerator(points_to_evaluate=first_points(space), random_state=space.seed)
+            search = search_alg(space)
             tuner = tune.Tuner(trainable, param_space=param_space(space), run_config=run_config,
                                tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                                            search_alg=search, num_samples=space.n_trials(),
-                                                           max_concurrent_trials=space.max_concurrent,
                                                            time_budget_s=time_budget_s,
                                                            trial_dirname_creator=_dirname))  # fmt: skip
-        grid = tuner.fit()
+        # a trial stopped (by --budget) before its first report has no result files; Ray warns per trial while
+        # building the ResultGrid, and check_rows below says it in one line instead
+        quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            grid = tuner.fit()
+        finally:
+            quiet.setLevel(level)
     finally:
         live.stop()
     rows = collect(grid, space.epochs)
-    if not any(r["status"] != "error" for r in rows):
-        first = next((r["error"] for r in rows if r.get("error")), "no trial ran")
-        raise AugsvcError(f"every trial failed; the first: {first}")
+    check_rows(rows, time_budget_s)
     files = write_outputs(space, ref, rows, out)
     summary: dict[str, Any] = {"ref": ref, "out": str(out), "trials": len(rows), "best": rows[0],
                                "seconds": round(time.perf_counter() - t0, 1), "files": files}  # fmt: skip
@@ -394,6 +456,35 @@ def tune_search(
         summary["test"] = run_test(space, ref, st, json.loads(rows[0]["candidate"]), out, echo)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def search_alg(space: TuneSpace) -> Any:
+    """Ray Tune's random search seeded with ``space.seed``, the first points first, at most ``max_concurrent``
+    trials at once (given here: Ray ignores ``TuneConfig.max_concurrent_trials`` next to a search_alg, and warns)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(points_to_evaluate=first_points(space), random_state=space.seed,
+                                 max_concurrent=space.max_concurrent or 0)  # fmt: skip
+
+
+def check_rows(rows: list[dict[str, Any]], time_budget_s: float | None) -> None:
+    """AugsvcError (one line) when no trial reported an epoch: every trial failed (the first error), or the
+    ``--budget`` ran out before any trial finished an epoch."""
+    if any(r["curve"] for r in rows):
+        return
+    errors = [r["error"] for r in rows if r["status"] == "error"]
+    if rows and len(errors) == len(rows):
+        raise AugsvcError(f"every trial failed; the first: {errors[0] or 'no error text'}")
+    if time_budget_s is not None:
+        raise AugsvcError(f"no trial finished within the budget ({time_budget_s:g} s, {len(rows)} trial(s) started, "
+                          f"none finished an epoch); give a larger --budget")  # fmt: skip
+    raise AugsvcError(f"no trial reported a validation accuracy ({len(rows)} trial(s)); see {METRIC} in OUT/search")
+
+
+def trial_index(trial_id: str) -> int:
+    """The creation order of a Ray Tune trial from its id (``abc12_00003`` -> 3); a large number when absent."""
+    tail = str(trial_id).rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 10**9
 
 
 def collect(grid: Any, epochs: int) -> list[dict[str, Any]]:
@@ -408,8 +499,14 @@ def collect(grid: Any, epochs: int) -> list[dict[str, Any]]:
                      "last_val_acc": curve[-1] if curve else float("nan"), "epochs": len(curve),
                      "seconds": m.get("seconds", 0.0), "status": status, "curve": curve,
                      "candidate": m.get("candidate", ""),
-                     "error": str(res.error).strip().splitlines()[-1] if res.error else ""})  # fmt: skip
-    ok = sorted((r for r in rows if r["curve"]), key=lambda r: (-r["val_acc"], r["seconds"]))
+                     "error": error_line(res.error) if res.error else ""})  # fmt: skip
+    return rank(rows)
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with a curve by best validation accuracy, ties by trial order (the order candidates were drawn from
+    the seeded search, so the same space ranks the same way; never by time), then rows without a curve."""
+    ok = sorted((r for r in rows if r["curve"]), key=lambda r: (-r["val_acc"], trial_index(r["trial"]), r["trial"]))
     return ok + [r for r in rows if not r["curve"]]
 
 
@@ -521,7 +618,7 @@ def retrain_and_test(
     for res in grid:
         m = res.metrics or {}
         if res.error or "test_acc" not in m:
-            raise AugsvcError(f"a --test retrain failed: {str(res.error).strip().splitlines()[-1]}")
+            raise AugsvcError(f"a --test retrain failed: {error_line(res.error) or 'it reported no test accuracy'}")
         per[m["label"]].append(m["test_acc"])
         rows.append({"recipe": m["label"], "seed": m["seed"], "test_acc": m["test_acc"], "val_acc": m[METRIC]})
     with open(out / f"{name}.csv", "w", newline="") as f:
