@@ -38,5 +38,6 @@ def require_split_labels(manifest: Any, split: str, who: str) -> None:
     if rows and not sum(manifest.splits.get(split, {}).values()):
         raise AugsvcError(
             f"{who} needs labels, but split {split!r} of {manifest.dataset}@{manifest.version} has {rows} rows and "
-            "none labelled (loose images outside class folders); use a labelled split or version here"
+            "none labelled (images outside class folders, or labels removed by label-subset); use a labelled split "
+            "or version"
         )
