@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -55,3 +56,21 @@ class PeakRSS:
 def emit(results: dict, json_path: str | None) -> None:
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
+
+
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    """Mean and standard error over seeds (sample standard deviation / sqrt(n)); nan for a single value."""
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+def reduced_options(args: object, full: dict) -> list[str]:
+    """``key=value (full: value)`` for every option of ``args`` that differs from the full-size run ``full``."""
+    return [f"{k}={getattr(args, k)} (full: {v})" for k, v in full.items() if getattr(args, k) != v]
+
+
+def scale_line(reduced: list[str]) -> str:
+    """``scale: full size`` or ``scale: REDUCED: ...``, so every efficacy run says what it cut."""
+    return "scale: " + ("full size" if not reduced else "REDUCED: " + ", ".join(reduced))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -27,16 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, mean_se, reduced_options, scale_line, shared  # noqa: E402
 
 FULL = {"size": 64, "epochs": 15, "width": 1.0, "seeds": [0, 1, 2], "per_class": None}
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def main() -> None:
@@ -62,8 +54,8 @@ def main() -> None:
     from pipelines.split import split_version
     from pipelines.store import Store
 
-    reduced = [f"{k}={getattr(args, k)} (full: {v})" for k, v in FULL.items() if getattr(args, k) != v]
-    print("scale: " + ("full size" if not reduced else "REDUCED: " + ", ".join(reduced)), flush=True)
+    reduced = reduced_options(args, FULL)
+    print(scale_line(reduced), flush=True)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     tmp = Path(tempfile.mkdtemp(prefix="efficacy-curriculum-"))
     src = shared("flowers5")

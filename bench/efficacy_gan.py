@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, mean_se, shared  # noqa: E402
 
 
 def main() -> None:
@@ -151,10 +151,6 @@ def main() -> None:
                   "stages": [{"name": "geometric", "op": geo, "copies": copies, "keep_originals": True}]}  # fmt: skip
         build(load_recipe(recipe), store, workers=0)
         run("c_real+geometric", f"labgeo{seed}", seed)
-
-    def mean_se(v: list[float]) -> tuple[float, float]:
-        a = np.array(v)
-        return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
 
     print(f"\nheld-out accuracy on {len(test)} images, SmallCNN width {args.width}, {args.cnn_epochs} epochs, "
           f"{args.seeds} seeds (mean +- standard error):")  # fmt: skip

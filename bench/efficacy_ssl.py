@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, mean_se, shared  # noqa: E402
 
 FULL = {"scale": 1.0, "size": 64, "width": 1.0, "pretrain_epochs": 100, "pretrain_batch": 256, "epochs": 30,
         "seeds": 3}  # fmt: skip
@@ -81,14 +80,6 @@ def make_folders(root: Path, args: argparse.Namespace) -> dict:
             (d / f"{cdir.name}_{f.name}").symlink_to(f)
         counts["unlabelled"] += len(rest)
     return counts
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
-    return m, math.sqrt(var / len(xs))
 
 
 def main() -> None:
