@@ -20,147 +20,37 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from augsvc.tune.space import MixChoice, Policy, Range, TuneSpace
+from augsvc.tune.candidates import (  # noqa: F401  (re-exported: the search's public names)
+    METRIC,
+    baseline,
+    candidate,
+    first_points,
+    label,
+    param_space,
+    recipe_of,
+    train_config,
+)
+from augsvc.tune.results import (  # noqa: F401
+    check_rows,
+    collect,
+    error_line,
+    format_table,
+    mean_se,
+    plot_curves,
+    rank,
+    trial_index,
+    write_outputs,
+)
+from augsvc.tune.space import TuneSpace
 from schemas.errors import AugsvcError
 
-METRIC = "val_acc"
 
-
-# -- candidates --------------------------------------------------------------------------------------------------
-def param_space(space: TuneSpace) -> dict[str, Any]:
-    """The Ray Tune search space: flat keys, one choice of policy/mix/mode plus every range (unused ones are
-    ignored by the trial that does not pick their policy)."""
-    from ray import tune
-
-    def dist(r: Range) -> Any:
-        return tune.randint(int(r.lo), int(r.hi) + 1) if r.integer else tune.uniform(r.lo, r.hi)
-
-    ps: dict[str, Any] = {"policy": tune.choice(list(range(len(space.policies))))}
-    for i, p in enumerate(space.parsed_policies()):
-        for name, r in p.ranges.items():
-            ps[f"p{i}.{name}"] = dist(r)
-    ps["mix"] = tune.choice(list(range(len(space.mix))))
-    for j, m in enumerate(space.parsed_mix()):
-        if isinstance(m.alpha, Range):
-            ps[f"mix{j}.alpha"] = dist(m.alpha)
-    for key, v in (("label_smoothing", space.smoothing()), ("offline_copies", space.copies())):
-        if isinstance(v, Range):
-            ps[key] = dist(v)
-    ps["augment"] = tune.choice(list(space.augment))
-    return ps
-
-
-def first_points(space: TuneSpace) -> list[dict[str, Any]]:
-    """Every policy once, at the op's defaults where they lie in the range (RandAugment's n=2, magnitude=9),
-    else the middle; no mixing, the lowest smoothing, the first augment mode."""
-    from pipelines.transforms.base import get_op_class
-
-    points = []
-    for i, p in enumerate(space.parsed_policies()):
-        pt: dict[str, Any] = {"policy": i, "mix": 0, "augment": space.augment[0]}
-        for name, r in p.ranges.items():
-            d = get_op_class(p.op).model_fields[name].default
-            pt[f"p{i}.{name}"] = d if isinstance(d, int | float) and r.lo <= d <= r.hi else r.mid()
-        for j, m in enumerate(space.parsed_mix()):
-            if isinstance(m.alpha, Range):
-                pt[f"mix{j}.alpha"] = m.alpha.mid()
-        ls, cp = space.smoothing(), space.copies()
-        if isinstance(ls, Range):
-            pt["label_smoothing"] = ls.lo
-        if isinstance(cp, Range):
-            pt["offline_copies"] = int(cp.lo)
-        points.append(pt)
-    return points[: space.n_trials()]
-
-
-def candidate(space: TuneSpace, config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config -> the candidate it trains: ``{policy, params, stages, mix, alpha, label_smoothing,
-    augment, copies, label}`` (JSON-able)."""
-    i = int(config["policy"])
-    p: Policy = space.parsed_policies()[i]
-    params = {**p.fixed}
-    for name, r in p.ranges.items():
-        v = config[f"p{i}.{name}"]
-        params[name] = int(v) if r.integer else round(float(v), 4)
-    j = int(config.get("mix", 0))
-    m: MixChoice = space.parsed_mix()[j]
-    alpha = None
-    if m.method != "none":
-        alpha = round(float(config[f"mix{j}.alpha"]), 4) if isinstance(m.alpha, Range) else m.alpha
-    ls, cp = space.smoothing(), space.copies()
-    ls = round(float(config["label_smoothing"]), 4) if isinstance(ls, Range) else ls
-    cp = int(config["offline_copies"]) if isinstance(cp, Range) else cp
-    mode = config.get("augment", "on_the_fly") if p.kind != "none" else "on_the_fly"
-    if p.kind == "op":
-        stages = [{"name": p.name, "op": {"op": p.op, **params}}]
-    else:
-        stages = [dict(st) for st in p.stages]
-    cand = {"policy": p.name, "params": params, "stages": stages, "mix": m.method, "alpha": alpha,
-            "label_smoothing": ls, "augment": mode, "copies": cp if mode == "offline" else None}  # fmt: skip
-    cand["label"] = label(cand)
-    return cand
-
-
-def baseline() -> dict[str, Any]:
-    """No augmentation, no mixing, no smoothing."""
-    cand = {"policy": "none", "params": {}, "stages": [], "mix": "none", "alpha": None, "label_smoothing": 0.0,
-            "augment": "on_the_fly", "copies": None}  # fmt: skip
-    cand["label"] = label(cand)
-    return cand
-
-
-def label(c: dict[str, Any]) -> str:
-    """A short human form: ``rand_augment(n=2, magnitude=7.3) + mixup(0.3) + ls 0.05, offline x4``."""
-
-    def fmt(v: Any) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list | dict) else str(v)
-
-    parts = [c["policy"] + (f"({', '.join(f'{k}={fmt(v)}' for k, v in c['params'].items())})" if c["params"] else "")]
-    if c["mix"] != "none":
-        parts.append(f"{c['mix']}({fmt(c['alpha'])})")
-    if c["label_smoothing"]:
-        parts.append(f"ls {fmt(c['label_smoothing'])}")
-    s = " + ".join(parts)
-    return s + (f", offline x{c['copies']}" if c["augment"] == "offline" else "")
-
-
-def recipe_of(space: TuneSpace, cand: dict[str, Any], ref: str) -> dict[str, Any] | None:
-    """The candidate's op stages as a recipe (what ``augsvc build`` and the trainer's ``augment:`` read), or None
-    for no augmentation. Offline candidates get ``copies`` on their stage (one stage) or the first stage."""
-    if not cand["stages"]:
-        return None
-    stages = [dict(st) for st in cand["stages"]]
-    if cand["augment"] == "offline":
-        stages[0]["copies"] = cand["copies"]
-        stages[0]["keep_originals"] = True
-    dataset = ref.split("@")[0]
-    return {"schema_version": 1, "input": ref, "output": f"{dataset}_tuned", "seed": space.seed,
-            "splits": [space.train_split], "stages": stages}  # fmt: skip
-
-
-def train_config(space: TuneSpace, cand: dict[str, Any], ref: str, seed: int) -> Any:
-    """The ``TrainConfig`` of one trial (or one --test retrain)."""
-    from augsvc.trainer.config import TrainConfig
-
-    d: dict[str, Any] = {"device": "cpu" if not space.gpus_per_trial else "auto",
-                         "threads": max(1, int(space.cpus_per_trial)), **space.train}  # fmt: skip
-    d.update(data=ref, train_split=space.train_split, val_split=space.val_split, epochs=space.epochs, seed=seed,
-             label_smoothing=cand["label_smoothing"], augment=recipe_of(space, cand, ref))  # fmt: skip
-    if cand["augment"] == "offline" and d["augment"] is not None:
-        d["augment_copies"] = cand["copies"]
-    if cand["mix"] != "none":
-        d["mix"] = {"method": cand["mix"], "alpha": cand["alpha"]}
-    return TrainConfig.model_validate(d)
-
-
-# -- the trial ---------------------------------------------------------------------------------------------------
 def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """Ray Tune trainable: train one candidate, ``tune.report`` validation accuracy (and a checkpoint holding
     ``last.pt``) every epoch; with ``setup['test_split']`` also score the best epoch on that split at the end."""
@@ -340,18 +230,6 @@ def _check_trainer(space: TuneSpace, ref: str, m: Any) -> None:
                           f"(use {' or '.join(fits) or 'another version'}, or leave model out)")  # fmt: skip
 
 
-def error_line(text: Any) -> str:
-    """The last line of an error or traceback text without Ray's wrapper and the AugsvcError class
-    (``schemas.errors.AugsvcError: msg`` -> ``msg``; other exceptions keep their class); "" for None."""
-    if text is None:
-        return ""
-    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    last = re.sub(r"^[\w.]*RayTaskError\([^)]*\): ", "", lines[-1].strip())
-    return re.sub(r"^(?:[\w.]+\.)?AugsvcError: ", "", last)  # other classes stay: KeyError: 'vocab' says more
-
-
 def tune_search(
     space: TuneSpace,
     out: str | Path,
@@ -465,124 +343,6 @@ def search_alg(space: TuneSpace) -> Any:
 
     return BasicVariantGenerator(points_to_evaluate=first_points(space), random_state=space.seed,
                                  max_concurrent=space.max_concurrent or 0)  # fmt: skip
-
-
-def check_rows(rows: list[dict[str, Any]], time_budget_s: float | None) -> None:
-    """AugsvcError (one line) when no trial reported an epoch: every trial failed (the first error), or the
-    ``--budget`` ran out before any trial finished an epoch."""
-    if any(r["curve"] for r in rows):
-        return
-    errors = [r["error"] for r in rows if r["status"] == "error"]
-    if rows and len(errors) == len(rows):
-        raise AugsvcError(f"every trial failed; the first: {errors[0] or 'no error text'}")
-    if time_budget_s is not None:
-        raise AugsvcError(f"no trial finished within the budget ({time_budget_s:g} s, {len(rows)} trial(s) started, "
-                          f"none finished an epoch); give a larger --budget")  # fmt: skip
-    raise AugsvcError(f"no trial reported a validation accuracy ({len(rows)} trial(s)); see {METRIC} in OUT/search")
-
-
-def trial_index(trial_id: str) -> int:
-    """The creation order of a Ray Tune trial from its id (``abc12_00003`` -> 3); a large number when absent."""
-    tail = str(trial_id).rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 10**9
-
-
-def collect(grid: Any, epochs: int) -> list[dict[str, Any]]:
-    """One row per trial from the ResultGrid, ranked by best validation accuracy (errors last)."""
-    rows = []
-    for res in grid:
-        m = res.metrics or {}
-        trial = m.get("trial_id") or Path(str(res.path)).name
-        curve = json.loads(m["curve"]) if m.get("curve") else []
-        status = "error" if res.error else ("completed" if len(curve) >= epochs else "stopped (ASHA)")
-        rows.append({"trial": trial, "recipe": m.get("label", ""), "val_acc": max(curve) if curve else float("nan"),
-                     "last_val_acc": curve[-1] if curve else float("nan"), "epochs": len(curve),
-                     "seconds": m.get("seconds", 0.0), "status": status, "curve": curve,
-                     "candidate": m.get("candidate", ""),
-                     "error": error_line(res.error) if res.error else ""})  # fmt: skip
-    return rank(rows)
-
-
-def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with a curve by best validation accuracy, ties by trial order (the order candidates were drawn from
-    the seeded search, so the same space ranks the same way; never by time), then rows without a curve."""
-    ok = sorted((r for r in rows if r["curve"]), key=lambda r: (-r["val_acc"], trial_index(r["trial"]), r["trial"]))
-    return ok + [r for r in rows if not r["curve"]]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """The ranked table as text."""
-    lines = [f"{'rank':>4} {'val acc':>7} {'epochs':>6} {'seconds':>7}  {'status':15} recipe"]
-    for i, r in enumerate(rows, 1):
-        lines.append(f"{i:4d} {r['val_acc']:7.4f} {r['epochs']:6d} {r['seconds']:7.0f}  {r['status']:15} "
-                     f"{r['recipe'] or r['error']}")  # fmt: skip
-    return "\n".join(lines)
-
-
-def write_outputs(space: TuneSpace, ref: str, rows: list[dict[str, Any]], out: Path) -> dict[str, str]:
-    """trials.csv, curves.png, best_recipe.yaml (when the winner augments) and best_train.yaml."""
-    import yaml
-
-    with open(out / "trials.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", "trial", "recipe", "val_acc", "last_val_acc", "epochs", "seconds", "status", "curve"])
-        for i, r in enumerate(rows, 1):
-            w.writerow([i, r["trial"], r["recipe"] or r["error"], f"{r['val_acc']:.4f}", f"{r['last_val_acc']:.4f}",
-                        r["epochs"], r["seconds"], r["status"], " ".join(f"{v:.4f}" for v in r["curve"])])  # fmt: skip
-    plot_curves(rows, out / "curves.png")
-    files = {"table": str(out / "trials.csv"), "plot": str(out / "curves.png")}
-    best = json.loads(rows[0]["candidate"])
-    recipe = recipe_of(space, best, ref)
-    train_cfg = train_config(space, best, ref, space.seed).model_dump(mode="json", exclude_none=True)
-    head = (f"# found by `augsvc tune` ({rows[0]['recipe']}): best val acc {rows[0]['val_acc']:.4f} on "
-            f"{ref} split {space.val_split}\n")  # fmt: skip
-    if recipe is not None:
-        (out / "best_recipe.yaml").write_text(
-            head + "# build it: augsvc build best_recipe.yaml; or train with it on the fly: augsvc train "
-            "best_train.yaml (copies apply to builds; on the fly each epoch draws a fresh view)\n"
-            + yaml.safe_dump(recipe, sort_keys=False)
-        )
-        files["recipe"] = str(out / "best_recipe.yaml")
-        train_cfg["augment"] = str(out / "best_recipe.yaml")
-    defaults = {"threads", "device"}
-    train_cfg = {k: v for k, v in train_cfg.items() if k not in defaults or k in space.train}
-    (out / "best_train.yaml").write_text(head + yaml.safe_dump(train_cfg, sort_keys=False))
-    files["train"] = str(out / "best_train.yaml")
-    return files
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path, top: int = 10) -> None:
-    """Validation accuracy per epoch of every trial (matplotlib); the best ``top`` get a legend entry."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
-    for i, r in enumerate(rows):
-        if not r["curve"]:
-            continue
-        x = range(1, len(r["curve"]) + 1)
-        kw = {"label": f"#{i + 1} {r['recipe'][:50]}", "linewidth": 2.5 if i == 0 else 1.2} if i < top else {}
-        ax.plot(x, r["curve"], marker="o", markersize=3, alpha=1.0 if i < top else 0.35,
-                color=None if i < top else "grey", **kw)  # fmt: skip
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("augsvc tune: validation accuracy per trial (ASHA stops weak trials early)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    """Mean and standard error (sample standard deviation / sqrt(n); 0 for one value)."""
-    n = len(xs)
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n)
 
 
 def retrain_and_test(
