@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._util import tiny  # noqa: E402
 from pipelines import kernels  # noqa: E402
 from pipelines.transforms.compose import build_op  # noqa: E402
 
@@ -298,9 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     n128, repeats = (150, 3) if args.quick else (1000, 5)
+    if args.quick and tiny():
+        n128, repeats = 4, 1
     rows = []
     for size in (128, 224):
-        n = n128 if size == 128 else max(50, n128 // 3)
+        n = n128 if size == 128 else max(min(50, n128), n128 // 3)
         rows += bench_kernels(size, n * 4, repeats)
         rows += bench_ops(size, n, repeats)
     print(

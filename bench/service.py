@@ -29,7 +29,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np  # noqa: E402
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, shared, tiny  # noqa: E402
 
 TOKEN = "bench-token-" + "x" * 20
 RECIPE = """\
@@ -50,7 +50,7 @@ def make_input(tmp: Path, quick: bool) -> Path:
     rng = np.random.default_rng(0)
     for c in ("a", "b", "c"):
         (tmp / "imgs" / c).mkdir(parents=True, exist_ok=True)
-        for i in range(100):
+        for i in range(10 if tiny() else 100):
             cv2.imwrite(str(tmp / "imgs" / c / f"{i}.jpg"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     return tmp / "imgs"
 
@@ -130,6 +130,8 @@ def main() -> None:
     clients = a.clients or (4 if a.quick else 8)
     total = a.requests or (100 if a.quick else 400)
     seconds = a.seconds or (20 if a.quick else 60)
+    if a.quick and tiny():
+        clients, total, seconds = 2, 10, 3.0
     import httpx
 
     from augsvc import api
