@@ -55,11 +55,13 @@ def make_input(tmp: Path, quick: bool) -> Path:
     return tmp / "imgs"
 
 
-def start_server(store: Path, port: int) -> subprocess.Popen:
+def start_server(store: Path, port: int, log: Path) -> subprocess.Popen:
+    """``augsvc serve`` in a subprocess; its output goes to ``log`` (shown when it fails to start)."""
     code = "import sys; from augsvc.cli import main; sys.argv[0] = 'augsvc'; main()"
     env = os.environ | {"AUGSVC_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-c", code, "serve", "--store", str(store), "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -160,9 +162,9 @@ def main() -> None:
             so.bind(("127.0.0.1", 0))
             port = so.getsockname()[1]
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(store, port)
+        proc = start_server(store, port, tmp / "serve.log")
         try:
-            t_end = time.monotonic() + 60
+            t_end = time.monotonic() + 180  # a loaded machine starts it slowly
             while True:
                 try:
                     if httpx.get(f"{base}/api/health").status_code == 200:
@@ -170,7 +172,8 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > t_end or proc.poll() is not None:
-                    raise SystemExit("the service did not start")
+                    tail = (tmp / "serve.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"the service did not start (exit code {proc.poll()}); its output:\n{tail}")
                 time.sleep(0.2)
             h = {"Authorization": f"Bearer {TOKEN}"}
             b = None if a.no_build else httpx.post(f"{base}/api/builds", content=RECIPE, headers=h, timeout=120).json()

@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     small = args.quick and tiny()
     X_tab, y_tab = table(600 if small else 40_000 if args.quick else 200_000)
-    X_img, y_img = mnist(args.quick, zeros=2 if small else 100)
+    X_img, y_img = mnist(args.quick, zeros=8 if small else 100)
     cases = {
         f"table {len(y_tab)}x20": (X_tab, y_tab, None),
         f"mnist {len(y_img)}x784": (X_img, y_img, (28, 28, 1)),
