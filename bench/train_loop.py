@@ -170,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="flip+rotate only, 2 timed epochs (full: both chains, 3)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
+    ap.add_argument("--repeats", type=int, help="timed epochs per loader (default 2 with --quick, else 3)")
     ap.add_argument("--json")
     args = ap.parse_args()
     import torch
@@ -178,7 +179,7 @@ def main() -> None:
     from pipelines.store import Store
 
     _one_thread()
-    repeats = 2 if args.quick else 3
+    repeats = args.repeats or (2 if args.quick else 3)
     chains = ["flip+rotate"] if args.quick else ["flip+rotate", "full"]
     workers = [0] if args.quick and tiny() else args.workers
     results: dict = {"cpus": os.cpu_count(), "batch": BATCH, "size": SIZE, "torch": torch.__version__}
