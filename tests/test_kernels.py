@@ -249,3 +249,18 @@ def test_gaussian_noise_matches_reference_and_is_gaussian(shape, per_channel):
     if not per_channel:
         assert (d[..., 0] == d[..., 1]).all() and (d[..., 1] == d[..., 2]).all()
     assert not np.array_equal(k.gaussian_noise(x, 1, 11.5), k.gaussian_noise(x, 2, 11.5))
+
+
+@pytest.mark.parametrize("shape", [(17, 23, 3), (1, 1, 3), (64, 63, 3)])
+def test_color_twist_matches_reference_keeps_grey_and_identity(shape):
+    x = _img(shape, 4)
+    for args in [(1.15, 120.0, 0.05, 0.8, 10.0), (0.8, 30.0, -0.2, 1.2, -10.0), (1.0, 0.0, 0.0, 0.0, 180.0)]:
+        m, c = k.twist_matrix(*args)
+        y = k.color_twist(x, m, c)
+        assert np.array_equal(y, k.color_twist_ref(x, m, c))
+        assert np.array_equal(k.color_twist(x.copy(), m, c, out=x.copy()), y)
+    assert np.array_equal(k.color_twist(x, *k.twist_matrix()), x)  # the neutral twist
+    grey = np.repeat(_img(shape[:2] + (1,), 5), 3, axis=2)
+    assert np.array_equal(k.color_twist(grey, *k.twist_matrix(1.0, 0.0, 0.0, 1.4, 33.0)), grey)  # chroma 0 stays
+    with pytest.raises(ValueError, match="RGB"):
+        k.color_twist(x[..., :1], *k.twist_matrix())
