@@ -195,7 +195,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
     from augsvc.trainer.schedule import make_curriculum
-    from generators.nets.models import count_parameters
+    from generators.nets.classifiers import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
     ds, v = store.resolve(cfg.data)

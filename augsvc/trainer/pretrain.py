@@ -152,7 +152,7 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
     import torch
 
     from augsvc.stream import Stream
-    from generators.nets.models import count_parameters
+    from generators.nets.classifiers import count_parameters
     from generators.nets.prep import Prep, build_model, default_kind
 
     p = cfg.pretrain

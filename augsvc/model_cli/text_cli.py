@@ -1,7 +1,7 @@
 """``augsvc models train-lm`` and ``augsvc models train-translator``: the small text models of the text generators.
 
 Both read one split of a version from the store, train a tokenizer with ``tokenizers`` and a small transformer
-(``generators/textgen/models.py``), show a progress bar, checkpoint every ``--checkpoint-every`` steps (``--resume``
+(``generators/textgen/lm.py``), show a progress bar, checkpoint every ``--checkpoint-every`` steps (``--resume``
 continues from the last one), and write into ``--out`` a model directory that ``lambada`` / ``backtranslate`` load
 by path, plus ``training.json`` (settings, data hash, parameter count, loss history) and ``loss.png``.
 """
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Train a small GPT-2 on `label SEP text` lines of a text version (the model lambada fine-tunes)."""
         from generators.runtime import resolve_device
-        from generators.textgen import models as M
+        from generators.textgen import lm as M
 
         if n_embd % heads:
             raise AugsvcError(f"--n-embd {n_embd} is not a multiple of --heads {heads}")
@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Train a small Marian-style translator --src -> --tgt on a parallel-text version (e.g. Multi30k)."""
         from generators.runtime import resolve_device
-        from generators.textgen import models as M
+        from generators.textgen import lm as M
 
         if d_model % heads:
             raise AugsvcError(f"--d-model {d_model} is not a multiple of --heads {heads}")
