@@ -6,6 +6,7 @@ yields items in the same order: files sorted by relative path, lines in file ord
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, Record
 from schemas.errors import AugsvcError
+from schemas.registry import Registry
 
 
 @dataclass
@@ -72,8 +74,7 @@ def detect_format(path: Path) -> str:
     if name.endswith(".csv"):
         return "csv"
     raise AugsvcError(
-        f"{path}: cannot tell the format from the file name; pass --format "
-        "(images, idx, npz, csv, tsv, jsonl, lines, tabular, parallel, parquet)"
+        f"{path}: cannot tell the format from the file name; pass --format ({', '.join(INGEST_FORMATS.names())})"
     )
 
 
@@ -83,26 +84,42 @@ def _looks_parallel(names: list[str]) -> bool:
 
 
 def open_source(path: Path, opts: IngestOptions) -> Source:
-    from pipelines.ingest.readers import arrays, images, parallel, parquet, tabular, text
-
+    """The :class:`Source` of ``path`` read as ``opts.format`` (``auto``: :func:`detect_format`); AugsvcError when
+    the path does not exist or the format is unknown."""
     if not path.exists():
         raise AugsvcError(f"{path}: no such file or folder")
     fmt = opts.format if opts.format != "auto" else detect_format(path)
-    makers = {
-        "images": images.source,
-        "idx": arrays.idx_source,
-        "npz": arrays.npz_source,
-        "csv": text.source,
-        "tsv": text.source,
-        "jsonl": text.source,
-        "lines": text.source,
-        "tabular": tabular.source,
-        "parallel": parallel.source,
-        "parquet": parquet.source,
-    }
-    src = makers[fmt](path, opts.model_copy(update={"format": fmt}))
+    src = INGEST_FORMATS.get(fmt)(path, opts.model_copy(update={"format": fmt}))
     src.format = fmt
     return src
+
+
+def _lazy(module: str, attr: str) -> Callable[[Path, IngestOptions], Source]:
+    """A reader function imported from ``module`` on its first call (readers pull in OpenCV, pyarrow, ...)."""
+
+    def source(path: Path, opts: IngestOptions) -> Source:
+        return getattr(importlib.import_module(module), attr)(path, opts)
+
+    source.__qualname__ = f"{module}.{attr}"
+    return source
+
+
+# format -> reader: ``(path, IngestOptions) -> Source``; a new format is one entry here plus the name in
+# ``pipelines/ingest/options.py``'s ``Format`` (docs/architecture.md, "How to add an ingest format")
+INGEST_FORMATS: Registry[Callable[[Path, IngestOptions], Source]] = Registry("ingest format")
+for _name, (_module, _attr) in {
+    "images": ("pipelines.ingest.readers.images", "source"),
+    "idx": ("pipelines.ingest.readers.arrays", "idx_source"),
+    "npz": ("pipelines.ingest.readers.arrays", "npz_source"),
+    "csv": ("pipelines.ingest.readers.text", "source"),
+    "tsv": ("pipelines.ingest.readers.text", "source"),
+    "jsonl": ("pipelines.ingest.readers.text", "source"),
+    "lines": ("pipelines.ingest.readers.text", "source"),
+    "tabular": ("pipelines.ingest.readers.tabular", "source"),
+    "parallel": ("pipelines.ingest.readers.parallel", "source"),
+    "parquet": ("pipelines.ingest.readers.parquet", "source"),
+}.items():
+    INGEST_FORMATS.register(_name, obj=_lazy(_module, _attr))
 
 
 def files_of(path: Path, exts: set[str] | None = None) -> list[Path]:
