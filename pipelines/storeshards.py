@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.errors import AugsvcError
@@ -61,26 +62,36 @@ class Tally:
         n = table.num_rows
         self.rows += n
         names = table.column_names
-        splits = table["split"].to_pylist() if "split" in names else [split] * n
-        if (counts_monolingual(table.schema) if monolingual is None else monolingual) and self.monolingual is None:
+        mono = counts_monolingual(table.schema) if monolingual is None else monolingual
+        if mono and self.monolingual is None:
             self.monolingual = {}
         if "label" not in names:
             self.counted_labels = False
-        labels = table["label"].to_pylist() if "label" in names else [None] * n
-        srcs = table["src"].to_pylist() if self.monolingual is not None and "src" in names else None
-        for i, (sp, lab) in enumerate(zip(splits, labels, strict=True)):
+        if n == 0:
+            return None
+        cols = {
+            "split": _typed(table["split"] if "split" in names else pa.array([split] * n, pa.string()), pa.string()),
+            "label": _typed(table["label"] if "label" in names else pa.nulls(n, pa.int32()), pa.int32()),
+        }
+        if mono and "src" in names:
+            cols["nosrc"] = pc.cast(pc.is_null(table["src"]), pa.int64())
+        sums = [("nosrc", "sum")] if "nosrc" in cols else []
+        groups = pa.table(cols).group_by(["split", "label"]).aggregate([([], "count_all"), *sums])
+        splits = set()
+        for g in groups.to_pylist():  # one entry per (split, label): a handful, whatever the rows
+            sp, lab, k = g["split"], g["label"], g["count_all"]
+            splits.add(sp)
             if sp is None:
                 continue
-            self.per_split[sp] = self.per_split.get(sp, 0) + 1
+            self.per_split[sp] = self.per_split.get(sp, 0) + k
             if lab is None:
-                self.unlabelled[sp] = self.unlabelled.get(sp, 0) + 1
+                self.unlabelled[sp] = self.unlabelled.get(sp, 0) + k
             else:
                 per = self.per_class.setdefault(sp, {})
-                per[lab] = per.get(lab, 0) + 1
-            if srcs is not None:
-                self.monolingual[sp] = self.monolingual.get(sp, 0) + (srcs[i] is None)  # type: ignore[index]
-        distinct = set(splits)
-        return next(iter(distinct)) if len(distinct) == 1 else None
+                per[lab] = per.get(lab, 0) + k
+            if self.monolingual is not None and sums:
+                self.monolingual[sp] = self.monolingual.get(sp, 0) + g["nosrc_sum"]
+        return next(iter(splits)) if len(splits) == 1 else None
 
     def add_parquet(self, source: Any, split: str | None = None) -> tuple[int, str | None]:
         """Tally a Parquet file (bytes, a path or a ``pq.ParquetFile``) from its footer and the tally columns.
@@ -170,3 +181,8 @@ def _splits(d: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
 
 def _reader(source: Any) -> Any:
     return pa.BufferReader(source) if isinstance(source, bytes | bytearray | memoryview) else source
+
+
+def _typed(col: Any, kind: pa.DataType) -> Any:
+    """``col`` as ``kind`` when it came without a type (all nulls), so group keys have one type."""
+    return col.cast(kind) if pa.types.is_null(col.type) else col
