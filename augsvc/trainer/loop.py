@@ -222,6 +222,7 @@ def train_streams(
     from augsvc.trainer.schedule import epoch_resize
 
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
+              shuffle_window=cfg.shuffle_window,
               resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]

@@ -222,7 +222,8 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         model.train()
         t0, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0
         s = Stream(ref, store=store, split=p.split, batch_size=p.batch_size, seed=seed, epoch=epoch, shuffle=True,
-                   recipe=recipe, views=2, resize=resize, drop_last=True, columns=["image"])  # fmt: skip
+                   recipe=recipe, views=2, resize=resize, drop_last=True, columns=["image"],
+                   shuffle_window=cfg.shuffle_window)  # fmt: skip
         for b in s:
             views = b["views"]
             if not isinstance(views, np.ndarray) or views.ndim != 5:
