@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.options import FORMATS, READERS, IngestOptions
 from pipelines.ingest.records import Bad, Record
 from schemas.errors import AugsvcError
 from schemas.registry import Registry
@@ -73,9 +73,7 @@ def detect_format(path: Path) -> str:
             return fmt
     if name.endswith(".csv"):
         return "csv"
-    raise AugsvcError(
-        f"{path}: cannot tell the format from the file name; pass --format ({', '.join(INGEST_FORMATS.names())})"
-    )
+    raise AugsvcError(f"{path}: cannot tell the format from the file name; pass --format ({', '.join(FORMATS)})")
 
 
 def _looks_parallel(names: list[str]) -> bool:
@@ -84,8 +82,8 @@ def _looks_parallel(names: list[str]) -> bool:
 
 
 def open_source(path: Path, opts: IngestOptions) -> Source:
-    """The :class:`Source` of ``path`` read as ``opts.format`` (``auto``: :func:`detect_format`); AugsvcError when
-    the path does not exist or the format is unknown."""
+    """The :class:`Source` of ``path`` read as ``opts.format`` (``auto``: :func:`detect_format`) by the reader
+    registered in :data:`INGEST_FORMATS`; AugsvcError when the path does not exist or the format is unknown."""
     if not path.exists():
         raise AugsvcError(f"{path}: no such file or folder")
     fmt = opts.format if opts.format != "auto" else detect_format(path)
@@ -104,22 +102,13 @@ def _lazy(module: str, attr: str) -> Callable[[Path, IngestOptions], Source]:
     return source
 
 
-# format -> reader: ``(path, IngestOptions) -> Source``; a new format is one entry here plus the name in
-# ``pipelines/ingest/options.py``'s ``Format`` (docs/architecture.md, "How to add an ingest format")
+# format -> reader ``(path, IngestOptions) -> Source``, from ``READERS`` in ``pipelines/ingest/options.py`` (the one
+# list of formats, which also makes the ``Format`` literal and the help texts); each reader module is imported on
+# its first use (docs/architecture.md, "How to add an ingest format")
 INGEST_FORMATS: Registry[Callable[[Path, IngestOptions], Source]] = Registry("ingest format")
-for _name, (_module, _attr) in {
-    "images": ("pipelines.ingest.readers.images", "source"),
-    "idx": ("pipelines.ingest.readers.arrays", "idx_source"),
-    "npz": ("pipelines.ingest.readers.arrays", "npz_source"),
-    "csv": ("pipelines.ingest.readers.text", "source"),
-    "tsv": ("pipelines.ingest.readers.text", "source"),
-    "jsonl": ("pipelines.ingest.readers.text", "source"),
-    "lines": ("pipelines.ingest.readers.text", "source"),
-    "tabular": ("pipelines.ingest.readers.tabular", "source"),
-    "parallel": ("pipelines.ingest.readers.parallel", "source"),
-    "parquet": ("pipelines.ingest.readers.parquet", "source"),
-}.items():
-    INGEST_FORMATS.register(_name, obj=_lazy(_module, _attr))
+for _name, _ref in READERS.items():
+    _module, _attr = _ref.split(":")
+    INGEST_FORMATS.register(_name, obj=_lazy(f"pipelines.ingest.readers.{_module}", _attr))
 
 
 def files_of(path: Path, exts: set[str] | None = None) -> list[Path]:
