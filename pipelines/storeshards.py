@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.errors import AugsvcError
+from schemas.hashing import sha256_bytes
 
 #: the columns a tally reads (besides the footer's row count)
 TALLY_COLUMNS = ("label", "split", "src")
@@ -32,6 +33,33 @@ def write_parquet(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", write_statistics=True)
     return sink.getvalue().to_pybytes()
+
+
+class ShardProblem(Exception):
+    """A shard that fails its checks: ``problem`` is ``verify``'s line, ``message`` a reader's one-line error."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem, self.message = problem, message
+
+
+def check_shard(data: bytes, info: Any, where: str, ref: str) -> pq.ParquetFile:
+    """``data`` as a Parquet file after checking its size and sha256 and its footer's row count against the
+    manifest entry ``info`` (a ``ShardInfo``); ``ShardProblem`` naming ``where`` (the version and shard) and
+    ``ref`` (the file) otherwise."""
+    if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
+        raise ShardProblem(
+            f"{info.path}: sha256 or size differs from manifest (shard was modified)",
+            f"{where} does not match its sha256 in the manifest (modified or corrupt: {ref}); run 'augsvc verify'",
+        )
+    pf = pq.ParquetFile(pa.BufferReader(data))
+    n = pf.metadata.num_rows
+    if n != info.rows:  # an edited manifest would make a reader skip or overrun rows
+        raise ShardProblem(
+            f"{info.path}: holds {n} rows, the manifest says {info.rows}",
+            f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'",
+        )
+    return pf
 
 
 def counts_monolingual(schema: pa.Schema) -> bool:
