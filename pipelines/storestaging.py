@@ -41,20 +41,23 @@ class Staging:
     def _next(self) -> str:
         return f"shards/part-{len(self.shards):05d}.parquet"
 
-    def _add(self, rel: str, source: Any, rows: int | None, split: str | None, sha256: str, nbytes: int) -> ShardInfo:
+    def _add(
+        self, rel: str, source: Any, rows: int | None, split: str | None, sha256: str, nbytes: int, derive: bool = False
+    ) -> ShardInfo:
         """Tally the shard now at ``rel`` (``source``: its bytes or path) and list it. ``rows``/``split`` are the
-        writer's claims: a footer or ``split`` column that disagrees is a bug in the writer (``AugsvcError``)."""
-        n, one = self.tally.add_parquet(source, split)
+        writer's claims: a footer or ``split`` column that disagrees is a bug in the writer (``AugsvcError``). With
+        ``derive`` the shard's split is the one split of its rows."""
+        n, one = self.tally.add_parquet(source, split, derive_split=derive)
         if rows is not None and rows != n:
             raise AugsvcError(f"staged shard {rel} holds {n} rows, its writer said {rows}; nothing was published")
         if split is not None and one != split:
             raise AugsvcError(f"staged shard {rel} holds rows of another split than {split!r}; nothing was published")
-        info = ShardInfo(path=rel, rows=n, bytes=nbytes, sha256=sha256, split=one)
+        info = ShardInfo(path=rel, rows=n, bytes=nbytes, sha256=sha256, split=one if derive else split)
         self.shards.append(info)
         return info
 
     def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
-        """Write a table as the next ``part-NNNNN.parquet``; ``split`` when the table has no ``split`` column."""
+        """Write a table as the next ``part-NNNNN.parquet``; ``split``: the shard's split (every row's)."""
         return self.add_shard_bytes(write_parquet(table), table.num_rows, split)
 
     def add_shard_bytes(self, data: bytes, rows: int | None = None, split: str | None = None) -> ShardInfo:
@@ -75,8 +78,8 @@ class Staging:
 
     def add_file(self, ref: str) -> ShardInfo | None:
         """Make a Parquet file the next shard: moved when it lies inside this staging folder (a build's work
-        file), else copied (an input shard passed through, a work file in a remote store). A file without rows
-        is skipped (None)."""
+        file), else copied (an input shard passed through, a work file in a remote store). Its split is the one
+        split of its rows; a file without rows is skipped (None)."""
         data = storefs.read_bytes(ref)
         if pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows == 0:
             return None
@@ -85,7 +88,7 @@ class Staging:
             os.replace(ref, self.dir / rel)
         else:
             (self.dir / rel).write_bytes(data)
-        return self._add(rel, data, None, None, sha256_bytes(data), len(data))
+        return self._add(rel, data, None, None, sha256_bytes(data), len(data), derive=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
