@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, sample_id, write_parquet
+from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, sample_id
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, Record
+from pipelines.storeshards import write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 
@@ -199,13 +200,10 @@ def encode_array_chunk(
             keep.append(j)
             for name, v in zip(cols, cell, strict=True):
                 cells[name].append(v)
-    counts: dict[int, int] = {}
     labels = [class_index[chunk.labels[j]] for j in keep]
-    for lab in labels:
-        counts[lab] = counts.get(lab, 0) + 1
     n = len(keep)
     if n == 0:
-        return ChunkResult(chunk.index, chunk.split, None, 0, counts, bad, chunk.digests)
+        return ChunkResult(chunk.index, chunk.split, None, 0, bad, chunk.digests)
     sources = [chunk.sources[j] for j in keep]
     soft = [None] * n if chunk.soft is None else chunk.soft[keep].tolist()
     cols = {
@@ -221,14 +219,14 @@ def encode_array_chunk(
               for f in schema]  # fmt: skip
     data = write_parquet(pa.Table.from_arrays(arrays, schema=schema))
     if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, counts, bad, chunk.digests)
+        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests)
     path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, counts, bad, chunk.digests, path, sha, len(data))
+    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data))
 
 
 def encode_array_chunks(
