@@ -82,10 +82,12 @@ def block_digests(b: ArrayBlock, rows: np.ndarray) -> list[bytes]:
     sha256(digest || soft label as float32) for rows with a soft label."""
     images = np.ascontiguousarray(b.images)
     head = hashlib.sha256(repr((images.dtype.str, images.shape[1:])).encode())
+    flat = memoryview(images.reshape(-1).view(np.uint8))  # row j's bytes as a slice: no array object per row
+    size = images[0].nbytes if len(images) else 0
     out = []
     for j in rows.tolist():
         h = head.copy()
-        h.update(images[j])
+        h.update(flat[j * size : (j + 1) * size])
         out.append(h.digest())
     if b.soft is not None:
         soft = np.asarray(b.soft, np.float32)

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,8 @@ class _Tally:
 
     def add_many(self, sources: list[str], split: str, labels: list[str], digests: list[bytes]) -> None:
         """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls)."""
-        self.h_good.update(
-            b"".join(f"{s}\0{split}\0{lab}\0".encode() + d for s, lab, d in zip(sources, labels, digests, strict=True))
-        )
+        keys = [f"{s}\0{split}\0{lab}\0".encode() for s, lab in zip(sources, labels, strict=True)]
+        self.h_good.update(b"".join(chain.from_iterable(zip(keys, digests, strict=True))))
         base = len(self.sources)
         self.sources.extend(sources)
         self.labels.update(lab for lab in set(labels) if lab is not None)
