@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -338,7 +338,8 @@ def ingest(
     chunk_dir.mkdir()
     out_dir = None if address else str(chunk_dir)
     worker_bad: list[Bad] = []
-    chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
+    # per chunk: (source, split, label) of its records (the columnar path: only their count, as a range)
+    chunk_keys: dict[int, Sequence] = {}
     done = 0
 
     def tasks():
