@@ -32,16 +32,21 @@ def _record_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _both(src: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **opts) -> list[tuple]:
+    """(columnar, record) results; the columnar path once more with the rows hashed by the (in-process) workers, which
+    must give the same result as the driver hashing first."""
     out = []
-    for k, record in enumerate((False, True)):
+    for k, mode in enumerate(("columnar", "record", "workers-hash")):
         with monkeypatch.context() as m:
-            if record:
+            if mode == "record":
                 _record_path(m)
+            if mode == "workers-hash":
+                m.setattr(driver_mod, "_workers_hash", lambda workers, address, opts: not opts.dedupe)
             store = Store(tmp / f"store{k}")
             m_ = ingest(src, name="d", store=store, options=IngestOptions(**opts), workers=0).manifest
             shards = [(store.version_dir("d", m_.version) / s.path).read_bytes() for s in m_.shards]
             out.append((m_.version, m_.rows, m_.class_names, m_.rows_per_class, m_.quarantine, m_.duplicates, shards))
-    return out
+    assert out[2] == out[0], "rows hashed by the workers: another result than the driver hashing first"
+    return out[:2]
 
 
 def _idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, label_code: int = 0x08) -> None:

@@ -80,7 +80,12 @@ def good_rows(b: ArrayBlock, opts: IngestOptions) -> tuple[np.ndarray, list[Bad]
 def block_digests(b: ArrayBlock, rows: np.ndarray) -> list[bytes]:
     """``records.record_digest`` of each row in ``rows``: sha256(repr((dtype.str, item shape)) || pixel bytes), then
     sha256(digest || soft label as float32) for rows with a soft label."""
-    images = np.ascontiguousarray(b.images)
+    return row_digests(b.images, b.soft, rows)
+
+
+def row_digests(images: np.ndarray, soft: np.ndarray | None, rows: np.ndarray) -> list[bytes]:
+    """:func:`block_digests` of ``images[rows]`` (with ``soft[rows]`` when given)."""
+    images = np.ascontiguousarray(images)
     head = hashlib.sha256(repr((images.dtype.str, images.shape[1:])).encode())
     flat = memoryview(images.reshape(-1).view(np.uint8))  # row j's bytes as a slice: no array object per row
     size = images[0].nbytes if len(images) else 0
@@ -89,15 +94,16 @@ def block_digests(b: ArrayBlock, rows: np.ndarray) -> list[bytes]:
         h = head.copy()
         h.update(flat[j * size : (j + 1) * size])
         out.append(h.digest())
-    if b.soft is not None:
-        soft = np.asarray(b.soft, np.float32)
+    if soft is not None:
+        soft = np.asarray(soft, np.float32)
         out = [hashlib.sha256(d + soft[j].tobytes()).digest() for d, j in zip(out, rows.tolist(), strict=True)]
     return out
 
 
 @dataclass
 class ArrayChunk:
-    """One future shard: rows of one split, with their digests (computed by the driver in pass 1)."""
+    """One future shard: rows of one split, with their digests (computed by the driver in pass 1, or None: the
+    worker computes them, when the driver did not hash first)."""
 
     index: int
     split: str
@@ -105,11 +111,13 @@ class ArrayChunk:
     labels: list[str]
     images: np.ndarray
     soft: np.ndarray | None
-    digests: list[bytes]
+    digests: list[bytes] | None
 
 
-def array_chunks(parts: Iterator[tuple[ArrayBlock, np.ndarray, list[bytes]]], shard_rows: int) -> Iterator[ArrayChunk]:
-    """Cut (block, kept rows, their digests) into chunks exactly where ``driver._cut`` cuts the record stream."""
+def array_chunks(
+    parts: Iterator[tuple[ArrayBlock, np.ndarray, list[bytes] | None]], shard_rows: int
+) -> Iterator[ArrayChunk]:
+    """Cut (block, kept rows, their digests or None) into chunks exactly where ``driver._cut`` cuts the records."""
     pending: list[tuple[ArrayBlock, np.ndarray, list[bytes]]] = []
     count, split, index = 0, None, 0
 
@@ -120,7 +128,7 @@ def array_chunks(parts: Iterator[tuple[ArrayBlock, np.ndarray, list[bytes]]], sh
         soft = None
         if pending[0][0].soft is not None:
             soft = np.concatenate([np.asarray(b.soft, np.float32)[r] for b, r, _ in pending])
-        digests = [d for _, _, ds in pending for d in ds]
+        digests = None if pending[0][2] is None else [d for _, _, ds in pending for d in ds]
         return ArrayChunk(index, split, sources, labels, images, soft, digests)
 
     for b, rows, digs in parts:
@@ -131,7 +139,7 @@ def array_chunks(parts: Iterator[tuple[ArrayBlock, np.ndarray, list[bytes]]], sh
                 index, pending, count = index + 1, [], 0
             split = b.split
             take = min(len(rows) - start, shard_rows - count)
-            pending.append((b, rows[start : start + take], digs[start : start + take]))
+            pending.append((b, rows[start : start + take], None if digs is None else digs[start : start + take]))
             count += take
             start += take
     if pending:
@@ -169,6 +177,8 @@ def encode_array_chunk(
     schema = schema_for("image", {}, monolingual=opts.monolingual)
     images = chunk.images
     k = len(chunk.sources)
+    if chunk.digests is None:  # the driver did not hash first (workers on Ray): hash here, in parallel
+        chunk.digests = row_digests(images, chunk.soft, np.arange(k))
     bad: list[Bad] = []
     keep = list(range(k))
     cells: dict[str, list] | None = None

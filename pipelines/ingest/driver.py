@@ -151,13 +151,17 @@ class _BlockScan:
     the blocks themselves when the input is small enough to keep (else pass 2 reads them again)."""
 
     rows: list  # per block: np.ndarray of usable row indices
-    digests: list[list[bytes]]
+    digests: list[list[bytes] | None]
     keep: list  # per block: np.ndarray of bool, one per usable row
     blocks: list[ArrayBlock] | None
+    labels: set = field(default_factory=set)  # labels of the usable rows (when the rows are not hashed here)
 
 
-def _scan_blocks(src: Source, opts: IngestOptions) -> tuple[_Tally, _BlockScan]:
-    """``_scan`` over array blocks: the same tally, digests and dedupe decisions, one block at a time."""
+def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tuple[_Tally, _BlockScan]:
+    """``_scan`` over array blocks: the same tally, digests and dedupe decisions, one block at a time.
+
+    ``hash_rows=False`` (workers on Ray): only bad items and labels here; the workers hash the rows and the driver
+    adds them to the tally in chunk order as results come back (``scan.digests`` holds None per block)."""
     tally = _Tally()
     scan = _BlockScan([], [], [], [])
     held = 0
@@ -168,9 +172,13 @@ def _scan_blocks(src: Source, opts: IngestOptions) -> tuple[_Tally, _BlockScan]:
         rows, bad = good_rows(b, opts)
         for item in bad:
             tally.add_bad(item, opts)
-        digs = block_digests(b, rows)
         idx = rows.tolist()
-        tally.add_many([b.sources[j] for j in idx], b.split, [b.labels[j] for j in idx], digs)
+        digs = None
+        if hash_rows:
+            digs = block_digests(b, rows)
+            tally.add_many([b.sources[j] for j in idx], b.split, [b.labels[j] for j in idx], digs)
+        else:
+            scan.labels.update(b.labels[j] for j in idx)
         scan.rows.append(rows)
         scan.digests.append(digs)
         held += b.images.nbytes
@@ -188,6 +196,14 @@ def _scan_blocks(src: Source, opts: IngestOptions) -> tuple[_Tally, _BlockScan]:
     return tally, scan
 
 
+def _workers_hash(workers: int | None, address: str | None, opts: IngestOptions) -> bool:
+    """Whether the workers hash an array input's rows as they encode them: when the caller asked for Ray workers (or a
+    cluster) and no ``--dedupe`` (which needs every digest first). Hashing then runs in parallel instead of in the
+    driver before any worker starts; as for image folders with known classes, the version id (so "up to date") is
+    known at the end. In-process (the default for inputs this small) the driver hashes first, as before."""
+    return bool(address or os.environ.get("RAY_ADDRESS") or (workers or 0) > 0) and not opts.dedupe
+
+
 def _block_parts(src: Source, opts: IngestOptions, scan: _BlockScan):
     """Pass 2 of the columnar path: (block, kept rows, their digests), from memory or read again and checked."""
     blocks = scan.blocks if scan.blocks is not None else (b for b in src.blocks() if not isinstance(b, Bad))
@@ -195,8 +211,12 @@ def _block_parts(src: Source, opts: IngestOptions, scan: _BlockScan):
     for i, b in enumerate(blocks):
         if i >= len(scan.rows) or (scan.blocks is None and not np.array_equal(good_rows(b, opts)[0], scan.rows[i])):
             raise AugsvcError(f"{b.sources[0]}: the input changed while the ingest was running; run it again")
-        keep = scan.keep[i]
-        yield b, scan.rows[i][keep], [d for d, k in zip(scan.digests[i], keep.tolist(), strict=True) if k]
+        keep, digs = scan.keep[i], scan.digests[i]
+        yield (
+            b,
+            scan.rows[i][keep],
+            None if digs is None else [d for d, k in zip(digs, keep.tolist(), strict=True) if k],
+        )
     if i + 1 != len(scan.rows):
         raise AugsvcError("the input changed while the ingest was running; run it again")
 
@@ -291,6 +311,7 @@ def ingest(
     known_classes = opts.classes or src.class_names
     streaming = known_classes is not None and not opts.dedupe
     columnar = src.blocks is not None  # array inputs: per-block work (pipelines/ingest/columnar.py), same bytes
+    deferred = columnar and _workers_hash(workers, address, opts)
     definition = {
         "kind": "ingest",
         "format": src.format,
@@ -306,16 +327,22 @@ def ingest(
         expected = None
     else:
         # Two passes: hash first, so an existing version is reported without starting Ray.
-        # (array inputs always take this way: their pass 1 is cheap; class names as the record path decides them)
+        # (array inputs always take this way, with class names as the record path decides them; when the workers
+        # hash the rows, pass 1 only reads labels and bad items, and the version id comes at the end)
         if columnar:
-            tally, scan = _scan_blocks(src, opts)
+            tally, scan = _scan_blocks(src, opts, hash_rows=not deferred)
         else:
             tally, digests, keep = _scan(src, opts)
-        if not tally.sources:
+        labels = scan.labels if deferred else tally.labels
+        if not (labels if deferred else tally.sources):
             raise AugsvcError(_nothing_usable(path, tally.bad))
-        class_names = list(known_classes) if streaming else (opts.classes or natural_classes(tally.labels))
-        vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
-        if store.exists(name, vid):
+        class_names = list(known_classes) if streaming else (opts.classes or natural_classes(labels))
+        vid = (
+            None
+            if deferred
+            else version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
+        )
+        if vid is not None and store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
             return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
@@ -346,7 +373,7 @@ def ingest(
         if columnar:  # several chunks per task (one shard each): a task's overhead is paid per ~32 MB of pixels
             group: list = []
             for c in array_chunks(_block_parts(src, opts, scan), shard_rows):
-                chunk_keys[c.index] = range(len(c.sources))
+                chunk_keys[c.index] = (c.sources, c.split, c.labels) if deferred else range(len(c.sources))
                 group.append(c)
                 if sum(g.images.nbytes for g in group) >= _TASK_BYTES:
                     yield (group, class_index, opts, out_dir)
@@ -366,6 +393,9 @@ def ingest(
             if streaming and not columnar:
                 for (source, split_name, label), d in zip(keys, res.digests, strict=True):
                     tally.add(source, split_name, label, d)
+            if deferred:  # rows hashed by the workers: the tally takes them in chunk order, as pass 1 would have
+                tally.add_many(*keys, res.digests)
+                keys = keys[0]
             for b in res.bad:
                 if opts.on_error == "fail":
                     raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")
