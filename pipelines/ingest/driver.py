@@ -3,7 +3,9 @@
 Pass 1 walks the source in its fixed order, hashes every item's content and collects labels, bad items and
 duplicate groups. The version id follows from that (content + options), so an ingest that already exists is
 reported up to date without starting Ray. Pass 2 cuts the same item stream into fixed-size chunks (one split
-per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data.
+per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data. Array inputs (IDX, NPZ)
+take the same two passes over blocks of rows (``columnar.py``), and on Ray workers their rows are hashed by the
+workers in pass 2 (see ``_workers_hash``).
 """
 
 from __future__ import annotations
