@@ -386,7 +386,8 @@ class Store(StoreHousekeeping):
         vid = text.strip()
         if not is_version_id(vid):
             raise AugsvcError(
-                f"{dataset}@{tag}: tag file {self.ref(dataset, 'tags', tag)} holds {text[:40]!r}, not a version id; "
+                f"{dataset}@{tag}: tag file {self.ref(dataset, 'tags', tag)} holds {len(text)} characters, not a "
+                "version id; "
                 f"point it at a version with 'augsvc tag {dataset}@VERSION {tag}'"
             )
         if not self.exists(dataset, vid):

@@ -160,7 +160,7 @@ def read_gan_checkpoint(path: str | Path) -> dict:
     try:
         ck = torch.load(p, weights_only=False, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise AugsvcError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        raise AugsvcError(f"{p}: not a readable torch checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise AugsvcError(f"{p}: not a GAN checkpoint of 'augsvc models train-gan' (an 'augsvc train' run is a "
                           "classifier: give it as gate_checkpoint)")  # fmt: skip

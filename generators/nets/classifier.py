@@ -59,7 +59,13 @@ def read_checkpoint(path: str | Path) -> dict:
         p = p / "best.pt" if (p / "best.pt").is_file() or not (p / "encoder.pt").is_file() else p / "encoder.pt"
     if not p.is_file():
         raise AugsvcError(f"{path}: no checkpoint (expected a run directory with best.pt, or a .pt file)")
-    return torch.load(p, weights_only=False, map_location="cpu")
+    try:
+        ck = torch.load(p, weights_only=False, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line; torch's text may quote the file
+        raise AugsvcError(f"{p}: not a torch checkpoint of 'augsvc train' ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or "model" not in ck:
+        raise AugsvcError(f"{p}: a torch file, but not a checkpoint of 'augsvc train' (it holds no model)")
+    return ck
 
 
 def rows_to_batch(
