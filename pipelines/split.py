@@ -53,6 +53,11 @@ def assign(
 @fault_guard("split")
 def split_version(store: Store, ref: str, *, val: float, test: float, seed: int) -> PublishResult:
     dataset, version = store.resolve(ref)
+    with store.reading(dataset, version):  # a reader of its parent until published: 'augsvc rm' refuses it meanwhile
+        return _split_version(store, dataset, version, val=val, test=test, seed=seed)
+
+
+def _split_version(store: Store, dataset: str, version: str, *, val: float, test: float, seed: int) -> PublishResult:
     m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")

@@ -16,9 +16,11 @@ before that put leaves shard objects that no reader lists (the next publish of t
 
 Everything read from store files is checked before use: manifests must parse and agree with themselves and their
 folder, shard paths must name files inside ``<version>/shards/``, tag files must hold a version id, names must be
-plain (:func:`_check_name`). Jobs (ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a
-vanished store ends in one line; identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises
-are listed under "Store guarantees" in ``docs/architecture.md``.
+plain (:func:`_check_name`). In a local store nothing is read through a link that resolves outside the store root,
+and a shard must be a regular file (not a FIFO or device): listings skip such entries, reads refuse them. Jobs
+(ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a vanished store ends in one line;
+identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises are listed under "Store guarantees"
+in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "./augsvc-store"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: no trailing newline, no '/', no '..'
 _VERSION_RE = re.compile(r"[0-9a-f]{16}")  # a version id (schemas.hashing.version_id)
+_HEX_RE = re.compile(r"[0-9a-f]+")  # a name that may also read as the start of a version id
 log = logging.getLogger("augsvc.store")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -217,7 +222,37 @@ class Store(StoreHousekeeping):
                 f"{dataset}@{version}: manifest shard path {rel!r} is not a file inside the version's shards/ folder "
                 "(the manifest was edited or damaged); run 'augsvc verify'"
             )
+        if self.local:
+            self._check_regular(self.root / dataset / version / rel, f"{dataset}@{version}: shard {rel}")
         return self.ref(dataset, version, rel)
+
+    # -- containment (local stores) ----------------------------------------------------------------------------
+    def _inside(self, p: Path) -> bool:
+        """True when ``p`` (after following every link) is the store root or under it."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(p)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+    def _check_inside(self, p: Path, what: str) -> None:
+        if not self._inside(p):
+            raise AugsvcError(
+                f"{what}: {p} is a link that resolves outside the store ({os.path.realpath(p)}); refusing to read "
+                "it: remove the link"
+            )
+
+    def _check_regular(self, p: Path, what: str) -> None:
+        """AugsvcError unless ``p`` resolves inside the store and is a regular file (or is missing: the read
+        that follows says so)."""
+        self._check_inside(p, what)
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            return
+        if not stat.S_ISREG(mode):
+            raise AugsvcError(
+                f"{what}: {p} is not a regular file (a FIFO, device or folder); refusing to read it: run "
+                "'augsvc verify' on the version and re-create it"
+            )
 
     def read_shard(self, dataset: str, version: str, rel: str, columns: list[str] | None = None) -> pa.Table:
         return storefs.read_table(self.shard_ref(dataset, version, rel), columns)
@@ -241,7 +276,8 @@ class Store(StoreHousekeeping):
 
     def _isfile(self, *parts: str) -> bool:
         if self.local:
-            return self.root.joinpath(*parts).is_file()
+            p = self.root.joinpath(*parts)
+            return p.is_file() and self._inside(p)
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -250,7 +286,9 @@ class Store(StoreHousekeeping):
     def _subdirs(self, *parts: str) -> list[str]:
         if self.local:
             d = self.root.joinpath(*parts)
-            return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+            if not (d.is_dir() and self._inside(d)):
+                return []
+            return sorted(p.name for p in d.iterdir() if p.is_dir() and self._inside(p))
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -258,6 +296,8 @@ class Store(StoreHousekeeping):
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     def _read_text(self, *parts: str) -> str:
+        if self.local:
+            self._check_regular(self.root.joinpath(*parts), "store file")
         return storefs.read_bytes(self.ref(*parts)).decode()
 
     def _write(self, data: bytes, *parts: str) -> None:
@@ -365,7 +405,16 @@ class Store(StoreHousekeeping):
         if is_version_id(sel) and self.exists(name, sel):
             return name, sel
         if _NAME_RE.fullmatch(sel) and self._isfile(name, "tags", sel):
-            return name, self._read_tag(name, sel)
+            vid = self._read_tag(name, sel)
+            shadowed = (
+                [v for v in self.versions(name) if v.startswith(sel) and v != vid] if _HEX_RE.fullmatch(sel) else []
+            )
+            if shadowed:
+                raise AugsvcError(
+                    f"{ref}: {sel!r} is both a tag (of {vid}) and the start of version id {', '.join(shadowed)}; "
+                    f"give the full version id, or rename the tag ('augsvc tag {name}@{vid} NEWNAME')"
+                )
+            return name, vid
         if sel == "latest":
             newest = self._newest_version(name)
             if newest is not None:
@@ -423,17 +472,65 @@ class Store(StoreHousekeeping):
             )
         if not self.exists(dataset, version):
             raise AugsvcError(f"cannot tag {dataset}@{version}: no such version")
+        if _HEX_RE.fullmatch(tag):
+            shadowed = [v for v in self.versions(dataset) if v.startswith(tag) and v != version]
+            if shadowed:
+                raise AugsvcError(
+                    f"tag {tag!r} is also the start of version id {', '.join(shadowed)} and would shadow it; "
+                    "choose another name"
+                )
         try:
             if self._isfile(dataset, "tags", tag) and self._read_text(dataset, "tags", tag).strip() == version:
                 return  # already there: nothing to write (a read-only store stays usable)
-        except (OSError, UnicodeDecodeError):
+        except (OSError, UnicodeDecodeError, AugsvcError):
             pass
         try:
-            self._write((version + "\n").encode(), dataset, "tags", tag)
+            with self._tags_lock(dataset):
+                if not self.exists(dataset, version):  # removed while this waited for the lock
+                    raise AugsvcError(f"cannot tag {dataset}@{version}: the version was removed")
+                self._write_tag(dataset, tag, version)
         except OSError as e:
             raise AugsvcError(
                 f"cannot write tag {dataset}@{tag} in store {self.shown}: {_describe_oserror(e)}"
             ) from None
+
+    def _write_tag(self, dataset: str, tag: str, version: str) -> None:
+        self._write((version + "\n").encode(), dataset, "tags", tag)
+
+    @contextmanager
+    def _tags_lock(self, dataset: str) -> Iterator[None]:
+        """Held while tags of ``dataset`` change or one of its versions is removed (local stores; remote stores
+        have no locks). Raises ``OSError`` when the lock file cannot be made (a read-only store)."""
+        if not self.local:
+            yield
+            return
+        lock = storelock.acquire(self.root / dataset / ".locks" / f"tags{storelock.LOCK_SUFFIX}")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def reading(self, dataset: str, version: str) -> Iterator[None]:
+        """Count this job as a reader of ``dataset@version`` until the block ends (a build or split deriving from
+        it, through its publish): ``rm`` refuses the version meanwhile. Raises ``AugsvcError`` when the version
+        was removed before the lock was taken. Remote and read-only stores: no lock (nothing to exclude)."""
+        lock = None
+        if self.local:
+            try:
+                lock = storelock.acquire(self._reader_lock_path(dataset, version), shared=True)
+            except OSError:
+                lock = None
+        try:
+            if not self.exists(dataset, version):
+                raise AugsvcError(f"{dataset}@{version} was removed before this job could read it; see 'augsvc ls'")
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _reader_lock_path(self, dataset: str, version: str) -> Path:
+        return self.root / dataset / ".locks" / f"read-{version}{storelock.LOCK_SUFFIX}"
 
     def mark_latest(self, dataset: str, version: str) -> bool:
         """Point ``latest`` at a version, best effort: a failure is a warning, because the version itself is
@@ -640,6 +737,10 @@ class Store(StoreHousekeeping):
                 continue  # reported by manifest_problems; never read outside the version
             try:
                 data = storefs.read_bytes(self.shard_ref(dataset, version, s.path))
+            except AugsvcError as e:  # a link out of the store, a FIFO
+                problems.append(f"{s.path}: {str(e).split(': ', 2)[-1]}")
+                counted = False
+                continue
             except OSError:
                 problems.append(f"{s.path}: missing or unreadable")
                 counted = False
@@ -716,9 +817,14 @@ class Store(StoreHousekeeping):
         _check_name("dataset", dataset)
         if self.local:
             d = self.root / dataset / "tags"
-            names = (
-                sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []
-            )
+            names = []
+            for p in sorted(d.iterdir()) if d.is_dir() and self._inside(d) else []:
+                if p.name.startswith(".") or not p.is_file():
+                    continue
+                if not self._inside(p):
+                    log.warning("%s: tag %s is a link out of the store; ignored", dataset, p.name)
+                    continue
+                names.append(p.name)
         else:
             import pyarrow.fs as pafs
 
