@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import storefs, storelock
+from pipelines import store_housekeeping, storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
 from schemas.errors import AugsvcError
@@ -320,7 +320,7 @@ class Store(StoreHousekeeping):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
+            store_housekeeping.rename("replace", Path(tmp), target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -695,7 +695,7 @@ class Store(StoreHousekeeping):
                 os.fsync(f.fileno())
             target = self.version_dir(dataset, vid)
             try:
-                os.rename(staging.dir, target)
+                store_housekeeping.rename("publish", staging.dir, target)
             except OSError:
                 if not self.exists(dataset, vid):
                     raise
