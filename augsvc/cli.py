@@ -404,7 +404,7 @@ _register_trainer()
 
 
 def _register_models() -> None:
-    from augsvc.models import register
+    from augsvc.model_cli import register
 
     register(app)
 

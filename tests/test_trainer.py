@@ -20,7 +20,7 @@ from augsvc.trainer.loop import train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
 from augsvc.trainer.reports import compare
 from generators.nets.classifier import load_model, logits_for_rows
-from generators.nets.models import SmallCNN, count_parameters
+from generators.nets.classifiers import SmallCNN, count_parameters
 from pipelines.ingest.encode import write_parquet
 from pipelines.recipes import load_recipe
 from pipelines.store import Store
