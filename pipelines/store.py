@@ -227,28 +227,54 @@ class Store(StoreHousekeeping):
         return self.ref(dataset, version, rel)
 
     # -- containment (local stores) ----------------------------------------------------------------------------
-    def _inside(self, p: Path) -> bool:
-        """True when ``p`` (after following every link) is the store root or under it."""
+    def _inside_real(self, p: Path | str) -> bool:
+        """True when ``p``, every link followed, is the store root or under it."""
         root = os.path.realpath(self.root)
         real = os.path.realpath(p)
         return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
-    def _check_inside(self, p: Path, what: str) -> None:
-        if not self._inside(p):
-            raise AugsvcError(
-                f"{what}: {p} is a link that resolves outside the store ({os.path.realpath(p)}); refusing to read "
-                "it: remove the link"
-            )
+    def _walk(self, p: Path) -> int | None:
+        """``lstat`` mode of ``p`` (None when missing) after checking each part below the root: a link among them
+        is followed and must stay inside the store (-1 when it does not). Cheaper than ``realpath`` (which also
+        resolves the root's own parents) when, as almost always, nothing below the root is a link."""
+        try:
+            rel = p.relative_to(self.root).parts
+        except ValueError:
+            return -1 if not self._inside_real(p) else (os.stat(p).st_mode if p.exists() else None)
+        cur = str(self.root)
+        try:
+            mode = os.stat(cur).st_mode  # the root itself may be a link: the store is where it points
+        except OSError:
+            return None
+        for part in rel:
+            cur = f"{cur}{os.sep}{part}"
+            try:
+                mode = os.lstat(cur).st_mode
+            except OSError:
+                return None
+            if stat.S_ISLNK(mode):
+                if not self._inside_real(p):
+                    return -1
+                try:
+                    return os.stat(p).st_mode
+                except OSError:
+                    return None
+        return mode
+
+    def _inside(self, p: Path) -> bool:
+        """True when ``p`` (after following every link) is the store root or under it, or is missing."""
+        return self._walk(p) != -1
 
     def _check_regular(self, p: Path, what: str) -> None:
         """AugsvcError unless ``p`` resolves inside the store and is a regular file (or is missing: the read
         that follows says so)."""
-        self._check_inside(p, what)
-        try:
-            mode = os.stat(p).st_mode
-        except OSError:
-            return
-        if not stat.S_ISREG(mode):
+        mode = self._walk(p)
+        if mode == -1:
+            raise AugsvcError(
+                f"{what}: {p} is a link that resolves outside the store ({os.path.realpath(p)}); refusing to read "
+                "it: remove the link"
+            )
+        if mode is not None and not stat.S_ISREG(mode):
             raise AugsvcError(
                 f"{what}: {p} is not a regular file (a FIFO, device or folder); refusing to read it: run "
                 "'augsvc verify' on the version and re-create it"
@@ -276,8 +302,8 @@ class Store(StoreHousekeeping):
 
     def _isfile(self, *parts: str) -> bool:
         if self.local:
-            p = self.root.joinpath(*parts)
-            return p.is_file() and self._inside(p)
+            mode = self._walk(self.root.joinpath(*parts))
+            return mode is not None and mode != -1 and stat.S_ISREG(mode)
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -286,9 +312,18 @@ class Store(StoreHousekeeping):
     def _subdirs(self, *parts: str) -> list[str]:
         if self.local:
             d = self.root.joinpath(*parts)
-            if not (d.is_dir() and self._inside(d)):
+            mode = self._walk(d)
+            if mode is None or mode == -1 or not stat.S_ISDIR(mode):
                 return []
-            return sorted(p.name for p in d.iterdir() if p.is_dir() and self._inside(p))
+            out = []
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        if e.is_dir() and self._inside_real(e.path):
+                            out.append(e.name)
+                    elif e.is_dir(follow_symlinks=False):
+                        out.append(e.name)
+            return sorted(out)
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -333,7 +368,17 @@ class Store(StoreHousekeeping):
         return self._isfile(dataset, version, "manifest.json")
 
     def datasets(self) -> list[str]:
-        return [d for d in self._subdirs() if _NAME_RE.fullmatch(d) and not d.startswith(".") and self.versions(d)]
+        return [d for d, _ in self.dataset_versions()]
+
+    def dataset_versions(self) -> list[tuple[str, list[str]]]:
+        """(dataset, its published versions) for every dataset with at least one version, by name."""
+        out = []
+        for d in self._subdirs():
+            if _NAME_RE.fullmatch(d) and not d.startswith("."):
+                vs = self.versions(d)
+                if vs:
+                    out.append((d, vs))
+        return out
 
     def versions(self, dataset: str) -> list[str]:
         """The published versions of ``dataset`` (folders named like a version id holding a ``manifest.json``)."""

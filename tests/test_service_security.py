@@ -236,3 +236,28 @@ def test_file_readers_never_quote_the_file(tmp_path: Path) -> None:
     with pytest.raises(AugsvcError) as e:
         store.resolve("ds@t")
     assert "do-not-show" not in str(e.value)
+
+
+# -- 6: the listing's cache follows the store, also when another process changes it ---------------------------------
+def test_listing_cache_follows_publish_rm_and_tags_from_elsewhere(tmp_path: Path) -> None:
+    from augsvc.service.listing import Listing
+    from tests.test_store_races import _publish
+
+    store = Store(tmp_path / "s")
+    a = _publish(store, [1])
+    listing = Listing(Store(tmp_path / "s"), ttl_s=3600)  # only the fingerprint can notice changes
+
+    def seen() -> tuple[list[str], dict]:
+        import json
+
+        (d,) = json.loads(listing.datasets_json())
+        return sorted(v["version"] for v in d["versions"]), d["tags"]
+
+    assert seen() == ([a], {"latest": a})
+    other = Store(tmp_path / "s")  # another process's view of the same folder
+    b = _publish(other, [2])
+    assert seen() == (sorted([a, b]), {"latest": b})
+    other.set_tag("ds", "gold", a)
+    assert seen()[1] == {"gold": a, "latest": b}
+    other.remove_version("ds", b)
+    assert seen() == ([a], {"gold": a, "latest": a})

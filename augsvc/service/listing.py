@@ -3,14 +3,23 @@
 A published manifest never changes, so the listing parses and validates each one once. The cache key also holds
 the manifest file's identity (inode, size, mtime) on a local store, so a version removed and published again by
 another process (another ``augsvc serve`` or the CLI on the same store) is read again; a version removed elsewhere
-drops out because the listing of version folders is read on every request. Tags are read on every request (they
-move). Remote stores key by version id alone (an object's rewrite under the same id is the same content).
+drops out because the listing of version folders is read again whenever it may have changed. Remote stores key by
+version id alone (an object's rewrite under the same id is the same content).
+
+The whole listing's JSON is kept too, with a fingerprint of the folders that change when anything in it changes
+(the store root, each dataset folder, each ``tags`` folder: a publish, an ``rm`` and a tag write each rename or
+delete an entry in one of them, which moves its mtime and link count). A request whose fingerprint matches, within
+``ttl_s`` seconds of the last full read, gets the kept bytes after a few ``stat`` calls; anything else reads the
+listing again. That holds across processes (another service or the CLI on the same store), since it asks the
+filesystem and not this process. Local stores only; remote stores read the listing on every request.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -20,11 +29,13 @@ from schemas.manifest import Manifest
 class Listing:
     """Cached manifests and version summaries of one store (thread-safe; ``size`` entries, least recent out)."""
 
-    def __init__(self, store: Any, size: int = 4096) -> None:
+    def __init__(self, store: Any, size: int = 4096, ttl_s: float = 2.0) -> None:
         self.store = store
         self.size = size
+        self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], tuple[Any, Manifest, dict]] = OrderedDict()
+        self._doc: tuple[Any, list[str], float, bytes] | None = None  # (fingerprint, datasets, time, JSON)
 
     def _stamp(self, dataset: str, version: str) -> Any:
         if not self.store.local:
@@ -59,11 +70,39 @@ class Listing:
         """The manifest of a published version (shared: callers must not change it)."""
         return self._entry(dataset, version)[0]
 
-    def dataset(self, dataset: str) -> dict:
+    def dataset(self, dataset: str, versions: list[str] | None = None) -> dict:
         """A dataset's versions (newest first) with rows, classes, lineage and quarantine, and its tags."""
-        versions = [self._entry(dataset, v)[1] for v in self.store.versions(dataset)]
-        versions.sort(key=lambda x: str(x["created"]), reverse=True)
-        return {"name": dataset, "versions": versions, "tags": self.store.tags(dataset)}
+        infos = [self._entry(dataset, v)[1] for v in (self.store.versions(dataset) if versions is None else versions)]
+        infos.sort(key=lambda x: str(x["created"]), reverse=True)
+        return {"name": dataset, "versions": infos, "tags": self.store.tags(dataset)}
 
     def datasets(self) -> list[dict]:
-        return [self.dataset(d) for d in self.store.datasets()]
+        return [self.dataset(d, vs) for d, vs in self.store.dataset_versions()]
+
+    def _fingerprint(self, names: list[str]) -> Any:
+        """(mtime, links, inode) of the root, and of each dataset's folder and ``tags`` folder (None: missing)."""
+
+        def st(path: str) -> Any:
+            try:
+                s = os.stat(path)
+            except OSError:
+                return None
+            return (s.st_mtime_ns, s.st_nlink, s.st_ino)
+
+        root = str(self.store.root)
+        return (st(root), *((st(f"{root}/{d}"), st(f"{root}/{d}/tags")) for d in names))
+
+    def datasets_json(self) -> bytes:
+        """:meth:`datasets` as JSON bytes, kept while the store's fingerprint holds (see the module doc)."""
+        if not self.store.local:
+            return json.dumps(self.datasets()).encode()
+        doc = self._doc
+        now = time.monotonic()
+        if doc is not None and now - doc[2] < self.ttl_s and self._fingerprint(doc[1]) == doc[0]:
+            return doc[3]
+        names = [d for d, _ in self.store.dataset_versions()]
+        before = self._fingerprint(names)
+        body = json.dumps(self.datasets()).encode()
+        if self._fingerprint(names) == before:  # nothing moved while it was read: keep it
+            self._doc = (before, names, now, body)
+        return body

@@ -41,9 +41,9 @@ def cache_control(request: Request, named: str, version: str) -> str:
 
 
 @router.get("", response_model=list[DatasetInfo])
-def datasets(request: Request) -> list[dict]:
+def datasets(request: Request) -> Response:
     """Every dataset with its versions (newest first: rows, classes, parents, quarantine count) and tags."""
-    return service_of(request).listing.datasets()
+    return Response(service_of(request).listing.datasets_json(), media_type="application/json")
 
 
 @router.get("/{name}", response_model=DatasetInfo)
