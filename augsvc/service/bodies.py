@@ -10,22 +10,9 @@ from fastapi import HTTPException
 
 from augsvc import api
 from schemas.errors import AugsvcError
+from schemas.validation import MAX_DEPTH, nesting_depth
 
 CHUNK = 1 << 20
-MAX_DEPTH = 64  # a recipe is a few levels deep; anything deeper is refused before validation recurses into it
-
-
-def _depth(data: object) -> int:
-    """Nesting depth of lists and mappings in ``data`` (iterative: a deep body cannot exhaust the stack here)."""
-    deepest, todo = 0, [(data, 1)]
-    while todo:
-        x, d = todo.pop()
-        if isinstance(x, dict | list):
-            deepest = max(deepest, d)
-            if d > MAX_DEPTH:
-                return d
-            todo.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
-    return deepest
 
 
 def parse_recipe_body(raw: bytes, content_type: str) -> dict:
@@ -58,7 +45,7 @@ def parse_recipe_body(raw: bytes, content_type: str) -> dict:
                 raise AugsvcError(f"{where}: not valid YAML: {problem or ' '.join(str(e).split())}") from None
     except RecursionError:
         raise too_deep from None
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise too_deep
     if not isinstance(data, dict):
         raise AugsvcError(f"request body: a recipe is a mapping (input, output, stages), got {type(data).__name__}")

@@ -96,10 +96,35 @@ def _nothing_usable(path: Path, bad: list[Bad]) -> str:
     )
 
 
+def _not_utf8(text: object) -> bool:
+    """True for a str that cannot be written as UTF-8 (a lone surrogate: a file name that is not UTF-8, read
+    with Python's surrogateescape, or a JSON escape such as \\ud800 without its pair)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(text: str) -> str:
+    """``text`` with anything UTF-8 cannot hold written as escapes (for messages and the manifest)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _accepted(item: Record | Bad, opts: IngestOptions) -> Bad | None:
-    """None when a record is usable, else why not (a bad item, or a label outside ``--classes``)."""
+    """None when a record is usable, else why not (a bad item, a name or text UTF-8 cannot hold, or a label
+    outside ``--classes``)."""
     if isinstance(item, Bad):
-        return item
+        return item if not _not_utf8(item.source) else Bad(_shown(item.source), item.line, item.reason)
+    if _not_utf8(item.source):
+        return Bad(_shown(item.source), item.line, "the file name is not valid UTF-8; rename the file")
+    values = item.payload.values() if isinstance(item.payload, dict) else (
+        item.payload if isinstance(item.payload, tuple) else (item.payload,))  # fmt: skip
+    if _not_utf8(item.label) or any(_not_utf8(v) for v in values):
+        return Bad(item.source, item.line, "text holds a lone surrogate (an unpaired \\ud800-style escape or "
+                   "bytes that are not UTF-8); fix that row")  # fmt: skip
     if opts.classes is not None and item.label is not None and item.label not in opts.classes:
         return Bad(item.source, item.line, f"label {item.label!r} is not one of --classes")
     return None
