@@ -15,6 +15,7 @@ from pipelines.ingest.encode import sample_id as sample_id_of
 from pipelines.ingest.encode import write_parquet
 from pipelines.store import PublishResult, Store, fault_guard
 from schemas.errors import AugsvcError
+from schemas.hashing import version_id
 
 SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
 
@@ -81,6 +82,10 @@ def _split_version(store: Store, dataset: str, version: str, *, val: float, test
         raise AugsvcError(f"{dataset}@{version} has no 'train' rows to split")
     mapping = assign(ids, labels, m.duplicates, val=val, test=test, seed=seed)
     definition = {"kind": "split", "parent": f"{dataset}@{version}", "val": val, "test": test, "seed": seed}
+    vid = version_id(definition)
+    if store.exists(dataset, vid):  # before any write: a read-only store reports "up to date" too
+        store.mark_latest(dataset, vid)
+        return PublishResult(store.manifest(dataset, vid), up_to_date=True)
     staging = store.staging(dataset)
     splits: dict[str, dict[str, int]] = {}
     try:

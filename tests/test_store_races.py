@@ -291,3 +291,33 @@ def test_the_stream_refuses_a_linked_shard(tmp_path: Path) -> None:
     with pytest.raises(AugsvcError, match="outside the store"):
         for _ in Stream(f"ds@{v}", store=store, batch_size=2):
             pass
+
+
+def test_read_only_store_reports_up_to_date_image_ingest_and_split(tmp_path: Path, monkeypatch) -> None:
+    """Re-running an image ingest (streaming mode) or a split whose version exists writes nothing."""
+    import errno
+
+    from augsvc import api
+    from tests.conftest import write_image
+    from tests.test_store_faults import Faults
+
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        for i in range(4):
+            write_image(tmp_path / "imgs" / c / f"{i}.png", rng, size=8)
+    store = Store(tmp_path / "s")
+    r = api.ingest(tmp_path / "imgs", "im", store=store, workers=0)
+    sp = api.split(f"im@{r.version}", store=store, val=0.25, test=0.25)
+    with monkeypatch.context() as mp:
+        Faults(code=errno.EROFS, read_only=True).install(mp)
+        again = api.split(f"im@{r.version}", store=store, val=0.25, test=0.25)
+        assert again.up_to_date and again.version == sp.version
+        again = api.ingest(tmp_path / "imgs", "im", store=store, workers=0)
+        assert again.up_to_date and again.version == r.version
+
+
+def test_a_shard_removed_under_a_job_says_so(tmp_path: Path) -> None:
+    from pipelines import storefs
+
+    with pytest.raises(AugsvcError, match="removed while this job ran"):
+        storefs.read_table(str(tmp_path / "gone.parquet"))

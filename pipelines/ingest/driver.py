@@ -271,7 +271,19 @@ def ingest(
     on_cluster = bool(address or os.environ.get("RAY_ADDRESS"))
     n_workers, ray_s = start_workers(workers if on_cluster else n_chosen, address, why)  # on a cluster: its CPUs
     class_index = {c: i for i, c in enumerate(class_names)}
-    staging = store.staging(name)
+    try:
+        staging = store.staging(name)
+    except OSError:
+        if not streaming:
+            raise
+        # a read-only store: hash the input (as the two-pass mode does) to report a version that is already there
+        scanned, _, _ = _scan(src, opts)
+        vid = version_id(definition | {"content_sha256": scanned.content(), "class_names": class_names})
+        if not store.exists(name, vid):
+            raise
+        store.mark_latest(name, vid)
+        m = store.manifest(name, vid)
+        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
     # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
     chunk_dir = staging.dir / "chunks"
