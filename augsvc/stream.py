@@ -28,7 +28,6 @@ checked against the manifest's sha256 on every read.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -230,7 +229,8 @@ class Stream:
         if info.split is not None:
             return np.empty(0, np.int64)
         if i not in self._split_rows:  # untagged shard: read its split column once
-            col = storefs.read_table(self._shard_ref(i), columns=["split"])["split"].to_numpy(zero_copy_only=False)
+            table = self.store.read_verified_shard(self.dataset, self.version, info, columns=["split"])
+            col = table["split"].to_numpy(zero_copy_only=False)
             self._split_rows[i] = np.flatnonzero(col == self.split)
         return self._split_rows[i]
 
@@ -296,9 +296,6 @@ class Stream:
         self.epoch, self.seen = epoch, 0
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _shard_ref(self, i: int) -> str:
-        return self.store.shard_ref(self.dataset, self.version, self.manifest.shards[i].path)
-
     def _read_columns(self) -> list[str] | None:
         if self.columns is None:
             return None
@@ -310,27 +307,11 @@ class Stream:
         return sorted(want)
 
     def _read_shard(self, i: int, rows: np.ndarray | None = None) -> dict[str, Any]:
-        """Read, verify and convert one shard to numpy columns (runs in the reader thread); ``rows`` (sorted, distinct)
-        keeps only those rows, in that order."""
+        """Read, verify (``Store.open_shard``: size, sha256, footer rows) and convert one shard to numpy columns
+        (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in that order."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        info = self.manifest.shards[i]
-        path = self._shard_ref(i)
-        where = f"{self.dataset}@{self.version}: shard {info.path}"
-        try:
-            data = storefs.read_bytes(path)
-        except OSError as e:
-            why = e.strerror or str(e)
-            raise AugsvcError(f"{where} is missing or unreadable ({path}: {why}); run 'augsvc verify'") from None
-        if len(data) != info.bytes or hashlib.sha256(data).hexdigest() != info.sha256:
-            raise AugsvcError(
-                f"{where} does not match its sha256 in the manifest (modified or corrupt: {path}); run 'augsvc verify'"
-            )
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        if pf.metadata.num_rows != info.rows:  # an edited manifest would make the epoch plan skip or overrun rows
-            n = pf.metadata.num_rows
-            raise AugsvcError(f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'")
+        pf = self.store.open_shard(self.dataset, self.version, self.manifest.shards[i])
         wanted = self._read_columns()
         names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in self._skip)]
         table = pf.read(columns=names)

@@ -33,10 +33,9 @@ def _publish(store: Store, name: str, rows: list[dict], schema: pa.Schema, modal
     for split in sorted({r["split"] for r in rows}):
         part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=schema)
         st.add_shard_bytes(write_parquet(part), part.num_rows, split)
-    per_class = {c: sum(r["label"] == i for r in rows) for i, c in enumerate(classes)}
     extra = {"image_storage": "raw"} if modality == "image" else None
     store.publish(st, dataset=name, definition={"test": name}, modality=modality, class_names=classes,
-                  rows_per_class=per_class, extra=extra)  # fmt: skip
+                  extra=extra)  # fmt: skip
 
 
 def _image(label: int, rng: np.random.Generator, size: int = 12) -> np.ndarray:

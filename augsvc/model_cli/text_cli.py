@@ -27,15 +27,17 @@ def read_split(
     saying ``need`` when the version is not of ``modality``."""
     import pyarrow as pa
 
-    from pipelines.store import Store
+    from augsvc import api
 
-    st = Store(store)
-    ds, v = st.resolve(ref)
-    m = st.manifest(ds, v)
+    st = api.open_store(store)
+    m = api.show(ref, store=st)
+    ds, v = m.dataset, m.version
     if m.modality != modality:
         raise AugsvcError(f"{ds}@{v} holds {m.modality} rows; {need}")
     want = [c for c in columns if c != "split"] + ["split"]
-    tables = [st.read_shard(ds, v, s.path, columns=want) for s in m.shards if split is None or s.split in (split, None)]
+    tables = [
+        api.read_shard(f"{ds}@{v}", s, want, store=st) for s in m.shards if split is None or s.split in (split, None)
+    ]
     if not tables:
         have = ", ".join(m.rows_per_split or {}) or "none"
         raise AugsvcError(f"{ds}@{v} has no rows in split {split!r} (splits: {have}); pass --split")

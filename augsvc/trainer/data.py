@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from augsvc.api import StoreArg as Store
 from generators.nets.prep import Prep
-from pipelines.store import Store
 
 __all__ = ["Prep", "fit_prep"]
 

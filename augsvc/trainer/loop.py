@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from augsvc import api
+from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_config
 from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
 from generators.nets.classifier import load_model, read_checkpoint
 from generators.nets.prep import Prep, build_model, default_kind, to_device
 from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
-from pipelines.store import Store
 from schemas.errors import AugsvcError
 
 __all__ = ["DistillConfig", "MixConfig", "Prep", "TrainConfig", "build_model", "compare", "evaluate", "load_config",
@@ -159,7 +160,7 @@ def train(
         from pipelines.unlabelled import require_labels
 
         if cfg.epochs:  # refuse unlabelled fine-tuning data before minutes of pretraining, not after
-            require_labels(store.manifest(*store.resolve(cfg.data)), "augsvc train (fine-tuning on 'data')")
+            require_labels(api.show(cfg.data, store=store), "augsvc train (fine-tuning on 'data')")
         pre = pretrain(cfg, store, Path(out_dir) / PRETRAIN_DIR, resume=resume, progress=progress)
         if cfg.epochs == 0:
             return {"pretrain": pre, "run": str(out_dir), "epochs": 0}
@@ -198,9 +199,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from generators.nets.classifiers import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
-    ds, v = store.resolve(cfg.data)
+    ds, v = api.resolve(cfg.data, store=store)
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
+    m = api.show(ref, store=store)
     from pipelines.unlabelled import require_labels, require_split_labels
 
     require_labels(m, "augsvc train (a classifier learns from the labels of 'data')")
@@ -210,8 +211,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     kind = cfg.model or default_kind(m.modality)
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
-    val_ref = "@".join(store.resolve(val_ref))
-    require_split_labels(store.manifest(*store.resolve(val_ref)), cfg.val_split,
+    val_ref = "@".join(api.resolve(val_ref, store=store))
+    require_split_labels(api.show(val_ref, store=store), cfg.val_split,
                          f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip
     filled = cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind})
     (out / "config.yaml").write_text(

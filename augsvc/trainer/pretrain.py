@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from augsvc import api
+from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import TrainConfig
 from augsvc.trainer.pretrain_config import PretrainConfig
 from generators.runtime import (
@@ -37,7 +39,6 @@ from generators.runtime import (
     seeded_session,
     set_rng_state,
 )
-from pipelines.store import Store
 from schemas.errors import AugsvcError
 
 PRETRAIN_DIR = "pretrain"  # under an ``augsvc train`` run directory
@@ -157,9 +158,9 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
 
     p = cfg.pretrain
     assert p is not None
-    ds, v = store.resolve(p.data or cfg.data)
+    ds, v = api.resolve(p.data or cfg.data, store=store)
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
+    m = api.show(ref, store=store)
     kind = cfg.model or default_kind(m.modality)
     if m.modality != "image" or kind != "cnn":
         key = "pretrain.data" if p.data and m.modality != "image" else "pretrain"

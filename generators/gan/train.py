@@ -125,14 +125,7 @@ def read_gan_checkpoint(path: str | Path) -> dict:
     if not p.is_file():
         raise AugsvcError(f"{path}: no GAN checkpoint (train one with 'augsvc models train-gan VERSION --out DIR' "
                           "and give DIR or DIR/gan.pt)")  # fmt: skip
-<<<<<<< HEAD
-    try:
-        ck = torch.load(p, weights_only=False, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise AugsvcError(f"{p}: not a readable torch checkpoint ({type(e).__name__})") from None
-=======
     ck = load_checkpoint(p, what="GAN checkpoint", fix="retrain it with 'augsvc models train-gan' or restore it")
->>>>>>> main
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise AugsvcError(f"{p}: not a GAN checkpoint of 'augsvc models train-gan' (an 'augsvc train' run is a "
                           "classifier: give it as gate_checkpoint)")  # fmt: skip
