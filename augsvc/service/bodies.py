@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import HTTPException
 
@@ -80,16 +81,9 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(t.strip().removeprefix("W/") in (etag, "*") for t in header.split(","))
 
 
-def read_range(ref: str, start: int, end: int) -> Iterator[bytes]:
-    """The bytes [start, end) of a local path or store URI, in 1 MiB chunks (``ref`` from ``Store.shard_ref``,
-    which has refused links out of the store)."""
-    from pipelines import storefs
-
-    if storefs.is_local(ref):
-        f = open(ref.removeprefix("file://"), "rb")  # noqa: SIM115 - closed below
-    else:
-        fs, path = storefs.resolve(ref)
-        f = fs.open_input_file(path)
+def read_range(f: Any, start: int, end: int) -> Iterator[bytes]:
+    """The bytes [start, end) of the open binary file ``f`` (from ``api.open_shard_file``), in 1 MiB chunks;
+    closes ``f`` at the end."""
     with f:
         f.seek(start)
         left = end - start

@@ -58,17 +58,24 @@ class BuildDB:
     :meth:`close`; ``AugsvcError`` when another live service holds it."""
 
     def __init__(self, path: str | Path) -> None:
-        from pipelines import storelock
+        import fcntl
+        import os
+
         from schemas.errors import AugsvcError
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._held = storelock.acquire(self.path.with_name(self.path.name + ".lock"), wait=False)
-        if self._held is None:
+        # flock: the kernel drops it when this process ends, however it ends
+        self._held: int | None = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._held)
+            self._held = None
             raise AugsvcError(
                 f"build database {self.path} is in use by another 'augsvc serve' (one database, one live service): "
                 "stop that one, or give this one another --db"
-            )
+            ) from None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -79,7 +86,11 @@ class BuildDB:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        self._held.release()
+        if self._held is not None:
+            import os
+
+            os.close(self._held)  # closing the descriptor drops the flock
+            self._held = None
 
     def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from augsvc import api
 from schemas.manifest import Manifest
 
 
@@ -53,7 +54,7 @@ class Listing:
             if hit is not None and hit[0] == stamp:
                 self._cache.move_to_end(key)
                 return hit[1], hit[2]
-        m = self.store.manifest(dataset, version)  # parsed and checked (AugsvcError when damaged)
+        m = api.show(f"{dataset}@{version}", store=self.store)  # parsed and checked (AugsvcError when damaged)
         info = {
             "version": version, "created": m.created, "modality": m.modality, "rows": m.rows,
             "rows_per_class": m.rows_per_class, "rows_per_split": m.rows_per_split, "parents": m.parents,
@@ -72,12 +73,13 @@ class Listing:
 
     def dataset(self, dataset: str, versions: list[str] | None = None) -> dict:
         """A dataset's versions (newest first) with rows, classes, lineage and quarantine, and its tags."""
-        infos = [self._entry(dataset, v)[1] for v in (self.store.versions(dataset) if versions is None else versions)]
+        vs = api.versions(dataset, store=self.store) if versions is None else versions
+        infos = [self._entry(dataset, v)[1] for v in vs]
         infos.sort(key=lambda x: str(x["created"]), reverse=True)
-        return {"name": dataset, "versions": infos, "tags": self.store.tags(dataset)}
+        return {"name": dataset, "versions": infos, "tags": api.tags(dataset, store=self.store)}
 
     def datasets(self) -> list[dict]:
-        return [self.dataset(d, vs) for d, vs in self.store.dataset_versions()]
+        return [self.dataset(d) for d in api.datasets(self.store)]
 
     def _fingerprint(self, names: list[str]) -> Any:
         """(mtime, links, inode) of the root, and of each dataset's folder and ``tags`` folder (None: missing)."""
@@ -100,7 +102,7 @@ class Listing:
         now = time.monotonic()
         if doc is not None and now - doc[2] < self.ttl_s and self._fingerprint(doc[1]) == doc[0]:
             return doc[3]
-        names = [d for d, _ in self.store.dataset_versions()]
+        names = api.datasets(self.store)
         before = self._fingerprint(names)
         body = json.dumps(self.datasets()).encode()
         if self._fingerprint(names) == before:  # nothing moved while it was read: keep it

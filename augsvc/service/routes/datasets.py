@@ -8,6 +8,8 @@ shard's sha256, makes that a 304). Everything else is ``no-store`` (:mod:`augsvc
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -15,11 +17,11 @@ from augsvc import api
 from augsvc.service.bodies import etag_matches, parse_range, read_range
 from augsvc.service.deps import READ, check_name, service_of
 from augsvc.service.models import DatasetInfo
-from pipelines.storecheck import SHARD_RE
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=[READ])
+_SHARD_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*\.parquet")  # a file name inside a version's shards/
 YEAR = 365 * 24 * 3600
 
 
@@ -27,7 +29,7 @@ def _resolved(request: Request, name: str, version: str) -> tuple[str, str]:
     check_name(name, "dataset")
     check_name(version, "version or tag")
     try:
-        return service_of(request).store.resolve(f"{name}@{version}")
+        return api.resolve(f"{name}@{version}", store=service_of(request).store)
     except AugsvcError as e:
         raise HTTPException(404, str(e)) from None
 
@@ -51,16 +53,17 @@ def dataset(request: Request, name: str) -> dict:
     """One dataset, as in the listing."""
     check_name(name, "dataset")
     svc = service_of(request)
-    if not svc.store.versions(name):
+    versions = api.versions(name, store=svc.store)
+    if not versions:
         raise HTTPException(404, f"no dataset {name!r} in the store")
-    return svc.listing.dataset(name)
+    return svc.listing.dataset(name, versions)
 
 
 @router.get("/{name}/tags", response_model=dict[str, str])
 def tags(request: Request, name: str) -> dict[str, str]:
     """tag -> version id (empty when the dataset has none)."""
     check_name(name, "dataset")
-    return service_of(request).store.tags(name)
+    return api.tags(name, store=service_of(request).store)
 
 
 @router.get("/{name}/versions/{version}/manifest", response_model=Manifest)
@@ -103,25 +106,31 @@ def shard(request: Request, name: str, version: str, shard: str) -> Response:
     A ``Range: bytes=a-b`` header gets 206 with that part (a resumed download); ``If-None-Match`` with the ETag
     gets 304; ``HEAD`` gets the headers alone."""
     ds, v = _resolved(request, name, version)
-    if not SHARD_RE.fullmatch(f"shards/{shard}"):
+    if not _SHARD_RE.fullmatch(shard):
         raise HTTPException(400, f"shard {shard!r} is not valid: a file name such as part-00000.parquet")
     svc = service_of(request)
     info = next((s for s in svc.listing.manifest(ds, v).shards if s.path == f"shards/{shard}"), None)
     if info is None:
         raise HTTPException(404, f"{ds}@{v} has no shard {shard!r}")
-    ref = svc.store.shard_ref(ds, v, info.path)  # AugsvcError (400) for a link out of the store or a non-file
+    f = api.open_shard_file(f"{ds}@{v}", info, store=svc.store)  # 400: a link out of the store, not a file
     etag = f'"{info.sha256}"'
     headers = {"ETag": etag, "X-Content-SHA256": info.sha256, "Accept-Ranges": "bytes",
                "Cache-Control": cache_control(request, version, v)}  # fmt: skip
     if etag_matches(request.headers.get("if-none-match"), etag):
+        f.close()
         return Response(status_code=304, headers=headers)
-    start, end = parse_range(request.headers.get("range"), info.bytes)
+    try:
+        start, end = parse_range(request.headers.get("range"), info.bytes)
+    except HTTPException:
+        f.close()
+        raise
     headers["Content-Length"] = str(end - start)
     status = 200
     if request.headers.get("range"):
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.bytes}"
     if request.method == "HEAD":
+        f.close()
         return Response(status_code=status, headers=headers, media_type="application/vnd.apache.parquet")
-    return StreamingResponse(read_range(ref, start, end), status_code=status, headers=headers,
+    return StreamingResponse(read_range(f, start, end), status_code=status, headers=headers,
                              media_type="application/vnd.apache.parquet")  # fmt: skip
