@@ -82,3 +82,31 @@ def test_deep_recipes_are_one_line(tmp_path: Path) -> None:
         x = x["p"]
     with pytest.raises(AugsvcError, match="nested deeper than 64"):
         api.load_recipe(d)
+
+
+def test_out_of_range_and_transparent_pixels_are_refused(tmp_path: Path) -> None:
+    import cv2
+
+    from schemas.imagecodec import ImageDecodeError, check_opaque, normalise
+
+    with pytest.raises(ImageDecodeError, match="outside 0-255"):
+        normalise(np.full((4, 4), 300, np.int64))
+    with pytest.raises(ImageDecodeError, match="outside 0-255"):
+        normalise(np.full((4, 4), -1.0, np.float32))
+    assert normalise(np.full((4, 4), 200, np.int64)).max() == 200  # in range: kept as it is
+    rgba = np.full((6, 6, 4), 255, np.uint8)
+    assert normalise(rgba.copy()).shape == (6, 6, 3)  # opaque: the alpha channel carries nothing
+    rgba[0, 0, 3] = 0
+    with pytest.raises(ImageDecodeError, match="transparent"):
+        check_opaque(rgba)
+    for c in "ab":
+        for i in range(2):
+            img = np.full((6, 6, 4), 40 * i, np.uint8)
+            img[..., 3] = 255
+            cv2.imwrite(
+                str((tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True) or tmp_path / "imgs" / c / f"{i}.png"),
+                img,
+            )
+    cv2.imwrite(str(tmp_path / "imgs" / "a" / "clear.png"), rgba)
+    r = api.ingest(tmp_path / "imgs", "im", store=tmp_path / "s", workers=0, on_error="skip")
+    assert r.rows == 4 and any("transparent" in x for x in _reasons(r))
