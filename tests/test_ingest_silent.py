@@ -110,3 +110,10 @@ def test_out_of_range_and_transparent_pixels_are_refused(tmp_path: Path) -> None
     cv2.imwrite(str(tmp_path / "imgs" / "a" / "clear.png"), rgba)
     r = api.ingest(tmp_path / "imgs", "im", store=tmp_path / "s", workers=0, on_error="skip")
     assert r.rows == 4 and any("transparent" in x for x in _reasons(r))
+
+
+def test_classes_without_rows_are_reported(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text("x,label\n1,a\n2,b\n3,a\n")
+    r = api.ingest(f, "t", store=tmp_path / "s", workers=0, format="tabular", classes=["a", "b", "zebra"])
+    assert r.manifest.rows_per_class.get("zebra", 0) == 0 and any("'zebra' have no rows" in n for n in r.notes)

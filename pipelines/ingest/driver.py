@@ -261,7 +261,7 @@ def ingest(
         if store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
-            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes + _empty_class_notes(m))
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
 
@@ -283,7 +283,7 @@ def ingest(
             raise
         store.mark_latest(name, vid)
         m = store.manifest(name, vid)
-        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)
+        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes + _empty_class_notes(m))
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
     # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
     chunk_dir = staging.dir / "chunks"
@@ -341,4 +341,15 @@ def ingest(
         staging.discard()
         raise
     m = result.manifest
-    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)
+    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates,
+                        src.notes + _empty_class_notes(m))  # fmt: skip
+
+
+def _empty_class_notes(m: Manifest) -> list[str]:
+    """A note naming the classes that have no rows (kept in ``class_names``, with 0 in ``rows_per_class``)."""
+    empty = [c for c in m.class_names if not m.rows_per_class.get(c)]
+    if not empty:
+        return []
+    shown = ", ".join(map(repr, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    return [f"class(es) {shown} have no rows: kept in class_names (0 in rows_per_class) so label ids stay put; "
+            "give --classes without them to drop them"]  # fmt: skip
