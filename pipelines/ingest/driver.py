@@ -261,7 +261,8 @@ def ingest(
         if store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
-            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes + _empty_class_notes(m))
+            notes = src.notes + _empty_class_notes(m)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, notes)
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
 
@@ -283,7 +284,8 @@ def ingest(
             raise
         store.mark_latest(name, vid)
         m = store.manifest(name, vid)
-        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes + _empty_class_notes(m))
+        notes = src.notes + _empty_class_notes(m)
+        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, notes)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
     # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
     chunk_dir = staging.dir / "chunks"
