@@ -40,7 +40,7 @@ async def submit(request: Request) -> JSONResponse:
     queued or running, or when it succeeded and its version is still in the store; otherwise it is queued again."""
     svc = service_of(request)
     recipe = await recipe_of(request)
-    dry = await run_in_threadpool(api.build, recipe, store=svc.store, workers=0, dry_run=True)
+    dry = await run_in_threadpool(api.plan, recipe, store=svc.store)  # every check, no re-hash of the input
     b, duplicate = svc.db.submit(dry.dataset, dry.version, recipe["input"], recipe, done=dry.up_to_date)
     svc.worker.wake()
     return JSONResponse(b | {"duplicate": duplicate}, status_code=200 if duplicate else 202)
