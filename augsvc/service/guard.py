@@ -11,8 +11,7 @@ remain once the service listens on loopback only, and each is refused here:
   and the service never allows other origins) or the ``X-Augsvc-Client`` header (which also forces that question),
   and a foreign ``Origin`` / ``Sec-Fetch-Site: cross-site`` is refused (403).
 
-With tokens, a browser cannot attach the bearer token by itself, so neither guard is needed; the Host check still
-applies when ``allowed_hosts`` is configured.
+With tokens, a browser cannot attach the bearer token by itself, so neither guard is needed and neither applies.
 
 Every ``/api`` response without its own ``Cache-Control`` gets ``no-store`` (listings and builds change).
 """
