@@ -117,3 +117,15 @@ def test_classes_without_rows_are_reported(tmp_path: Path) -> None:
     f.write_text("x,label\n1,a\n2,b\n3,a\n")
     r = api.ingest(f, "t", store=tmp_path / "s", workers=0, format="tabular", classes=["a", "b", "zebra"])
     assert r.manifest.rows_per_class.get("zebra", 0) == 0 and any("'zebra' have no rows" in n for n in r.notes)
+
+
+def test_parquet_non_finite_features_are_quarantined(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pa.table(
+        {"a": [1.0, float("inf"), 3.0, float("nan")], "b": [1.0, 2.0, 3.0, 4.0], "label": ["x", "y", "x", "y"]}
+    )
+    pq.write_table(t, tmp_path / "t.parquet")
+    r = api.ingest(tmp_path / "t.parquet", "p", store=tmp_path / "s", workers=0, on_error="skip")
+    assert r.rows == 2 and all("not a finite number" in x for x in _reasons(r))
