@@ -86,11 +86,18 @@ def test_idx_bad_float_labels_are_quarantined_alike(tmp_path: Path, monkeypatch:
     assert len(cols[4]) == 2  # 1.5 and nan
 
 
+def _rgba() -> np.ndarray:
+    x = np.random.default_rng(3).integers(0, 256, (19, 8, 8, 4), dtype=np.uint8)
+    x[..., 3] = 255
+    x[7, 2, 2, 3] = 10
+    return x
+
+
 @pytest.mark.parametrize(
     "x",
     [
         np.random.default_rng(2).integers(0, 256, (19, 8, 8, 3), dtype=np.uint8),  # RGB, raw in one buffer
-        np.random.default_rng(3).integers(0, 256, (19, 8, 8, 4), dtype=np.uint8),  # alpha dropped
+        _rgba(),  # opaque alpha dropped, a transparent row quarantined: per-row path
         np.random.default_rng(4).integers(0, 65536, (19, 8, 8), dtype=np.uint16),  # 16-bit scaled
         np.random.default_rng(5).random((19, 8, 8)).astype(np.float32),  # floats: per-row path
         np.random.default_rng(6).integers(0, 256, (19, 70, 70, 3), dtype=np.uint8),  # above 64x64: JPEG, per row
@@ -104,7 +111,7 @@ def test_npz_soft_labels_same_bytes_and_ids(tmp_path: Path, monkeypatch: pytest.
     np.savez(tmp_path / "d.npz", x=x, y=y)
     cols, recs = _both(tmp_path / "d.npz", tmp_path, monkeypatch, on_error="skip", shard_rows=6)
     assert cols == recs
-    assert cols[1] == len(x) - 1
+    assert cols[1] == len(x) - 1 - (x.shape[-1] == 4)  # the bad soft label; the transparent RGBA row
 
 
 def test_npz_hard_labels_and_pixel_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,10 +149,11 @@ def array_chunks(
 def _bulk_pixels(images: np.ndarray, opts: IngestOptions) -> tuple[np.ndarray, str] | None:
     """(uint8 (k, H, W, C) pixels, storage) when the whole chunk can be stored as raw pixels in one buffer, exactly as
     ``imagecodec.normalise`` + ``encode(..., "raw")`` would store each row; None when rows need the per-row path
-    (another storage or a resize, float or signed pixels, an image shape normalise refuses)."""
+    (another storage or a resize, float or signed pixels, an alpha channel to check, an image shape normalise
+    refuses)."""
     if opts.resize is not None or images.dtype not in (np.uint8, np.uint16):
         return None
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3, 4)) or 0 in images.shape:
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)) or 0 in images.shape:
         return None
     h, w = images.shape[1:3]
     store = opts.image_storage
@@ -160,13 +161,11 @@ def _bulk_pixels(images: np.ndarray, opts: IngestOptions) -> tuple[np.ndarray, s
         store = "raw" if h * w <= RAW_AUTO_MAX_PIXELS else "jpeg"
     if store != "raw":
         return None
-    if len(images) * h * w * (3 if images.ndim == 3 else images.shape[3]) >= 2**31:  # int32 offsets of pa.binary()
+    if len(images) * h * w * (1 if images.ndim == 3 else images.shape[3]) >= 2**31:  # int32 offsets of pa.binary()
         return None
     x = (images >> 8).astype(np.uint8) if images.dtype == np.uint16 else images
     if x.ndim == 3:
         x = x[..., None]
-    if x.shape[3] == 4:
-        x = x[..., :3]
     return np.ascontiguousarray(x), store
 
 
