@@ -17,7 +17,7 @@ the timing; then ``repeats`` epochs each, interleaved between contenders, best e
 counts images (a model step would cost the same for every contender). One thread per process (OpenCV, torch, numba).
 Ratios are against the best baseline at the same W, measured in the same run.
 
-    python bench/train_loop.py [--quick] [--workers 0 1 2] [--json out.json]
+    python bench/train_loop.py [--quick] [--chains flip+rotate full] [--workers 0 1 2] [--repeats N] [--json out]
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="flip+rotate only, 2 timed epochs (full: both chains, 3)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
+    ap.add_argument("--chains", nargs="+", choices=["flip+rotate", "full"], help="default: both (flip+rotate: --quick)")
     ap.add_argument("--repeats", type=int, help="timed epochs per loader (default 2 with --quick, else 3)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -180,7 +181,7 @@ def main() -> None:
 
     _one_thread()
     repeats = args.repeats or (2 if args.quick else 3)
-    chains = ["flip+rotate"] if args.quick else ["flip+rotate", "full"]
+    chains = args.chains or (["flip+rotate"] if args.quick else ["flip+rotate", "full"])
     workers = [0] if args.quick and tiny() else args.workers
     results: dict = {"cpus": os.cpu_count(), "batch": BATCH, "size": SIZE, "torch": torch.__version__}
     tv2_ok = tv2_transform("flip+rotate") is not None
