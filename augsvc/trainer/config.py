@@ -39,7 +39,29 @@ class TrainConfig(BaseModel):
     train_split: str = "train"
     val_data: str | None = Field(None, description="validation version (default: the training version)")
     val_split: str = "val"
-    model: Literal["cnn", "text_cnn", "mlp", "hf"] | None = Field(None, description="default by modality")
+    model: str | None = Field(
+        None,
+        min_length=1,
+        description="cnn, text_cnn, mlp, hf, or a pretrained image backbone: efficientnet_lite0 (offline weights, "
+        "extra 'pretrained') or any timm architecture; default by modality",
+    )
+    pretrained: str | None = Field(
+        None,
+        description="backbone weights: a local file or a folder holding one, 'hub' (download; needs "
+        "allow_download), or 'none' (random init); efficientnet_lite0 defaults to the package's ImageNet weights",
+    )
+    allow_download: bool = Field(False, description="let pretrained: hub download weights (never by default)")
+    head: Literal["linear", "flatten"] = Field(
+        "linear",
+        description="backbone head: linear (global average pool + dropout + linear) or flatten "
+        "(Flatten + Dropout + Dense over the feature map, the Keras tutorials' head)",
+    )
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the backbone head's linear layer")
+    freeze_backbone: bool = Field(
+        False,
+        description="train only the head on a frozen backbone (linear probing / feature extraction); "
+        "without augment or mix the features are computed once and cached",
+    )
     hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
     max_len: int = Field(64, ge=1, description="text: tokens per example")
@@ -80,6 +102,16 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:
+        backbone = self.model is not None and self.model not in ("cnn", "text_cnn", "mlp", "hf")
+        if not backbone:
+            used = [k for k in ("pretrained", "freeze_backbone", "head_dropout") if getattr(self, k)]
+            if self.head != "linear":
+                used.append("head")
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to a pretrained backbone (model: efficientnet_lite0 "
+                                 "or a timm architecture)")  # fmt: skip
+        elif self.finetune_from or self.pretrain is not None:
+            raise ValueError(f"model {self.model!r} loads its own pretrained weights: drop finetune_from / pretrain")
         if self.model == "hf" and not self.hf_path:
             raise ValueError("model: hf needs hf_path (a local Hugging Face model folder)")
         if self.hf_path and self.model != "hf":
@@ -99,9 +131,14 @@ class TrainConfig(BaseModel):
         return self
 
     @property
-    def pretrained(self) -> bool:
-        """Fine-tuning: a pretrained base (a previous run, a Hugging Face model, or ``pretrain``) under a new head."""
-        return self.finetune_from is not None or self.model == "hf" or self.pretrain is not None
+    def fine_tuning(self) -> bool:
+        """Fine-tuning: a pretrained base (a previous run, a Hugging Face model, a backbone, or ``pretrain``) under
+        a new head."""
+        return (
+            self.finetune_from is not None
+            or self.model not in (None, "cnn", "text_cnn", "mlp")
+            or self.pretrain is not None
+        )
 
 
 def load_config(source: str | Path | dict) -> TrainConfig:

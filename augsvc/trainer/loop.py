@@ -63,17 +63,25 @@ def evaluate(
     batch_size: int = 256,
     max_len: int = 64,
     resize: tuple[int, int] | None = None,
+    features: Any = None,
 ):
-    """Accuracy of ``model`` on one split of a version (images resized to ``resize`` (h, w) when given)."""
+    """Accuracy of ``model`` on one split of a version (images resized to ``resize`` (h, w) when given);
+    ``features`` (a :class:`augsvc.trainer.features.FeatureTable` of that split) feeds cached backbone output to
+    the head instead of images."""
     import torch
 
     from augsvc.stream import Stream
 
     model.eval()
     correct = total = 0
+    cols = ["label"] if features is not None else None
     with torch.no_grad():
-        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize):
-            pred = model(to_device(prep.inputs(b, max_len), device)).argmax(1).cpu().numpy()
+        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize,
+                        columns=cols):  # fmt: skip
+            if features is not None:
+                pred = model.classify(features.take(b["sample_id"]).to(device)).argmax(1).cpu().numpy()
+            else:
+                pred = model(to_device(prep.inputs(b, max_len), device)).argmax(1).cpu().numpy()
             correct += int((pred == b["label"]).sum())
             total += len(pred)
     if total == 0:
@@ -92,12 +100,14 @@ def _optimizer(cfg: TrainConfig, model):
     """Param groups per layer group; differential learning rates when fine-tuning a pretrained base."""
     from augsvc.trainer.finetune import make_optimizer
 
-    scale = cfg.base_lr_scale if cfg.pretrained else None
+    scale = cfg.base_lr_scale if cfg.fine_tuning else None
     return make_optimizer(model, lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, base_lr_scale=scale)
 
 
 def _trainable_from(cfg: TrainConfig, epoch: int, n_groups: int) -> int:
-    if not cfg.pretrained:
+    if cfg.freeze_backbone:
+        return n_groups - 1
+    if not cfg.fine_tuning:
         return 0
     if epoch < cfg.freeze_epochs:
         return n_groups - 1
@@ -211,7 +221,7 @@ def train(
 
 
 def train_streams(
-    cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None, curriculum: Any = None
+    cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None, curriculum: Any = None, cached: Any = None
 ) -> list[Any]:
     """The training streams of one epoch: one stream with a fresh augmented view per epoch, or with
     ``augment_copies`` k, k + 1 passes (the originals, then copy c seeded by c alone, the same every epoch).
@@ -222,6 +232,8 @@ def train_streams(
 
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
               resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
+    if cached is not None:  # cached backbone features: the stream only gives the order and the labels
+        kw["columns"] = ["label", *(["teacher_logits"] if cfg.distill else [])]
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
     views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies)]
@@ -237,6 +249,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
     from augsvc.trainer.schedule import make_curriculum
+    from generators.nets.backbones import describe_backbone, is_backbone_kind, open_backbone
     from generators.nets.models import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +265,13 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     kind = cfg.model or default_kind(m.modality)
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
+    trunk, backbone = None, None
+    if is_backbone_kind(kind):
+        if m.modality != "image":
+            raise AugsvcError(f"model {kind!r} is an image backbone; {ref} is {m.modality} (use model: hf for text)")
+        trunk, backbone = open_backbone(kind, cfg.pretrained, allow_download=cfg.allow_download)
+        if cfg.resize is None:  # the backbone's pretrained input size (timm's resolve_data_config)
+            cfg = cfg.model_copy(update={"resize": tuple(backbone.input_size[1:])})
     val_ref = "@".join(store.resolve(val_ref))
     require_split_labels(store.manifest(*store.resolve(val_ref)), cfg.val_split,
                          f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip
@@ -273,13 +293,18 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     prep = Prep(m.modality, base["prep"]) if base else Prep(m.modality)
     if base is None:
         fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
+    if backbone is not None:
+        prep.state["backbone"] = {"info": backbone.to_state(), "head": cfg.head, "dropout": cfg.head_dropout,
+                                  "image_size": list(cfg.resize)}  # fmt: skip
+        if progress:
+            print(describe_backbone(backbone, cfg), file=sys.stderr)
     channels = 3
     if m.modality == "image":
         first = next(
             iter(Stream(ref, store=store, split=cfg.train_split, batch_size=1, shuffle=False, resize=cfg.resize))
         )
         channels = first["image"].shape[-1]
-    model = build_model(kind, len(m.class_names), prep, cfg.width, channels)
+    model = build_model(kind, len(m.class_names), prep, cfg.width, channels, trunk=trunk)
     if base is not None:
         src = "pretrain encoder" if cfg.pretrain is not None else f"finetune_from {cfg.finetune_from}"
         src += f" (model {base.get('kind')}, width {base.get('width')}; this run: model {kind}, width {cfg.width})"
@@ -304,6 +329,14 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if cfg.progressive_resize and m.modality != "image":
         raise AugsvcError(f"progressive_resize works on images; {ref} is {m.modality}")
     curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
+    cached = None  # frozen backbone, nothing on the fly: the head trains on features computed once
+    if cfg.freeze_backbone and not (cfg.augment or mix or cfg.progressive_resize):
+        from augsvc.trainer.features import split_features
+
+        cached = {
+            "train": split_features(model, store, ref, cfg.train_split, cfg.resize, device, progress=progress),
+            "val": split_features(model, store, val_ref, cfg.val_split, cfg.resize, device, progress=progress),
+        }
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
@@ -314,11 +347,13 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             model.train()
             t0, loss_sum, n_seen, correct, n_known = time.perf_counter(), 0.0, 0, 0, 0
             task = bar.epoch(epoch)
-            for b in (b for s in train_streams(cfg, ref, store, epoch, mix, curriculum) for b in s):
-                x = to_device(prep.inputs(b, cfg.max_len), device)
+            for b in (b for s in train_streams(cfg, ref, store, epoch, mix, curriculum, cached) for b in s):
                 y = torch.from_numpy(b["label"]).to(device)
                 soft = torch.from_numpy(b["soft_label"]).to(device) if "soft_label" in b else None
-                logits = model(x)
+                if cached is not None:
+                    logits = model.classify(cached["train"].take(b["sample_id"]).to(device))
+                else:
+                    logits = model(to_device(prep.inputs(b, cfg.max_len), device))
                 if cfg.distill:
                     d = cfg.distill
                     tl = _teacher_logits(b, ref, cfg.train_split).to(device)
@@ -336,9 +371,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                 n_known += int(known.sum())
                 correct += int((logits.argmax(1) == target)[known].sum())
                 bar.step(task, loss_sum / n_seen, correct / max(n_known, 1))
-            val_acc = evaluate(
-                model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize
-            )
+            val_acc = evaluate(model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len,
+                               resize=cfg.resize, features=cached and cached["val"])  # fmt: skip
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_known, 1),
                    "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2), "samples": n_seen}  # fmt: skip
             history.append(row)
@@ -357,6 +391,8 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     summary = {"run": str(out), "best_val_acc": best, "best_epoch": best_epoch, "epochs": len(history),
                "parameters": count_parameters(model), "data": ref, "model": kind, "width": cfg.width,
                "distilled": cfg.distill is not None,
+               **({"backbone": {"arch": backbone.arch, "weights": backbone.weights, "sha256": backbone.sha256,
+                                "frozen": cfg.freeze_backbone, "head": cfg.head}} if backbone else {}),
                "device": str(device)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

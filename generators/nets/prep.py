@@ -69,9 +69,23 @@ def to_device(x: Any, device: Any) -> Any:
     return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
 
 
-def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
-    """A fresh model of ``kind`` (cnn, text_cnn, mlp, hf) for ``num_classes`` classes."""
+def build_model(
+    kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3, trunk: Any = None
+) -> Any:
+    """A fresh model of ``kind`` (cnn, text_cnn, mlp, hf, or a pretrained backbone described by
+    ``prep.state["backbone"]``) for ``num_classes`` classes. For a backbone, ``trunk`` is its loaded feature
+    extractor (:func:`generators.nets.backbones.open_backbone`); None rebuilds it randomly initialised, for a
+    checkpoint's state dict to fill."""
     from generators.nets.models import HFClassifier, SmallCNN, TabularMLP, TextCNN
+
+    if "backbone" in prep.state:
+        from generators.nets.backbones import BackboneInfo, PretrainedClassifier, rebuild_backbone
+
+        b = prep.state["backbone"]
+        info = BackboneInfo.from_state(b["info"])
+        net = trunk if trunk is not None else rebuild_backbone(info)
+        return PretrainedClassifier(net, info, num_classes, head=b["head"], dropout=b["dropout"],
+                                    image_size=tuple(b["image_size"]))  # fmt: skip
 
     if kind == "cnn":
         return SmallCNN(channels, num_classes, width)
@@ -81,7 +95,7 @@ def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, cha
         return TabularMLP(prep.n_inputs(), num_classes, width)
     if kind == "hf":
         return HFClassifier(prep.state["hf_path"], num_classes, prep.modality)
-    raise AugsvcError(f"unknown model kind {kind!r} (cnn, text_cnn, mlp, hf)")
+    raise AugsvcError(f"unknown model kind {kind!r} (cnn, text_cnn, mlp, hf, or a backbone)")
 
 
 def default_kind(modality: str) -> str:
