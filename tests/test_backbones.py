@@ -117,3 +117,7 @@ def test_lite0_weights_mapped_onto_timm_give_identical_logits() -> None:
     x = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+        # the trainer's timm path reads the package's file as it is (mapped on load)
+        trunk, info = open_backbone("tf_efficientnet_lite0", str(path))
+        torch.testing.assert_close(trunk.eval()(x), theirs.extract_features(x), atol=1e-5, rtol=1e-5)
+    assert info.input_size == (3, 224, 224) and info.mean == (0.5, 0.5, 0.5) and info.interpolation == "bicubic"

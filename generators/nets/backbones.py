@@ -244,16 +244,22 @@ def open_backbone(arch: str, pretrained: str | None, *, allow_download: bool = F
         from schemas.suggest import did_you_mean
 
         raise AugsvcError(f"model {arch!r}: not a timm architecture{did_you_mean(arch, timm.list_models())}")
-    kwargs: dict[str, Any] = {"num_classes": 0}
-    if path is not None:
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
-    elif pretrained == "hub":
-        kwargs["pretrained"] = True
     try:
-        net = timm.create_model(arch, **kwargs)
-    except (RuntimeError, ValueError, KeyError) as e:
+        net = timm.create_model(arch, pretrained=pretrained == "hub", num_classes=0)
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AugsvcError(f"model {arch!r}: could not load pretrained={pretrained!r}: {detail}") from None
+        raise AugsvcError(f"model {arch!r}: could not create it (pretrained={pretrained!r}): {detail}") from None
+    if path is not None:
+        state = _read_state(path)
+        if "_conv_stem.weight" in state:  # the offline Lite0 package's layout: onto tf_efficientnet_lite0's names
+            state = lite0_to_timm(state)
+        state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "fc.", "head.fc."))}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise AugsvcError(
+                f"pretrained: {path}: does not fit timm's {arch} ({len(missing)} missing, {len(unexpected)} "
+                f"unexpected tensors, e.g. {(missing or unexpected)[0]}); is it another architecture's file?"
+            )
     from timm.data import resolve_data_config
 
     dc = resolve_data_config({}, model=net)
