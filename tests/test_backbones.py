@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from augsvc.stream import Stream
 from augsvc.trainer.config import load_config
 from augsvc.trainer.loop import evaluate_run, train
 from generators.nets.backbones import lite0_to_timm, lite0_weights_file, open_backbone
 from generators.nets.classifier import load_model, logits_for_rows
 from pipelines.ingest import ingest
+from pipelines.labelsubset import label_subset
+from pipelines.recipes import load_recipe
+from pipelines.runner import build
 from pipelines.store import Store
 from schemas.errors import AugsvcError
 from tests.conftest import write_image
@@ -88,6 +92,28 @@ def test_full_fine_tuning_with_freeze_epochs_moves_the_backbone(store: Store, tm
     rows = [{"image": np.zeros((50, 70, 3), np.uint8)}, {"image": np.full((64, 64, 3), 200, np.uint8)}]
     out = logits_for_rows(lm, rows)
     assert out.shape == (2, 2) and np.isfinite(out).all()
+
+
+def test_teacher_stage_with_a_backbone_run_then_a_distilled_small_cnn(
+    store: Store, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("AUGSVC_FEATURE_CACHE", str(tmp_path / "cache"))
+    teacher = tmp_path / "teacher"
+    train(load_config(base(freeze_backbone=True, lr=0.01)), store, teacher, progress=False)
+    label_subset(store, "f", labelled=0.5, seed=0, output="half")  # a transfer set: half the rows unlabelled
+    rec = {"input": "half", "output": "half_teach", "seed": 1, "splits": ["train"],
+           "stages": [{"teacher": {"checkpoint": str(teacher), "batch_size": 3}}]}  # fmt: skip
+    build(load_recipe(rec), store, workers=0)
+    cols = ["label", "teacher_logits", "image"]
+    rows = [{k: b[k][j] for k in cols} for b in Stream("half_teach", store=store, split="train", shuffle=False,
+                                                      columns=cols) for j in range(len(b["label"]))]  # fmt: skip
+    assert sum(r["label"] == -1 for r in rows) == 4 and all(r["teacher_logits"] is not None for r in rows)
+    want = logits_for_rows(load_model(teacher), [{"image": r["image"]} for r in rows])
+    np.testing.assert_allclose(np.stack([r["teacher_logits"] for r in rows]), want, atol=1e-4)
+    cfg = {"data": "half_teach", "val_data": "f", "epochs": 1, "batch_size": 4, "width": 0.25, "threads": 1,
+           "distill": {"temperature": 2.0}}  # fmt: skip
+    s = train(load_config(cfg), store, tmp_path / "student", progress=False)
+    assert s["distilled"] and s["model"] == "cnn"
 
 
 def test_refusals_are_one_line(tmp_path: Path, store: Store) -> None:
