@@ -272,6 +272,9 @@ def test_train_config_checked_against_the_version_before_ray(store, tmp_path) ->
 
     with pytest.raises(AugsvcError, match=r"train.model: text_cnn reads text versions; squares@\w+ is image \(use cnn"):
         tune_search(load_space({**SPACE, "train": {"model": "text_cnn"}}), tmp_path / "o", store=store.uri)
+    with pytest.raises(AugsvcError, match=r"pretrained: .*missing.pth: no such weights file"):  # a backbone's weights
+        space = {**SPACE, "train": {"model": "efficientnet_lite0", "pretrained": str(tmp_path / "missing.pth")}}
+        tune_search(load_space(space), tmp_path / "o", store=store.uri)
     rows = [{"sample_id": f"{i:016x}", "label": None, "soft_label": None, "split": "train" if i < 4 else "val",
              "source": f"gen:{i}", "lineage": None, "image": _image(0, np.random.default_rng(i)).tobytes(),
              "image_format": "raw", "height": 12, "width": 12, "channels": 3} for i in range(6)]  # fmt: skip

@@ -214,16 +214,23 @@ MODEL_MODALITIES = {"cnn": ("image",), "text_cnn": ("text",), "mlp": ("tabular",
 def _check_trainer(space: TuneSpace, ref: str, m: Any) -> None:
     """What every trial's ``train()`` would refuse, checked once before Ray starts: the version has labels (the
     trainer's ``require_labels``), the trainer has a model for its modality (``default_kind``) and ``train.model``
-    reads that modality. AugsvcError (one line) otherwise."""
+    reads that modality (a pretrained backbone: an image version, and its weights open). AugsvcError (one line)
+    otherwise."""
+    from generators.nets.backbones import is_backbone_kind, open_backbone
     from generators.nets.prep import default_kind
     from pipelines.unlabelled import require_labels
 
     require_labels(m, "augsvc tune (each trial trains a classifier on the labels of 'data')")
     cfg = train_config(space, baseline(), ref, space.seed)
     kind = cfg.model or default_kind(m.modality)
+    if is_backbone_kind(kind):  # a pretrained image backbone: its weights must open here, not in every trial
+        if m.modality != "image":
+            raise AugsvcError(f"train.model: {kind} is an image backbone; {ref} is {m.modality}")
+        open_backbone(kind, cfg.pretrained, allow_download=cfg.allow_download)
+        return
     reads = MODEL_MODALITIES.get(kind)
     if reads is None:
-        raise AugsvcError(f"train.model: unknown model kind {kind!r} ({', '.join(MODEL_MODALITIES)})")
+        raise AugsvcError(f"train.model: unknown model kind {kind!r} ({', '.join(MODEL_MODALITIES)}, or a backbone)")
     if m.modality not in reads:
         fits = [k for k, mods in MODEL_MODALITIES.items() if m.modality in mods]
         raise AugsvcError(f"train.model: {kind} reads {' or '.join(reads)} versions; {ref} is {m.modality} "
