@@ -77,6 +77,12 @@ def test_frozen_flatten_head_caches_features_and_prints_what_it_loaded(
     train(cfg, store, tmp_path / "again", progress=True)
     assert "cached" not in capsys.readouterr().err
     assert evaluate_run(tmp_path / "frozen", store, "f", "val") == s["best_val_acc"]
+    # fixed augmented copies are cached per copy; on-the-fly views go through the backbone (validation cached)
+    flip = {"input": "f", "output": "f_aug", "stages": [{"op": [{"op": "hflip", "p": 1.0}]}]}
+    train(load_config(base(freeze_backbone=True, augment=flip, augment_copies=1)), store, tmp_path / "c", progress=True)
+    assert capsys.readouterr().err.count("cached in") == 1 and len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    train(load_config(base(freeze_backbone=True, augment=flip)), store, tmp_path / "fly", progress=True)
+    assert "cached in" not in capsys.readouterr().err
 
 
 def test_full_fine_tuning_with_freeze_epochs_moves_the_backbone(store: Store, tmp_path: Path) -> None:

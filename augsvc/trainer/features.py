@@ -55,14 +55,24 @@ def split_features(
     *,
     batch_size: int = 64,
     progress: bool = False,
+    recipe: str | dict | None = None,
+    augment_epoch: int | None = None,
 ) -> FeatureTable:
     """The backbone output of every row of ``split`` of ``ref`` (resized to ``resize`` (h, w)), from the cache or
-    computed once (``model.features``, eval mode, no grad) and stored."""
+    computed once (``model.features``, eval mode, no grad) and stored. With ``recipe`` and ``augment_epoch`` c:
+    the features of fixed augmented copy c (the trainer's ``augment_copies``), the same view every epoch."""
+    import json
+
     import torch
 
     from augsvc.stream import Stream
 
-    key = hashlib.sha256(f"{ref}|{split}|{resize[0]}x{resize[1]}|{state_hash(model.trunk)}".encode()).hexdigest()[:24]
+    view = ""
+    if recipe is not None:
+        text = Path(recipe).read_text() if isinstance(recipe, str) else json.dumps(recipe, sort_keys=True)
+        view = f"|{hashlib.sha256(text.encode()).hexdigest()}|{augment_epoch}"
+    ident = f"{ref}|{split}|{resize[0]}x{resize[1]}|{state_hash(model.trunk)}{view}"
+    key = hashlib.sha256(ident.encode()).hexdigest()[:24]
     path = cache_dir() / f"{ref.replace('@', '-')}-{split}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -73,7 +83,7 @@ def split_features(
     parts = []
     with torch.no_grad():
         for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize,
-                        columns=["image"]):  # fmt: skip
+                        columns=["image"], recipe=recipe, augment_epoch=augment_epoch):  # fmt: skip
             parts.append(model.features(torch.from_numpy(np.ascontiguousarray(b["image"])).to(device)).cpu().numpy())
             ids += [str(s) for s in b["sample_id"]]
     model.train(was)

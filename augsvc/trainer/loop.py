@@ -329,14 +329,16 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     if cfg.progressive_resize and m.modality != "image":
         raise AugsvcError(f"progressive_resize works on images; {ref} is {m.modality}")
     curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
-    cached = None  # frozen backbone, nothing on the fly: the head trains on features computed once
-    if cfg.freeze_backbone and not (cfg.augment or mix or cfg.progressive_resize):
+    cached, val_features = None, None  # frozen backbone: features computed once, the head trains on them
+    if cfg.freeze_backbone and not cfg.progressive_resize:
         from augsvc.trainer.features import split_features
 
-        cached = {
-            "train": split_features(model, store, ref, cfg.train_split, cfg.resize, device, progress=progress),
-            "val": split_features(model, store, val_ref, cfg.val_split, cfg.resize, device, progress=progress),
-        }
+        val_features = split_features(model, store, val_ref, cfg.val_split, cfg.resize, device, progress=progress)
+        # training rows too, unless they change every epoch (on-the-fly views, mixing); fixed copies are cached
+        if not mix and (cfg.augment is None or cfg.augment_copies is not None):
+            views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies or 0)]
+            cached = [split_features(model, store, ref, cfg.train_split, cfg.resize, device, progress=progress,
+                                     recipe=r, augment_epoch=c) for r, c in views]  # fmt: skip
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
@@ -347,11 +349,12 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             model.train()
             t0, loss_sum, n_seen, correct, n_known = time.perf_counter(), 0.0, 0, 0, 0
             task = bar.epoch(epoch)
-            for b in (b for s in train_streams(cfg, ref, store, epoch, mix, curriculum, cached) for b in s):
+            streams = train_streams(cfg, ref, store, epoch, mix, curriculum, cached)
+            for v, b in ((v, b) for v, s in enumerate(streams) for b in s):
                 y = torch.from_numpy(b["label"]).to(device)
                 soft = torch.from_numpy(b["soft_label"]).to(device) if "soft_label" in b else None
-                if cached is not None:
-                    logits = model.classify(cached["train"].take(b["sample_id"]).to(device))
+                if cached is not None:  # view v: the originals (0) or fixed copy v - 1
+                    logits = model.classify(cached[v].take(b["sample_id"]).to(device))
                 else:
                     logits = model(to_device(prep.inputs(b, cfg.max_len), device))
                 if cfg.distill:
@@ -372,7 +375,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
                 correct += int((logits.argmax(1) == target)[known].sum())
                 bar.step(task, loss_sum / n_seen, correct / max(n_known, 1))
             val_acc = evaluate(model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len,
-                               resize=cfg.resize, features=cached and cached["val"])  # fmt: skip
+                               resize=cfg.resize, features=val_features)  # fmt: skip
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_known, 1),
                    "val_acc": val_acc, "seconds": round(time.perf_counter() - t0, 2), "samples": n_seen}  # fmt: skip
             history.append(row)
