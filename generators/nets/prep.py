@@ -42,7 +42,7 @@ class Prep:
                     self._tok = transformers.AutoTokenizer.from_pretrained(self.state["hf_path"], local_files_only=True)
                 enc = self._tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
                 return dict(enc)
-            from generators.nets.models import Vocab
+            from generators.nets.classifiers import Vocab
 
             if self._tok is None:
                 self._tok = Vocab(self.state["vocab"])
@@ -76,7 +76,7 @@ def build_model(
     ``prep.state["backbone"]``) for ``num_classes`` classes. For a backbone, ``trunk`` is its loaded feature
     extractor (:func:`generators.nets.backbones.open_backbone`); None rebuilds it randomly initialised, for a
     checkpoint's state dict to fill."""
-    from generators.nets.models import HFClassifier, SmallCNN, TabularMLP, TextCNN
+    from generators.nets.classifiers import HFClassifier, SmallCNN, TabularMLP, TextCNN
 
     if "backbone" in prep.state:
         from generators.nets.backbones import BackboneInfo, PretrainedClassifier, rebuild_backbone
