@@ -105,6 +105,7 @@ def main() -> None:
     from augsvc.tune.search import tune_search
     from augsvc.tune.space import load_space
     from generators.nets.classifier import load_model
+    from generators.runtime import resolve_device
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.labelsubset import label_subset
     from pipelines.recipes import load_recipe
@@ -112,6 +113,7 @@ def main() -> None:
     from pipelines.store import Store
     from schemas.arrow import image_schema
 
+    device = resolve_device(args.device)
     reduced = reduced_options(args, FULL)
     print(scale_line(reduced), flush=True)
     parts = set(args.parts.split(","))
@@ -142,13 +144,13 @@ def main() -> None:
         """Test accuracy of a frozen-backbone run from cached test features (the trunk is the pretrained one)."""
         import torch
 
-        lm = load_model(run)
-        feats = split_features(lm.model, store, ref, "test", tuple(lm.meta["resize"]), "cpu")
+        lm = load_model(run, str(device))
+        feats = split_features(lm.model, store, ref, "test", tuple(lm.meta["resize"]), device)
         batches = list(_stream(store, ref, "test"))
         labels = np.concatenate([b["label"] for b in batches])
         with torch.no_grad():
             x = feats.take(np.concatenate([b["sample_id"] for b in batches]))
-            pred = lm.model.classify(x).argmax(1).numpy()
+            pred = lm.model.classify(x.to(device)).argmax(1).cpu().numpy()
         return float((pred == labels).mean())
 
     def run(arm: str, n: int, seed: int, cfg: dict, frozen: bool) -> Path:
