@@ -52,7 +52,7 @@ from bench.efficacy_tune import publish_splits, rows_of  # noqa: E402
 FULL = {"per_class": [10, 50], "seeds": [0, 1, 2], "frozen_epochs": 30, "ft_epochs": 15, "freeze_epochs": 2,
         "student_epochs": 30, "trials": 12, "tune_epochs": 30, "pool_per_class": 300, "val_per_class": 50,
         "test_per_class": 0, "copies": 4, "parts": "frozen,finetune,distill",
-        "ft_arms": "none,fliprotate,tuned"}  # fmt: skip
+        "ft_arms": "none,fliprotate,tuned", "frozen_arms": "none,fliprotate,tuned"}  # fmt: skip
 FLIPROTATE = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 36, "fill_mode": "reflect"}]
 OUTSIDE = {10: (0.519, 0.551), 50: (0.662, 0.637)}  # the issue's measurement: Flatten head, none -> flip+rotate
 
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--ft-epochs", type=int, default=FULL["ft_epochs"])
     ap.add_argument("--freeze-epochs", type=int, default=FULL["freeze_epochs"])
     ap.add_argument("--ft-arms", default=FULL["ft_arms"], help="comma list: none, fliprotate, tuned")
+    ap.add_argument("--frozen-arms", default=FULL["frozen_arms"], help="comma list: none, fliprotate, tuned")
     ap.add_argument("--student-epochs", type=int, default=FULL["student_epochs"])
     ap.add_argument("--student-width", type=float, default=0.5)
     ap.add_argument("--trials", type=int, default=FULL["trials"], help="tune trials per search (0: no search)")
@@ -180,9 +181,12 @@ def main() -> None:
             flip = {"input": ref, "output": f"{name}_fr", "seed": seed, "stages": [{"op": FLIPROTATE}]}
             if "frozen" in parts:
                 fz = base | {"freeze_backbone": True, "epochs": args.frozen_epochs}
-                run("frozen none", n, seed, fz, True)
-                run("frozen fliprotate", n, seed, fz | {"augment": flip, "augment_copies": args.copies}, True)
-                if args.trials and tuned is None:  # search once per n, on seed 0's train/val only
+                frozen_arms = args.frozen_arms.split(",")
+                if "none" in frozen_arms:
+                    run("frozen none", n, seed, fz, True)
+                if "fliprotate" in frozen_arms:
+                    run("frozen fliprotate", n, seed, fz | {"augment": flip, "augment_copies": args.copies}, True)
+                if "tuned" in frozen_arms and args.trials and tuned is None:  # search once per n, on seed 0's train/val only
                     space = load_space({
                         "data": ref, "seed": seed, "trials": args.trials, "epochs": args.tune_epochs,
                         "grace_period": max(1, args.tune_epochs // 3), "max_concurrent": 1,
@@ -201,7 +205,7 @@ def main() -> None:
                                                               "seconds": round(time.perf_counter() - t0)}  # fmt: skip
                     print(f"  tune n={n}: best {tuned[1]['label']} ({summary['trials']} trials, "
                           f"{time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
-                if tuned is not None:
+                if "tuned" in frozen_arms and tuned is not None:
                     tc = train_config(tuned[0], tuned[1], ref, seed).model_dump(mode="json")
                     tc = tc | {"val_data": ref, "device": args.device, "threads": args.threads,
                                "epochs": args.frozen_epochs}  # fmt: skip
