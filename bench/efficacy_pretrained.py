@@ -186,7 +186,7 @@ def main() -> None:
                     run("frozen none", n, seed, fz, True)
                 if "fliprotate" in frozen_arms:
                     run("frozen fliprotate", n, seed, fz | {"augment": flip, "augment_copies": args.copies}, True)
-                if "tuned" in frozen_arms and args.trials and tuned is None:  # search once per n, on seed 0's train/val only
+                if "tuned" in frozen_arms and args.trials and tuned is None:  # once per n, on seed 0 (train/val)
                     space = load_space({
                         "data": ref, "seed": seed, "trials": args.trials, "epochs": args.tune_epochs,
                         "grace_period": max(1, args.tune_epochs // 3), "max_concurrent": 1,
