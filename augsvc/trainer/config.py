@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from augsvc.trainer.pretrain_config import PretrainConfig
 from augsvc.trainer.schedule import CurriculumConfig, ResizeStep, check_resize_steps
@@ -107,9 +107,20 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores, at most 8)")
     pretrain: PretrainConfig | None = Field(None, description="SimCLR pretraining first, then fine-tune from it")
 
+    @field_validator("model")
+    @classmethod
+    def _known_kind(cls, v: str | None) -> str | None:
+        from generators.nets.prep import CLASSIFIERS, timm_architecture
+
+        if v is not None and v not in CLASSIFIERS and not timm_architecture(v):
+            raise ValueError(CLASSIFIERS.unknown_message(v) + " (nor a timm architecture where timm imports)")
+        return v
+
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:
-        backbone = self.model is not None and self.model not in ("cnn", "text_cnn", "mlp", "hf")
+        from generators.nets.prep import is_backbone_kind
+
+        backbone = self.model is not None and is_backbone_kind(self.model)
         if not backbone:
             used = [k for k in ("pretrained", "freeze_backbone", "head_dropout") if getattr(self, k)]
             if self.head != "linear":

@@ -25,9 +25,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from generators.nets.prep import LITE0, is_backbone_kind, timm_architecture
 from schemas.errors import AugsvcError
 
-LITE0 = "efficientnet_lite0"  # the offline package's architecture, as the trainer's `model:` names it
+__all__ = ["LITE0", "BackboneInfo", "PretrainedClassifier", "is_backbone_kind", "lite0_to_timm", "open_backbone",
+           "rebuild_backbone", "timm_architecture"]  # fmt: skip
 # the TensorFlow Lite0 weights expect RGB scaled to [-1, 1] (timm's tf_efficientnet_lite0 config says the same)
 LITE0_CONFIG = {"input_size": (3, 224, 224), "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),
                 "std": (0.5, 0.5, 0.5)}  # fmt: skip
@@ -89,11 +91,6 @@ def _import_timm(arch: str) -> Any:
             "(extra 'pretrained', no timm needed)"
         ) from None
     return timm
-
-
-def is_backbone_kind(kind: str) -> bool:
-    """Whether a train config's ``model`` names a pretrained backbone (anything but the built-in small models)."""
-    return kind not in ("cnn", "text_cnn", "mlp", "hf")
 
 
 def _weights_path(arch: str, pretrained: str | None) -> Path | None:
