@@ -237,7 +237,7 @@ def open_backbone(arch: str, pretrained: str | None, *, allow_download: bool = F
         info = BackboneInfo(arch, "efficientnet_lite", str(path) if path else None, sha, **cfg)  # type: ignore[arg-type]
         return trunk, info
     timm = _import_timm(arch)
-    if arch not in timm.list_models(pretrained=False) and arch.split(".")[0] not in timm.list_models():
+    if not timm_architecture(arch):
         from schemas.suggest import did_you_mean
 
         raise AugsvcError(f"model {arch!r}: not a timm architecture{did_you_mean(arch, timm.list_models())}")
