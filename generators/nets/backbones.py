@@ -240,7 +240,8 @@ def open_backbone(arch: str, pretrained: str | None, *, allow_download: bool = F
     if not timm_architecture(arch):
         from schemas.suggest import did_you_mean
 
-        raise AugsvcError(f"model {arch!r}: not a timm architecture{did_you_mean(arch, timm.list_models())}")
+        hint = did_you_mean(arch, timm.list_models())
+        raise AugsvcError(f"model {arch!r}: not a timm architecture" + (f" ({hint})" if hint else ""))
     try:
         net = timm.create_model(arch, pretrained=pretrained == "hub", num_classes=0)
     except (RuntimeError, ValueError, KeyError, OSError) as e:
