@@ -233,3 +233,49 @@ def test_cycled_offline_copies_train_as_many_steps_per_epoch_as_on_the_fly(store
     assert fly["epochs"] == off["epochs"] == 3 and steps[0] == steps[1] == [3, 3, 3]
     with pytest.raises(AugsvcError, match="augment_cycle needs augment_copies"):
         load_config(cfg(augment=aug, augment_cycle=True))
+
+
+def test_preview_shows_rows_generated_without_a_parent(tmp_path: Path, monkeypatch) -> None:
+    """A generator that draws from a model (GAN, LAMBADA) records no parent: preview shows its rows on lines of
+    their own, marked as such, instead of dropping them (an empty table or an error before)."""
+    from typing import ClassVar, Literal
+
+    import generators
+    from generators.base import Fitted, Generated, Generator
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.preview import NO_PARENT, preview_lines, render_preview, render_table
+    from pipelines.recipes import load_recipe
+
+    class Noise(Generator):
+        modalities: ClassVar[tuple[str, ...]] = ("tabular", "image")
+        method: Literal["test_noise"] = "test_noise"
+
+        def fit(self, data, model=None):
+            class Draw(Fitted):
+                def generate(self, label, n, rng):
+                    if data.modality == "image":
+                        x = rng.integers(0, 255, (n, *data.X.shape[1:]), dtype=np.uint8)
+                    else:
+                        x = np.array([[float(v) for v in rng.normal(size=data.X.shape[1])] for _ in range(n)], object)
+                    return Generated(x, [() for _ in range(n)], [{"z": i} for i in range(n)])
+
+            return Draw()
+
+    monkeypatch.setitem(generators._REGISTRY, "test_noise", Noise)
+    rng = np.random.default_rng(0)
+    (tmp_path / "t.csv").write_text("a,b,Class\n" + "".join(f"{rng.normal():.3f},{rng.normal():.3f},{c}\n"
+                                                             for c in ["neg"] * 8 + ["pos"] * 3))  # fmt: skip
+    s = Store(tmp_path / "s")
+    ingest(tmp_path / "t.csv", name="t", store=s, options=IngestOptions(format="tabular"), workers=0)
+    recipe = load_recipe({"input": "t", "output": "g", "stages": [{"generator": {"method": "test_noise"}}]})
+    m, lines = preview_lines(recipe, s, n=4, copies=2)
+    assert [(o["label"], o.get(NO_PARENT), len(k)) for o, k in lines] == [(1, True, 2)]  # pos gets 5 rows, 2 shown
+    table = render_table(recipe, s, n=4, copies=2)
+    assert "| pos (no parent) | (generated without a parent) | pos test_noise: a=" in table
+    img = Store(tmp_path / "img")
+    _publish(img, "bands", _squares(12, 0)[:10], image_schema(), "image", ["top", "middle", "bottom"])
+    rec = load_recipe({"input": "bands", "output": "g", "stages": [{"generator": {"method": "test_noise",
+                                                                               "n_per_class": 2}}]})  # fmt: skip
+    out = render_preview(rec, img, tmp_path / "g.png", n=6, copies=2, cell=16)
+    assert out.stat().st_size > 100
+    assert [o.get(NO_PARENT) for o, _ in preview_lines(rec, img, n=6, copies=2)[1]] == [True] * 3
