@@ -37,11 +37,16 @@ from augsvc.tune.candidates import (  # noqa: F401  (re-exported: the search's p
     train_config,
 )
 from augsvc.tune.results import (  # noqa: F401
+    ASHA_RECORD,
+    NOT_RUN,
+    asha_stopped,
     check_rows,
     collect,
     error_line,
     format_table,
     mean_se,
+    outcome,
+    partial_note,
     plot_curves,
     rank,
     trial_index,
@@ -77,14 +82,18 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         resume = (run / "last.pt").is_file()
     curve = [h["val_acc"] for h in json.loads((run / "metrics.json").read_text())] if resume else []
     spent = [json.loads((run / "seconds.json").read_text()) if (run / "seconds.json").is_file() else 0.0]
+    steps = [json.loads((run / "steps.json").read_text()) if (run / "steps.json").is_file() else 0]
 
     def on_epoch(row: dict) -> None:
         curve.append(row["val_acc"])
         spent[0] += row["seconds"]
+        steps[0] += row["steps"]
         (run / "seconds.json").write_text(json.dumps(spent[0]))
+        (run / "steps.json").write_text(json.dumps(steps[0]))
         metrics = {METRIC: row["val_acc"], "epoch": row["epoch"], "train_loss": row["train_loss"],
                    "best_val_acc": max(curve), "seconds": round(spent[0], 2), "curve": json.dumps(curve),
-                   "label": cand["label"], "candidate": json.dumps(cand), "seed": seed}  # fmt: skip
+                   "steps": steps[0], "label": cand["label"], "candidate": json.dumps(cand),
+                   "seed": seed}  # fmt: skip
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run)))
 
     try:
@@ -92,6 +101,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         if setup.get("test_split"):
             acc = evaluate_run(run, store, setup["ref"], setup["test_split"], device=cfg.device)
             tune.report({METRIC: max(curve), "epoch": len(curve), "test_acc": acc, "seconds": round(spent[0], 2),
+                         "steps": steps[0],
                          "curve": json.dumps(curve), "label": cand["label"], "candidate": json.dumps(cand),
                          "best_val_acc": max(curve), "seed": seed})  # fmt: skip
     finally:
@@ -99,9 +109,10 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
 
 # -- the live table ----------------------------------------------------------------------------------------------
-def live_callback(total: int, epochs: int) -> Any:
+def live_callback(total: int, epochs: int, asha_record: str | Path | None = None) -> Any:
     """A Ray Tune callback that shows one row per trial (a rich live table on a terminal, else one line per
-    finished trial) and keeps the rows for the summary."""
+    finished trial) and keeps the rows for the summary. A trial that ends before ``epochs`` is "stopped (ASHA)"
+    only when ASHA's record (``asha_record``) names it, else "cut short" (a budget or an interruption)."""
     from ray import tune
 
     class LiveTable(tune.Callback):
@@ -147,8 +158,11 @@ def live_callback(total: int, epochs: int) -> Any:
 
         def _end(self, trial: Any, status: str) -> None:
             r = self.rows.setdefault(trial.trial_id, {})
-            if status == "done" and r.get("epoch", epochs) < epochs:
-                status = "stopped (ASHA)"
+            if status == "done" and r.get("epoch") is None:
+                status = NOT_RUN
+            elif status == "done" and r["epoch"] < epochs:
+                stopped = asha_record is not None and trial.trial_id in asha_stopped(asha_record)
+                status = "stopped (ASHA)" if stopped else "cut short"
             r["status"] = status
             self._refresh()
             if not self.tty and status == "error":
@@ -156,7 +170,7 @@ def live_callback(total: int, epochs: int) -> Any:
                 print(f"trial {trial.trial_id} failed: {why}", file=sys.stderr, flush=True)
             elif not self.tty:
                 print(f"trial {trial.trial_id} {status}: best val acc {r.get('best', float('nan')):.3f} after "
-                      f"{r.get('epoch')} epoch(s), {r.get('seconds', 0):.0f} s: {r.get('label', '')}",
+                      f"{r.get('epoch') or 0} epoch(s), {r.get('seconds', 0):.0f} s: {r.get('label', '')}",
                       file=sys.stderr, flush=True)  # fmt: skip
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -237,8 +251,8 @@ def tune_search(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 snapshots
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
 
+    from augsvc.tune.asha import RecordingASHA
     from pipelines import executor
     from pipelines.store import Store
 
@@ -283,7 +297,10 @@ def tune_search(
     setup = {"space": space.model_dump(mode="json"), "ref": ref, "store": st.uri}
     resources = {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
-    live = live_callback(space.n_trials(), space.epochs)
+    record = out / ASHA_RECORD
+    if not resume:
+        record.unlink(missing_ok=True)
+    live = live_callback(space.n_trials(), space.epochs, record)
     run_config = tune.RunConfig(name="search", storage_path=str(out), verbose=0,
                                 callbacks=[live, JsonLoggerCallback(), CSVLoggerCallback()],
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -293,7 +310,7 @@ def tune_search(
         if resume:
             tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
+            scheduler = RecordingASHA(record=record, time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
                                       reduction_factor=space.reduction_factor)  # fmt: skip
             search = search_alg(space)
             tuner = tune.Tuner(trainable, param_space=param_space(space), run_config=run_config,
@@ -312,13 +329,20 @@ def tune_search(
             quiet.setLevel(level)
     finally:
         live.stop()
-    rows = collect(grid, space.epochs)
-    check_rows(rows, time_budget_s)
-    files = write_outputs(space, ref, rows, out)
+    elapsed = time.perf_counter() - t0
+    rows, partial, interrupted = outcome(grid, space.epochs, space.n_trials(), asha_stopped(record), time_budget_s,
+                                         elapsed)  # fmt: skip
+    check_rows(rows, time_budget_s, interrupted=interrupted)
+    files = write_outputs(space, ref, rows, out, partial=partial)
     summary: dict[str, Any] = {"ref": ref, "out": str(out), "trials": len(rows), "best": rows[0],
-                               "seconds": round(time.perf_counter() - t0, 1), "files": files}  # fmt: skip
+                               "complete": partial is None, "partial": partial, "interrupted": interrupted,
+                               "seconds": round(elapsed, 1), "files": files}  # fmt: skip
     echo(format_table(rows))
-    if space.test_split:
+    if partial:
+        echo(f"PARTIAL SEARCH: {partial}" + ("; continue it with --resume" if interrupted else ""))
+    if space.test_split and partial:
+        echo(f"--test {space.test_split} skipped: the search is partial, its winner is not the search's answer")
+    elif space.test_split:
         summary["test"] = run_test(space, ref, st, json.loads(rows[0]["candidate"]), out, echo)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
