@@ -6,7 +6,11 @@ applied on the fly by the stream (no version is built per trial) and reports val
 (``BasicVariantGenerator`` seeded with the space's seed): first every policy once at its defaults, then random
 draws. Every trial trains with the same seed, so trials differ only by the recipe. The experiment is stored under
 ``OUT/search`` and a stopped search continues with ``--resume`` (``Tuner.restore``); each trial checkpoints its
-``last.pt`` every epoch, so an interrupted trial resumes where it stopped.
+``last.pt`` every epoch, so an interrupted trial resumes where it stopped. Offline candidates (k fixed copies) cycle
+one fixed view per epoch (``augment_cycle``), so every candidate trains the same optimizer steps per epoch, at each
+ASHA rung and in the ``--test`` retraining. A search cut by ``--budget`` or interrupted (SIGINT) is marked partial
+(``results.outcome``): its table, files and summary say so, ``--test`` is skipped, and ASHA's own stops
+(``asha.RecordingASHA``) are told apart from trials that were cut or never ran.
 
 Outputs in ``OUT``: ``trials.csv`` (ranked), ``curves.png``, ``best_recipe.yaml`` (a recipe ``augsvc build``
 accepts and the trainer's ``augment:`` key takes), ``best_train.yaml`` (an ``augsvc train`` config using it),
