@@ -207,14 +207,19 @@ def test_per_class_scores_in_reports_and_augsvc_evaluate(store: Store, tmp_path:
     val = [{"text": t, "label": i % 2} for i, t in enumerate(["good film", "bad film"] * 2)]
     pred = logits_for_rows(lm, val).argmax(1)
     assert res["macro_f1"] == pytest.approx(f1_score([r["label"] for r in val], pred, average="macro"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "augsvc", "evaluate", str(run), "--store", store.uri]
-    r = subprocess.run([*base, "--split", "val", "--json"], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
+    from typer.testing import CliRunner
+
+    from augsvc.cli import app
+
+    base = ["evaluate", str(run), "--store", store.uri]
+    r = CliRunner().invoke(app, [*base, "--split", "val", "--json"])
+    assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["per_class"] == res["per_class"]
-    r = subprocess.run([*base, "--split", "val"], capture_output=True, text=True, env=env)
+    r = CliRunner().invoke(app, [*base, "--split", "val"])
     assert "macro-F1" in r.stdout and "recall" in r.stdout and "neg" in r.stdout
-    r = subprocess.run([*base, "--split", "test"], capture_output=True, text=True, env=env)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "augsvc", *base]  # the error line as the installed command prints it
+    r = subprocess.run([*cmd, "--split", "test"], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and r.stderr.strip().splitlines() == [
         f"error: --split test: {res['data']} has no split 'test' (has train, val)"
     ]
