@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from generator_cases import gan_case
 from typer.testing import CliRunner
 
 from generators import build_generator
@@ -38,7 +39,7 @@ def tiny_images(per_class: int = 8, side: int = 16, channels: int = 1, seed: int
 
 def train_gate(path: Path, X: np.ndarray, y: np.ndarray, steps: int = 40) -> Path:
     """A small CNN trained on the real images, saved the way 'augsvc train' saves best.pt."""
-    from generators.nets.models import SmallCNN
+    from generators.nets.classifiers import SmallCNN
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -203,7 +204,7 @@ def test_frechet_distance_is_zero_for_same_and_grows_with_shift() -> None:
 
 
 def test_smallcnn_features_feed_the_unchanged_head() -> None:
-    from generators.nets.models import SmallCNN
+    from generators.nets.classifiers import SmallCNN
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -281,7 +282,7 @@ def test_train_gan_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_suite_case_gives_a_working_generator(tmp_path: Path) -> None:
-    params, data = GanParams.suite_case(tmp_path)
+    params, data = gan_case(tmp_path)
     gen = build_generator(params)
     need = gen.targets({c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)})
     fitted = gen.fit(data, gen.load())

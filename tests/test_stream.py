@@ -33,7 +33,7 @@ def store(tmp_path_factory) -> Store:
              "source": f"x:{i}", "lineage": None, "text": f"text {i}"} for i in range(10)]  # fmt: skip
     st.write_shard(pa.Table.from_pylist(rows, schema=text_schema()))
     s.publish(st, dataset="soft", definition={"k": 1}, modality="text", class_names=["n", "p"],
-              rows_per_class={"n": 5, "p": 5}, extra={"soft_labels": True})  # fmt: skip
+              extra={"soft_labels": True})  # fmt: skip
     return s
 
 

@@ -13,20 +13,20 @@ from typing import Any
 from augsvc.trainer.config import TrainConfig
 from schemas.errors import AugsvcError
 
-# model kinds of the companion trainer (generators/nets/prep.py build_model) and the modalities they read
-MODEL_MODALITIES: dict[str, tuple[str, ...]] = {"cnn": ("image",), "text_cnn": ("text",), "mlp": ("tabular",),
-                                                "hf": ("text", "image")}  # fmt: skip
 # weight files ``from_pretrained`` loads (PyTorch or safetensors, single or sharded)
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def check_model_kind(kind: str, modality: str, ref: str, *, key: str = "model") -> None:
-    """Refuse (AugsvcError, one line naming ``key``) a model kind that does not read ``modality`` versions."""
-    reads = MODEL_MODALITIES.get(kind)
-    if reads is None:
-        raise AugsvcError(f"{key}: unknown model kind {kind!r} ({', '.join(MODEL_MODALITIES)})")
+    """Refuse (AugsvcError, one line naming ``key``) a model kind that is not registered
+    (``generators.nets.prep.CLASSIFIERS``) or does not read ``modality`` versions."""
+    from generators.nets.prep import CLASSIFIERS
+
+    if kind not in CLASSIFIERS:
+        raise AugsvcError(f"{key}: {CLASSIFIERS.unknown_message(kind)}")
+    reads = CLASSIFIERS.get(kind).modalities
     if modality not in reads:
-        fits = [k for k, mods in MODEL_MODALITIES.items() if modality in mods]
+        fits = [k for k, c in CLASSIFIERS.load_all().items() if modality in c.modalities]
         raise AugsvcError(f"{key}: {kind} reads {' or '.join(reads)} versions; {ref} is {modality} "
                           f"(use {' or '.join(fits) or 'another version'}, or leave model out)")  # fmt: skip
 
@@ -99,11 +99,12 @@ def plan_run(cfg: TrainConfig, store: Any) -> RunPlan:
     """Resolve and check everything ``augsvc train`` needs from the store before any heavy work: the training
     version has labels and ``train_split``, the model reads its modality (and ``hf_path`` is usable), the
     validation split is labelled, ``mix`` and ``progressive_resize`` get images. AugsvcError (one line) otherwise."""
+    from augsvc import api
     from pipelines.unlabelled import require_labels, require_split_labels
 
-    ds, v = store.resolve(cfg.data)
+    ds, v = api.resolve(cfg.data, store=store)
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
+    m = api.show(ref, store=store)
     who = "augsvc train (a classifier learns from the labels of 'data')"
     if cfg.pretrain is not None and cfg.epochs == 0:
         kind = cfg.model or "cnn"  # pretraining alone: the pretrain checks its own data (pretrain.data, images)
@@ -112,8 +113,8 @@ def plan_run(cfg: TrainConfig, store: Any) -> RunPlan:
     if m.rows_per_split and cfg.train_split not in m.rows_per_split:
         raise AugsvcError(f"train_split: {ref} has no split {cfg.train_split!r} (has {', '.join(m.rows_per_split)})")
     kind = check_model(cfg, ref, m)
-    val_ref = "@".join(store.resolve(cfg.val_data or ref))
-    require_split_labels(store.manifest(*store.resolve(val_ref)), cfg.val_split,
+    val_ref = "@".join(api.resolve(cfg.val_data or ref, store=store))
+    require_split_labels(api.show(val_ref, store=store), cfg.val_split,
                          f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip
     if cfg.mix and m.modality != "image":
         raise AugsvcError(f"mix: batch mixing works on image batches; {ref} is {m.modality} "

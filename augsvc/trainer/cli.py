@@ -29,13 +29,13 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary, no progress bar.")] = False,
     ):
         """Train a classifier on a version; writes metrics, best checkpoint and a validation plot to OUT."""
+        from augsvc.api import open_store
         from augsvc.trainer.loop import load_config
         from augsvc.trainer.loop import train as run_train
-        from pipelines.store import Store
 
         run_dir = out or str(Path("runs") / Path(config).stem)
         summary = run_train(
-            load_config(config), Store(store), run_dir, resume=resume, overwrite=overwrite, progress=not as_json
+            load_config(config), open_store(store), run_dir, resume=resume, overwrite=overwrite, progress=not as_json
         )
         if as_json:
             typer.echo(json.dumps(summary))
@@ -62,11 +62,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable scores.")] = False,
     ):
         """Score a finished run's best checkpoint on a split: accuracy, macro-F1 and per-class precision/recall."""
+        from augsvc.api import open_store
         from augsvc.trainer.loop import score_run
         from augsvc.trainer.reports import format_scores
-        from pipelines.store import Store
 
-        result = score_run(run, Store(store), data, split, device=device)
+        result = score_run(run, open_store(store), data, split, device=device)
         typer.echo(json.dumps(result) if as_json else format_scores(result))
 
     @app.command()

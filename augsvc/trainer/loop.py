@@ -2,55 +2,34 @@
 checkpoint, stop early, resume identically from ``last.pt``; reports go to the run directory.
 
 Determinism: the stream's order, augmentation and mixing are functions of ``(seed, epoch)``; model init, dropout
-and anything else drawn from torch's generator run under ``torch.random.fork_rng`` seeded with ``seed``, whose
-state is saved per epoch in ``last.pt``. The caller's global random state is left as it was.
+and anything else drawn from torch's generator run under :func:`generators.runtime.seeded_session` seeded with
+``seed``, whose state is saved per epoch in ``last.pt`` (written atomically: a kill mid-write leaves the previous
+epoch's file). The caller's global random state and torch threads are left as they were.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from augsvc import api
+from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_config
 from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
 from generators.nets.classifier import load_model, read_checkpoint
 from generators.nets.prep import Prep, build_model, to_device
-from pipelines.store import Store
+from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 
 __all__ = ["DistillConfig", "MixConfig", "Prep", "TrainConfig", "build_model", "compare", "evaluate", "load_config",
            "plot_curves", "score_run", "scores", "train"]  # fmt: skip
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """Use ``n`` CPU threads (default: the cores, at most 8) and restore the caller's setting afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(n or max(1, min(cores, 8)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def scores(
@@ -115,14 +94,14 @@ def score_run(run: str | Path, store: Store, ref: str | None = None, split: str 
     trained on), plus ``run``, ``data`` (pinned) and ``split``. AugsvcError when the run has no checkpoint, the
     version no such split, or the split no labelled rows."""
     model, prep, ck = load_model(run)
-    ds, v = store.resolve(ref or ck.get("data") or "")
-    m = store.manifest(ds, v)
+    ds, v = api.resolve(ref or ck.get("data") or "", store=store)
+    m = api.show(f"{ds}@{v}", store=store)
     if m.rows_per_split and split not in m.rows_per_split:
         raise AugsvcError(f"--split {split}: {ds}@{v} has no split {split!r} (has {', '.join(m.rows_per_split)})")
     if ck.get("class_names") and list(m.class_names) != list(ck["class_names"]):
         raise AugsvcError(f"{ds}@{v} has classes {m.class_names}, the run was trained on {ck['class_names']}; "
                           "score it on a version with the same classes")  # fmt: skip
-    dev = _device(device)
+    dev = resolve_device(device)
     out = scores(model.to(dev), prep, store, f"{ds}@{v}", split, dev, max_len=ck.get("max_len", 64),
                  resize=ck.get("resize"), class_names=ck.get("class_names"))  # fmt: skip
     return {"run": str(run), "data": f"{ds}@{v}", "split": split, **out}
@@ -131,7 +110,7 @@ def score_run(run: str | Path, store: Store, ref: str | None = None, split: str 
 def evaluate_run(run: str | Path, store: Store, ref: str, split: str, device: str = "auto") -> float:
     """Accuracy of a run's best checkpoint on ``ref``'s ``split`` (e.g. a held-out test split)."""
     model, prep, ck = load_model(run)
-    dev = _device(device)
+    dev = resolve_device(device)
     return evaluate(model.to(dev), prep, store, ref, split, dev, max_len=ck.get("max_len", 64), resize=ck.get("resize"))
 
 
@@ -161,25 +140,6 @@ def _teacher_logits(b: dict, ref: str, split: str):
             "(stages: [{teacher: {checkpoint: RUN_DIR}}]), with that split in the recipe's splits"
         )
     return torch.from_numpy(np.stack(col).astype(np.float32))
-
-
-def _rng_state(device) -> dict:
-    import torch
-
-    st = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        st["cuda"] = torch.cuda.get_rng_state(device)
-    return st
-
-
-def _set_rng_state(st: dict | Any, device) -> None:
-    import torch
-
-    if not isinstance(st, dict):  # checkpoints before the cpu/cuda split
-        st = {"cpu": st}
-    torch.set_rng_state(st["cpu"])
-    if device.type == "cuda" and "cuda" in st:
-        torch.cuda.set_rng_state(st["cuda"], device)
 
 
 class _Progress:
@@ -247,12 +207,10 @@ def train(
     version or model that cannot train (no labels, a missing split, a model kind that does not read the modality,
     an unusable ``hf_path``, ...), for ``out_dir`` holding a run without ``resume`` or ``overwrite`` (which starts
     it again), and for ``resume`` under a config other than the run's (naming each changed key)."""
-    import torch
-
     from augsvc.trainer.checks import plan_run
     from augsvc.trainer.rundir import prepare_run_dir, run_settings
 
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     plan = plan_run(cfg, store)
     prepare_run_dir(out_dir, run_settings(plan.filled), resume=resume, overwrite=overwrite)
     if cfg.pretrain is not None:  # SimCLR first (augsvc/trainer/pretrain.py), then fine-tune from its encoder
@@ -261,7 +219,7 @@ def train(
         pre = pretrain(cfg, store, Path(out_dir) / PRETRAIN_DIR, resume=resume, progress=progress)
         if cfg.epochs == 0:
             return {"pretrain": pre, "run": str(out_dir), "epochs": 0}
-    with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with seeded_session(cfg.seed, device, threads=cfg.threads or default_threads()):
         return _train(cfg, store, plan, Path(out_dir), device, resume=resume, progress=progress, on_epoch=on_epoch)
 
 
@@ -277,6 +235,7 @@ def train_streams(
     from augsvc.trainer.schedule import epoch_resize
 
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
+              shuffle_window=cfg.shuffle_window,
               resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
@@ -296,13 +255,11 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
     from augsvc.trainer.schedule import make_curriculum
-    from generators.nets.models import count_parameters
+    from generators.nets.classifiers import count_parameters
 
     ref, m, val_ref, kind = plan.ref, plan.manifest, plan.val_ref, plan.kind
-    # Layer init and dropout only draw from torch's default generator; train() runs this inside
-    # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
-    torch.manual_seed(cfg.seed)
-
+    # Layer init and dropout only draw from torch's default generator, seeded with cfg.seed by train()'s
+    # seeded_session, which restores the caller's state afterwards (tested).
     if cfg.pretrain is not None:
         from augsvc.trainer.pretrain import encoder_checkpoint
 
@@ -330,12 +287,12 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     opt = _optimizer(cfg, model)
     start, history, best, stale, best_val = 0, [], -1.0, 0, None
     if resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", weights_only=False, map_location=device)
+        ck = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
+                             fix="delete it to start again without --resume")  # fmt: skip
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, history, best, stale = ck["epoch"] + 1, ck["history"], ck["best"], ck.get("stale", 0)
         best_val = ck.get("best_val")
-        _set_rng_state(ck["rng"], device)
     mix = cfg.mix.model_dump() if cfg.mix else None
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
     passes = 1 if cfg.augment_cycle else 1 + (cfg.augment_copies or 0)  # stream passes per epoch
@@ -384,12 +341,14 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
             bar.done(task, row)
             if val_acc > best:
                 best, stale, best_val = val_acc, 0, val
-                torch.save({"model": model.state_dict(), "prep": prep.state, **meta, "epoch": epoch}, out / "best.pt")
+                save_checkpoint(
+                    out / "best.pt", {"model": model.state_dict(), "prep": prep.state, **meta, "epoch": epoch}
+                )
             else:
                 stale += 1
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
-                        "history": history, "best": best, "best_val": best_val, "rng": _rng_state(device)},
-                       out / "last.pt")  # fmt: skip
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
+                     "history": history, "best": best, "best_val": best_val}  # fmt: skip
+            save_checkpoint(out / "last.pt", state, rng_device=device)
             write_reports(out, history)
             if on_epoch is not None:
                 on_epoch(row)
