@@ -34,10 +34,9 @@ def _publish(store: Store, name: str, rows: list[dict], schema: pa.Schema, modal
     for split in sorted({r["split"] for r in rows}):
         part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=schema)
         st.add_shard_bytes(write_parquet(part), part.num_rows, split)
-    per_class = {c: sum(r["label"] == i for r in rows) for i, c in enumerate(classes)}
     extra = {"image_storage": "raw"} if modality == "image" else None
     store.publish(st, dataset=name, definition={"test": name, "first": rows[0]["sample_id"]}, modality=modality,
-                  class_names=classes, rows_per_class=per_class, extra=extra)  # fmt: skip
+                  class_names=classes, extra=extra)  # fmt: skip
 
 
 def _squares(n: int, seed: int) -> list[dict]:
@@ -126,7 +125,7 @@ def test_config_changes_names_nested_keys_and_sections() -> None:
     ("data", "extra", "message"),
     [
         ("bands", {"model": "text_cnn"}, r"model: text_cnn reads text versions; bands@\w+ is image \(use cnn or hf"),
-        ("reviews", {"model": "cnn"}, r"model: cnn reads image versions; reviews@\w+ is text \(use text_cnn or hf"),
+        ("reviews", {"model": "cnn"}, r"model: cnn reads image versions; reviews@\w+ is text \(use hf or text_cnn"),
         ("reviews", {"model": "mlp"}, r"model: mlp reads tabular versions; reviews@\w+ is text"),
         ("bands", {"mix": {"method": "mixup"}, "data": "reviews"}, r"mix: batch mixing works on image batches"),
         ("bands", {"train_split": "dev"}, r"train_split: bands@\w+ has no split 'dev'"),
@@ -240,7 +239,7 @@ def test_cycled_offline_copies_train_as_many_steps_per_epoch_as_on_the_fly(store
         load_config(cfg(augment=aug, augment_cycle=True))
 
 
-def test_preview_shows_rows_generated_without_a_parent(tmp_path: Path, monkeypatch) -> None:
+def test_preview_shows_rows_generated_without_a_parent(tmp_path: Path, request) -> None:
     """A generator that draws from a model (GAN, LAMBADA) records no parent: preview shows its rows on lines of
     their own, marked as such, instead of dropping them (an empty table or an error before)."""
     from typing import ClassVar, Literal
@@ -266,7 +265,8 @@ def test_preview_shows_rows_generated_without_a_parent(tmp_path: Path, monkeypat
 
             return Draw()
 
-    monkeypatch.setitem(generators._REGISTRY, "test_noise", Noise)
+    generators.GENERATORS.register("test_noise", obj=Noise)  # this test only: the generator suite never sees it
+    request.addfinalizer(lambda: generators.GENERATORS.unregister("test_noise"))
     rng = np.random.default_rng(0)
     (tmp_path / "t.csv").write_text("a,b,Class\n" + "".join(f"{rng.normal():.3f},{rng.normal():.3f},{c}\n"
                                                              for c in ["neg"] * 8 + ["pos"] * 3))  # fmt: skip

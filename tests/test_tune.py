@@ -138,6 +138,8 @@ def test_resume_of_a_finished_search_reuses_its_trials(search, store) -> None:
     assert again["best"]["val_acc"] == summary["best"]["val_acc"]
     with pytest.raises(AugsvcError, match="already holds a search"):
         tune_search(load_space(SPACE), out, store=store.uri, echo=lambda s: None)
+    with pytest.raises(AugsvcError, match=r"cannot resume the search in .*: its config changed \(epochs: 2 -> 3\)"):
+        tune_search(load_space({**SPACE, "epochs": 3}), out, store=store.uri, resume=True, echo=lambda s: None)
 
 
 @pytest.mark.parametrize(

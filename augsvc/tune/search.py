@@ -287,15 +287,17 @@ def tune_search(
         raise AugsvcError(f"{out}: no search to resume (no {exp.name}/ folder)")
     stored = out / "space.json"
     if resume and stored.is_file():
+        from schemas.resume import config_changes, refuse_changed
+
         before = json.loads(stored.read_text())
-        search_keys = {"test_split", "seeds"}  # --test may be added when resuming
-        if (
-            before.get("space", {}) | dict.fromkeys(search_keys)
-            != space.model_dump(mode="json") | dict.fromkeys(search_keys)
-            or before.get("ref") != ref
-        ):
-            raise AugsvcError(f"{out} holds a search of another space or version ({before.get('ref')}); "
-                              "resume it with the same space file, or start a new search in another --out")  # fmt: skip
+        old = {**before.get("space", {}), "version": before.get("ref")}  # `data` pinned when the search started
+        new = {**space.model_dump(mode="json"), "version": ref}
+        refuse_changed(
+            out,
+            config_changes(old, new, ignore=("test_split", "seeds")),  # --test, --seeds may change on resume
+            what="the search",
+            advice="resume it with the same space file and data, or start a new search in another --out",
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "space.json").write_text(json.dumps({"ref": ref, "space": space.model_dump(mode="json")}, indent=2))
     executor.ensure_ray(None, address)
