@@ -89,6 +89,13 @@ def test_resume_refuses_a_changed_config_naming_each_key(store: Store, tmp_path:
     assert s["epochs"] == 2 and yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
 
 
+def test_pretraining_alone_then_fine_tuning_is_the_same_run(store: Store, tmp_path: Path) -> None:
+    pre = cfg(epochs=0, pretrain={"epochs": 1, "batch_size": 9})
+    train(load_config(pre), store, tmp_path / "run", progress=False)
+    s = train(load_config(pre | {"epochs": 1}), store, tmp_path / "run", resume=True, progress=False)
+    assert s["epochs"] == 1 and (tmp_path / "run" / "best.pt").is_file()
+
+
 def test_an_existing_run_folder_needs_resume_or_overwrite(store: Store, tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(AugsvcError, match=r"no run to resume .*drop --resume"):

@@ -107,8 +107,11 @@ def plan_run(cfg: TrainConfig, store: Any) -> RunPlan:
     m = api.show(ref, store=store)
     who = "augsvc train (a classifier learns from the labels of 'data')"
     if cfg.pretrain is not None and cfg.epochs == 0:
-        kind = cfg.model or "cnn"  # pretraining alone: the pretrain checks its own data (pretrain.data, images)
-        return RunPlan(ref, m, ref, kind, cfg.model_copy(update={"data": ref, "model": kind}))
+        # pretraining alone (the pretrain checks its own data: pretrain.data, images); filled in as a fine-tuning
+        # run would be, so resuming it with epochs > 0 (fine-tuning next) is the same config
+        kind = cfg.model or "cnn"
+        val_ref = "@".join(api.resolve(cfg.val_data or ref, store=store))
+        return RunPlan(ref, m, val_ref, kind, cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind}))
     require_labels(m, who)
     if m.rows_per_split and cfg.train_split not in m.rows_per_split:
         raise AugsvcError(f"train_split: {ref} has no split {cfg.train_split!r} (has {', '.join(m.rows_per_split)})")
