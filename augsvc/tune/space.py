@@ -251,7 +251,7 @@ def _parse_fixed(params: dict[str, Any], where: str) -> Policy:
         if not isinstance(st, dict) or "op" not in st:
             raise ValueError(f"{where}: fixed: stages[{j}]: an op stage ({{op: SPEC or [SPECS]}}) is needed")
     try:
-        load_recipe({"input": "x", "output": "x", "stages": stages})
+        load_recipe({"input": "x", "output": "y", "stages": stages})  # only the stages are checked here
     except AugsvcError as e:
         raise ValueError(f"{where}: fixed: {' '.join(str(e).split())}") from None
     name = str(params.get("name") or f"fixed{where[len('policies') :]}")
