@@ -43,7 +43,7 @@ DEFAULT_SEARCHED: dict[str, tuple[str, ...]] = {"rand_augment": ("n", "magnitude
 # Yun et al. 1.0 for CutMix
 DEFAULT_MIX_ALPHA = (0.1, 1.0)
 # keys of `augsvc train` that the search sets itself
-TUNED_KEYS = ("data", "train_split", "val_split", "epochs", "seed", "augment", "augment_copies", "mix",
+TUNED_KEYS = ("data", "train_split", "val_split", "epochs", "seed", "augment", "augment_copies", "augment_cycle", "mix",
               "label_smoothing", "patience")  # fmt: skip
 
 Number = int | float
