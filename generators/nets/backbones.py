@@ -93,8 +93,9 @@ def _import_timm(arch: str) -> Any:
     return timm
 
 
-def _weights_path(arch: str, pretrained: str | None) -> Path | None:
-    """The weights file for ``pretrained`` (a file, or a folder holding one), None for ``none`` / ``hub``."""
+def weights_path(arch: str, pretrained: str | None) -> Path | None:
+    """The weights file for ``pretrained`` (a file, or a folder holding one), None for ``none`` / ``hub``;
+    AugsvcError (one line) when it is missing or ambiguous, or ``pretrained`` is left out where it is needed."""
     if pretrained in ("none", "hub"):
         return None
     if pretrained is None:
@@ -229,7 +230,7 @@ def open_backbone(arch: str, pretrained: str | None, *, allow_download: bool = F
     for an unknown architecture, a missing file, weights that do not fit, or a missing package."""
     if pretrained == "hub" and not allow_download:
         raise AugsvcError(f"model {arch!r}: pretrained: hub downloads weights; set allow_download: true to allow it")
-    path = _weights_path(arch, pretrained)
+    path = weights_path(arch, pretrained)
     sha = sha256_file(path) if path is not None else None
     if arch == LITE0:
         trunk: nn.Module = _Lite0Features(_lite0_trunk(path))
