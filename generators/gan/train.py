@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from generators.progress import PlainSteps, StepFn
 from schemas.errors import AugsvcError
 from schemas.hashing import canonical_json
 
@@ -196,14 +197,17 @@ def train_gan(
     config: GanTrainConfig | None = None,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | StepFn = True,
     data_ref: str | None = None,
 ) -> dict:
     """Train the GAN on ``images`` uint8 (n, H, W, C) (C 1 or 3) with ``labels`` int (n,) in ``[0, len(class_names))``;
     write ``gan.pt``, ``last.pt``, sample grids, ``losses.png``, ``metrics.json``, ``summary.json`` into ``out_dir``.
 
-    ``resume=True`` continues from ``out_dir/last.pt`` (same data and config required). Returns the summary dict
-    (checkpoint path, content sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
+    ``resume=True`` continues from ``out_dir/last.pt`` (same data and config required). ``progress``: a reporter
+    ``report(step, total_steps, epoch=..., loss_d=..., loss_g=...)`` called after every step (``augsvc models
+    train-gan`` passes ``augsvc.progress.step_progress``'s), True for plain lines on stderr every 10 s
+    (``generators.progress.PlainSteps``), False for none. Returns the summary dict (checkpoint path, content
+    sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
     cfg = config or GanTrainConfig()
     images = np.asarray(images)
     labels = np.asarray(labels).astype(np.int64)
@@ -274,68 +278,74 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
             for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 be.copy_(b)
 
-    bar = _Bar(progress, (cfg.epochs - start) * steps_per_epoch)
-    with bar:
-        for epoch in range(start, cfg.epochs):
-            t0 = time.perf_counter()
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            sums = np.zeros(4)
-            G.train()
-            for b in range(steps_per_epoch):
-                idx = torch.from_numpy(order[b * bs : (b + 1) * bs]).to(device)
-                real, y = xt[idx], yt[idx]
-                z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-                with torch.no_grad():
-                    fake = G(z, y)
-                (d_real, c_real), d_fake = D.scores(aug(real), y), D(aug(fake), y)
-                loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-                if cfg.aux_weight:
-                    loss_d = loss_d + cfg.aux_weight * F.cross_entropy(c_real, y)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-                half = len(idx) // 2
-                if cfg.diversity_weight:  # pairs (i, i + half) share a label and differ in z
-                    y = torch.cat([y[:half], y[:half], y[2 * half :]])
+    if callable(progress):
+        report = progress
+    elif progress:
+        report = PlainSteps("train-gan", hint="fewer --epochs, fewer images or a GPU (--device cuda) shortens it")
+    else:
+        report = None
+    total_steps = step + (cfg.epochs - start) * steps_per_epoch
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        sums = np.zeros(4)
+        G.train()
+        for b in range(steps_per_epoch):
+            idx = torch.from_numpy(order[b * bs : (b + 1) * bs]).to(device)
+            real, y = xt[idx], yt[idx]
+            z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
+            with torch.no_grad():
                 fake = G(z, y)
-                s_fake, c_fake = D.scores(aug(fake), y)
-                loss_g = -s_fake.mean()
-                if cfg.aux_weight:
-                    loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
-                if cfg.diversity_weight:  # mode seeking (Mao et al. 2019): image distance per latent distance
-                    ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (
-                        z[:half] - z[half : 2 * half]
-                    ).abs().mean()
-                    loss_g = loss_g + cfg.diversity_weight / (ratio + 1e-5)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                step += 1
-                ema_update()
-                vals = (loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item())
-                sums += vals
-                bar.advance(epoch, cfg.epochs, vals[0], vals[1])
-            seconds += time.perf_counter() - t0
-            row = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), (sums / steps_per_epoch).round(5).tolist(),
-                           strict=True))  # fmt: skip
-            history.append({"epoch": epoch, "step": step, **row, "seconds": round(time.perf_counter() - t0, 3)})
-            last = epoch == cfg.epochs - 1
-            if (epoch + 1) % cfg.sample_every == 0 or last:
-                weights = {k_: v.detach().cpu().clone() for k_, v in G_ema.state_dict().items()}
-                ck = {**meta, "epoch": epoch, "steps": step, "generator": weights}
-                ck["content_sha256"] = content_sha256(_meta_of(ck), ck["generator"])
-                _atomic_save(ck, out / "gan.pt")
-                with torch.no_grad():
-                    grid = G_ema(grid_z.float().to(device), grid_y.to(device))
-                write_grid(grid, class_names, out / "samples" / f"epoch_{epoch + 1:04d}.png")
-                plot_losses(history, out / "losses.png")
-                (out / "metrics.json").write_text(json.dumps(history, indent=1))
-            _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                          "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "gen": gen.get_state(),
-                          "epoch": epoch, "step": step, "history": history, "seconds": seconds,
-                          "data_sha256": data_sha, "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
-                         out / "last.pt")  # fmt: skip
+            (d_real, c_real), d_fake = D.scores(aug(real), y), D(aug(fake), y)
+            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            if cfg.aux_weight:
+                loss_d = loss_d + cfg.aux_weight * F.cross_entropy(c_real, y)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
+            half = len(idx) // 2
+            if cfg.diversity_weight:  # pairs (i, i + half) share a label and differ in z
+                y = torch.cat([y[:half], y[:half], y[2 * half :]])
+            fake = G(z, y)
+            s_fake, c_fake = D.scores(aug(fake), y)
+            loss_g = -s_fake.mean()
+            if cfg.aux_weight:
+                loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
+            if cfg.diversity_weight:  # mode seeking (Mao et al. 2019): image distance per latent distance
+                ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (
+                    z[:half] - z[half : 2 * half]
+                ).abs().mean()
+                loss_g = loss_g + cfg.diversity_weight / (ratio + 1e-5)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            step += 1
+            ema_update()
+            vals = (loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item())
+            sums += vals
+            if report is not None:
+                report(step, total_steps, epoch=f"{epoch + 1}/{cfg.epochs}", loss_d=vals[0], loss_g=vals[1])
+        seconds += time.perf_counter() - t0
+        row = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), (sums / steps_per_epoch).round(5).tolist(),
+                       strict=True))  # fmt: skip
+        history.append({"epoch": epoch, "step": step, **row, "seconds": round(time.perf_counter() - t0, 3)})
+        last = epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.sample_every == 0 or last:
+            weights = {k_: v.detach().cpu().clone() for k_, v in G_ema.state_dict().items()}
+            ck = {**meta, "epoch": epoch, "steps": step, "generator": weights}
+            ck["content_sha256"] = content_sha256(_meta_of(ck), ck["generator"])
+            _atomic_save(ck, out / "gan.pt")
+            with torch.no_grad():
+                grid = G_ema(grid_z.float().to(device), grid_y.to(device))
+            write_grid(grid, class_names, out / "samples" / f"epoch_{epoch + 1:04d}.png")
+            plot_losses(history, out / "losses.png")
+            (out / "metrics.json").write_text(json.dumps(history, indent=1))
+        _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "gen": gen.get_state(),
+                      "epoch": epoch, "step": step, "history": history, "seconds": seconds,
+                      "data_sha256": data_sha, "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
+                     out / "last.pt")  # fmt: skip
     if start >= cfg.epochs and not (out / "gan.pt").is_file():
         raise AugsvcError(f"{out}: nothing to resume into (last.pt is at epoch {start}, epochs is {cfg.epochs})")
     ck = read_gan_checkpoint(out / "gan.pt")
@@ -353,32 +363,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-class _Bar:
-    """A rich progress bar over all steps with the last losses (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.bar, self.task = enabled, total, None, None
-
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            losses = TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}")
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), losses,
-                                TimeElapsedColumn())  # fmt: skip
-            self.bar.__enter__()
-            self.task = self.bar.add_task("GAN", total=self.total, d=0.0, g=0.0)
-        return self
-
-    def advance(self, epoch: int, epochs: int, d: float, g: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, d=d, g=g, description=f"GAN epoch {epoch + 1}/{epochs}")
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 # -- pictures (OpenCV, no plotting library needed) ----------------------------------------------------------------
