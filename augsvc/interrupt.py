@@ -22,25 +22,32 @@ from typing import Any
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
 
 
+def _current_context() -> Any:
+    """The running command's click context (typer 0.29 runs commands on its own copy of click), or None."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # a typer that uses click itself
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
 def command_line(add: str | None = None, program: str = "augsvc") -> str:
     """The running click command as a shell line: ``augsvc <command path> ARGS --option value ...``, every
     parameter that differs from its default, plus the flag ``add`` (e.g. ``--resume``) when it is not on already.
 
     Outside a click command, the process's own arguments (``sys.argv``)."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
+    ctx = _current_context()
     if ctx is None:
         args = [program, *sys.argv[1:]]
         return shlex.join(args + ([add] if add and add not in args else []))
     words = [program, *ctx.command_path.split()[1:]]
     for p in ctx.command.params:
         value = ctx.params.get(p.name)
-        if isinstance(p, click.Argument):
+        if p.param_type_name == "argument":
             values = value if isinstance(value, list | tuple) else [value]
             words += [str(v) for v in values if v is not None]
             continue
-        if not isinstance(p, click.Option) or value == p.default or value is None or p.name == "help":
+        if p.param_type_name != "option" or value == p.default or value is None or p.name == "help":
             continue
         if add and add in p.opts:
             continue  # added below, once

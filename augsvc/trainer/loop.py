@@ -303,7 +303,7 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     steps = -(-n_train // cfg.batch_size) * (1 + (cfg.augment_copies or 0))
     if cfg.progressive_resize and m.modality != "image":
         raise AugsvcError(f"progressive_resize works on images; {ref} is {m.modality}")
-    curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
+    curriculum = make_curriculum(cfg, store, ref, out, progress)  # None unless cfg.curriculum (trainer/schedule.py)
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
