@@ -232,7 +232,7 @@ def test_ctrl_c_in_text_model_training(tmp_path: Path, monkeypatch, command: str
     import torch
 
     from augsvc.cli import app
-    from generators.textgen import models as M
+    from generators.textgen import lm as M
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.store import Store
 

@@ -294,7 +294,7 @@ def test_clear_errors(models, tmp_path) -> None:
     with pytest.raises(AugsvcError, match="unknown key 'temprature'"):
         lambada(models, temprature=0.5)
     if not torch.cuda.is_available():
-        with pytest.raises(AugsvcError, match="no CUDA device"):
+        with pytest.raises(AugsvcError, match="no CUDA GPU"):
             lambada(models, device="cuda").load()
 
 

@@ -13,14 +13,16 @@ Files in the output folder:
   ``content_sha256`` (sha256 over the metadata's canonical JSON and every weight's name, dtype, shape and bytes;
   checked on every load, and the id a recipe's version id depends on);
 - ``last.pt``: everything ``--resume`` needs (both networks, the EMA copy, optimisers, the torch generator state),
-  written after every epoch; a resumed run gives the same weights as an uninterrupted one (CPU);
+  written after every epoch (atomically, like ``gan.pt``: a kill mid-write leaves the previous file); a resumed
+  run gives the same weights as an uninterrupted one (CPU);
 - ``samples/epoch_NNNN.png`` (a row of samples per class from fixed latents, every ``sample_every`` epochs and at
   the end), ``losses.png``, ``metrics.json``, ``summary.json``.
 
-Determinism: initial weights come from torch's generator seeded with ``seed`` inside ``torch.random.fork_rng`` (the
-caller's global state is untouched); latents and DiffAugment draws from an explicit ``torch.Generator``; the batch
-order of epoch ``e`` from ``numpy.random.default_rng([seed, e])``; on CUDA ``torch.use_deterministic_algorithms``
-is on while training (restored afterwards; CUDA results still depend on the GPU model). Same data, config and seed
+Determinism: initial weights come from torch's generator seeded with ``seed`` inside
+:func:`generators.runtime.seeded_session` (the caller's global state and threads are untouched); latents and
+DiffAugment draws from an explicit ``torch.Generator``; the batch order of epoch ``e`` from
+``numpy.random.default_rng([seed, e])``; on CUDA ``torch.use_deterministic_algorithms`` is on while training
+(restored afterwards; CUDA results still depend on the GPU model). Same data, config and seed
 give the same checkpoint on CPU.
 """
 
@@ -29,10 +31,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from generators.progress import PlainSteps, StepFn
+from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 from schemas.hashing import canonical_json
 
@@ -74,38 +75,6 @@ class GanTrainConfig(BaseModel):
     sample_every: int = Field(10, ge=1, description="epochs between sample grids and gan.pt updates")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores, at most 8)")
-
-
-def resolve_device(name: str) -> Any:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU -> AugsvcError."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AugsvcError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use device: auto or cpu")
-    return torch.device(name)
-
-
-@contextmanager
-def torch_session(seed: int, device: Any, threads: int | None = None):
-    """Threads, deterministic algorithms and a forked, seeded global RNG for the duration; all restored after."""
-    import torch
-
-    before_threads = torch.get_num_threads()
-    before_det = torch.are_deterministic_algorithms_enabled()
-    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(threads or max(1, min(cores, 8)))
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            if device.type == "cuda":  # the CPU kernels used here are deterministic already (and faster as they are)
-                torch.use_deterministic_algorithms(True, warn_only=True)
-            yield
-    finally:
-        torch.use_deterministic_algorithms(before_det, warn_only=before_warn)
-        torch.set_num_threads(before_threads)
 
 
 def fit_images(images: np.ndarray, side: int | None = None) -> tuple[np.ndarray, int]:
@@ -151,17 +120,13 @@ def read_gan_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict of a ``train-gan`` folder (its ``gan.pt``) or a ``.pt`` file, content hash verified.
 
     Raises AugsvcError when there is no such file, it is not a GAN checkpoint, or its content changed."""
-    import torch
 
     p = Path(path)
     p = p / "gan.pt" if p.is_dir() else p
     if not p.is_file():
         raise AugsvcError(f"{path}: no GAN checkpoint (train one with 'augsvc models train-gan VERSION --out DIR' "
                           "and give DIR or DIR/gan.pt)")  # fmt: skip
-    try:
-        ck = torch.load(p, weights_only=False, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise AugsvcError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    ck = load_checkpoint(p, what="GAN checkpoint", fix="retrain it with 'augsvc models train-gan' or restore it")
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise AugsvcError(f"{p}: not a GAN checkpoint of 'augsvc models train-gan' (an 'augsvc train' run is a "
                           "classifier: give it as gate_checkpoint)")  # fmt: skip
@@ -204,10 +169,9 @@ def train_gan(
     write ``gan.pt``, ``last.pt``, sample grids, ``losses.png``, ``metrics.json``, ``summary.json`` into ``out_dir``.
 
     ``resume=True`` continues from ``out_dir/last.pt`` (same data and config required). ``progress``: a reporter
-    ``report(step, total_steps, epoch=..., loss_d=..., loss_g=...)`` called after every step (``augsvc models
-    train-gan`` passes ``augsvc.progress.step_progress``'s), True for plain lines on stderr every 10 s
-    (``generators.progress.PlainSteps``), False for none. Returns the summary dict (checkpoint path, content
-    sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
+    ``report(step, total_steps, epoch=..., loss_d=..., loss_g=...)`` called after every step, True for plain lines
+    on stderr every 10 s (``generators.progress.PlainSteps``), False for none. Returns the summary dict (checkpoint
+    path, content sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
     cfg = config or GanTrainConfig()
     images = np.asarray(images)
     labels = np.asarray(labels).astype(np.int64)
@@ -226,7 +190,7 @@ def train_gan(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
-    with torch_session(cfg.seed, device, cfg.threads):
+    with seeded_session(cfg.seed, device, threads=cfg.threads or default_threads(), deterministic=True):
         return _train(x, labels, class_names, out, cfg, device, side, source_shape, resume, progress, data_ref)
 
 
@@ -246,7 +210,8 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     start, step, history, seconds = 0, 0, [], 0.0
     data_sha = hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()
     if resume and (out / "last.pt").is_file():
-        st = torch.load(out / "last.pt", weights_only=False, map_location=device)
+        st = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
+                             fix="delete it to start again without --resume")  # fmt: skip
         if st["data_sha256"] != data_sha or st["config"] != cfg.model_dump(exclude={"epochs", "device", "threads"}):
             raise AugsvcError(f"{out / 'last.pt'}: the data or the config differ from the run being resumed; "
                               "use another --out or drop --resume")  # fmt: skip
@@ -278,74 +243,69 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
             for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 be.copy_(b)
 
-    if callable(progress):
-        report = progress
-    elif progress:
-        report = PlainSteps("train-gan", hint="fewer --epochs, fewer images or a GPU (--device cuda) shortens it")
-    else:
-        report = None
-    total_steps = step + (cfg.epochs - start) * steps_per_epoch
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        sums = np.zeros(4)
-        G.train()
-        for b in range(steps_per_epoch):
-            idx = torch.from_numpy(order[b * bs : (b + 1) * bs]).to(device)
-            real, y = xt[idx], yt[idx]
-            z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-            with torch.no_grad():
+    bar = _Steps(progress, step + (cfg.epochs - start) * steps_per_epoch)
+    with bar:
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            sums = np.zeros(4)
+            G.train()
+            for b in range(steps_per_epoch):
+                idx = torch.from_numpy(order[b * bs : (b + 1) * bs]).to(device)
+                real, y = xt[idx], yt[idx]
+                z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
+                with torch.no_grad():
+                    fake = G(z, y)
+                (d_real, c_real), d_fake = D.scores(aug(real), y), D(aug(fake), y)
+                loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                if cfg.aux_weight:
+                    loss_d = loss_d + cfg.aux_weight * F.cross_entropy(c_real, y)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
+                half = len(idx) // 2
+                if cfg.diversity_weight:  # pairs (i, i + half) share a label and differ in z
+                    y = torch.cat([y[:half], y[:half], y[2 * half :]])
                 fake = G(z, y)
-            (d_real, c_real), d_fake = D.scores(aug(real), y), D(aug(fake), y)
-            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-            if cfg.aux_weight:
-                loss_d = loss_d + cfg.aux_weight * F.cross_entropy(c_real, y)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            z = torch.randn(len(idx), cfg.z_dim, generator=gen).to(device)
-            half = len(idx) // 2
-            if cfg.diversity_weight:  # pairs (i, i + half) share a label and differ in z
-                y = torch.cat([y[:half], y[:half], y[2 * half :]])
-            fake = G(z, y)
-            s_fake, c_fake = D.scores(aug(fake), y)
-            loss_g = -s_fake.mean()
-            if cfg.aux_weight:
-                loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
-            if cfg.diversity_weight:  # mode seeking (Mao et al. 2019): image distance per latent distance
-                ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (
-                    z[:half] - z[half : 2 * half]
-                ).abs().mean()
-                loss_g = loss_g + cfg.diversity_weight / (ratio + 1e-5)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            step += 1
-            ema_update()
-            vals = (loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item())
-            sums += vals
-            if report is not None:
-                report(step, total_steps, epoch=f"{epoch + 1}/{cfg.epochs}", loss_d=vals[0], loss_g=vals[1])
-        seconds += time.perf_counter() - t0
-        row = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), (sums / steps_per_epoch).round(5).tolist(),
-                       strict=True))  # fmt: skip
-        history.append({"epoch": epoch, "step": step, **row, "seconds": round(time.perf_counter() - t0, 3)})
-        last = epoch == cfg.epochs - 1
-        if (epoch + 1) % cfg.sample_every == 0 or last:
-            weights = {k_: v.detach().cpu().clone() for k_, v in G_ema.state_dict().items()}
-            ck = {**meta, "epoch": epoch, "steps": step, "generator": weights}
-            ck["content_sha256"] = content_sha256(_meta_of(ck), ck["generator"])
-            _atomic_save(ck, out / "gan.pt")
-            with torch.no_grad():
-                grid = G_ema(grid_z.float().to(device), grid_y.to(device))
-            write_grid(grid, class_names, out / "samples" / f"epoch_{epoch + 1:04d}.png")
-            plot_losses(history, out / "losses.png")
-            (out / "metrics.json").write_text(json.dumps(history, indent=1))
-        _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "gen": gen.get_state(),
-                      "epoch": epoch, "step": step, "history": history, "seconds": seconds,
-                      "data_sha256": data_sha, "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
-                     out / "last.pt")  # fmt: skip
+                s_fake, c_fake = D.scores(aug(fake), y)
+                loss_g = -s_fake.mean()
+                if cfg.aux_weight:
+                    loss_g = loss_g + cfg.aux_weight * F.cross_entropy(c_fake, y)
+                if cfg.diversity_weight:  # mode seeking (Mao et al. 2019): image distance per latent distance
+                    ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (
+                        z[:half] - z[half : 2 * half]
+                    ).abs().mean()
+                    loss_g = loss_g + cfg.diversity_weight / (ratio + 1e-5)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                step += 1
+                ema_update()
+                vals = (loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item())
+                sums += vals
+                bar.advance(step, epoch, cfg.epochs, vals[0], vals[1])
+            seconds += time.perf_counter() - t0
+            row = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), (sums / steps_per_epoch).round(5).tolist(),
+                           strict=True))  # fmt: skip
+            history.append({"epoch": epoch, "step": step, **row, "seconds": round(time.perf_counter() - t0, 3)})
+            last = epoch == cfg.epochs - 1
+            if (epoch + 1) % cfg.sample_every == 0 or last:
+                weights = {k_: v.detach().cpu().clone() for k_, v in G_ema.state_dict().items()}
+                ck = {**meta, "epoch": epoch, "steps": step, "generator": weights}
+                ck["content_sha256"] = content_sha256(_meta_of(ck), ck["generator"])
+                save_checkpoint(out / "gan.pt", ck)
+                with torch.no_grad():
+                    grid = G_ema(grid_z.float().to(device), grid_y.to(device))
+                write_grid(grid, class_names, out / "samples" / f"epoch_{epoch + 1:04d}.png")
+                plot_losses(history, out / "losses.png")
+                (out / "metrics.json").write_text(json.dumps(history, indent=1))
+            save_checkpoint(out / "last.pt", {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                                              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                              "gen": gen.get_state(), "epoch": epoch, "step": step, "history": history,
+                                              "seconds": seconds, "data_sha256": data_sha,
+                                              "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
+                            rng_device=device)  # fmt: skip
     if start >= cfg.epochs and not (out / "gan.pt").is_file():
         raise AugsvcError(f"{out}: nothing to resume into (last.pt is at epoch {start}, epochs is {cfg.epochs})")
     ck = read_gan_checkpoint(out / "gan.pt")
@@ -357,12 +317,31 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     return summary
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
+class _Steps:
+    """Step reports to ``progress``: a callable ``report(step, total, **fields)`` (``augsvc models train-gan`` passes
+    ``augsvc.progress.step_progress``'s: a bar on a terminal, plain lines with ETA otherwise), True for
+    ``generators.progress.PlainSteps`` lines on stderr, False for none."""
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    def __init__(self, progress: bool | StepFn, total: int) -> None:
+        self.total = total
+        if callable(progress):
+            self.report: StepFn | None = progress
+        elif progress:
+            self.report = PlainSteps(
+                "train-gan", hint="fewer --epochs, fewer images or a GPU (--device cuda) shortens it"
+            )
+        else:
+            self.report = None
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def advance(self, step: int, epoch: int, epochs: int, d: float, g: float) -> None:
+        if self.report is not None:
+            self.report(step, self.total, epoch=f"{epoch + 1}/{epochs}", loss_d=d, loss_g=g)
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 # -- pictures (OpenCV, no plotting library needed) ----------------------------------------------------------------

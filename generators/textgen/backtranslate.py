@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
-from generators.textgen.models import Decoding, check_model_dir, load_pretrained, model_sha256, translate
+from generators.textgen.lm import Decoding, check_model_dir, load_pretrained, model_sha256, translate
 from schemas.errors import AugsvcError
 
 

@@ -40,7 +40,7 @@ from pydantic import Field
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
 from generators.progress import task_progress
-from generators.textgen.models import (
+from generators.textgen.lm import (
     LM_SEP,
     Decoding,
     TrainSettings,

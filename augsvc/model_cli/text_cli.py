@@ -1,7 +1,7 @@
 """``augsvc models train-lm`` and ``augsvc models train-translator``: the small text models of the text generators.
 
 Both read one split of a version from the store, train a tokenizer with ``tokenizers`` and a small transformer
-(``generators/textgen/models.py``), show progress (a bar on a terminal; plain lines with the loss, elapsed time and
+(``generators/textgen/lm.py``), show progress (a bar on a terminal; plain lines with the loss, elapsed time and
 ETA every 10 s otherwise, and one line up front when the first steps say the run will be long), checkpoint every
 ``--checkpoint-every`` steps (``--resume`` continues from the last one; Ctrl-C exits 130 saying which step is kept
 and the command that resumes), and write into ``--out`` a model directory that ``lambada`` / ``backtranslate`` load
@@ -29,15 +29,17 @@ def read_split(
     saying ``need`` when the version is not of ``modality``."""
     import pyarrow as pa
 
-    from pipelines.store import Store
+    from augsvc import api
 
-    st = Store(store)
-    ds, v = st.resolve(ref)
-    m = st.manifest(ds, v)
+    st = api.open_store(store)
+    m = api.show(ref, store=st)
+    ds, v = m.dataset, m.version
     if m.modality != modality:
         raise AugsvcError(f"{ds}@{v} holds {m.modality} rows; {need}")
     want = [c for c in columns if c != "split"] + ["split"]
-    tables = [st.read_shard(ds, v, s.path, columns=want) for s in m.shards if split is None or s.split in (split, None)]
+    tables = [
+        api.read_shard(f"{ds}@{v}", s, want, store=st) for s in m.shards if split is None or s.split in (split, None)
+    ]
     if not tables:
         have = ", ".join(m.rows_per_split or {}) or "none"
         raise AugsvcError(f"{ds}@{v} has no rows in split {split!r} (splits: {have}); pass --split")
@@ -62,8 +64,9 @@ def _kept(out: Path, steps: int) -> str:
     return f"{out / 'checkpoint'} holds step {step:,} of {steps:,}"
 
 
-def _train_with_progress(M: Any, label: str, quiet: bool, out: Path, steps: int, model: Any, tok: Any, examples: list,
-                         settings: Any, resume: bool, dev: Any, meta: dict) -> list[dict]:  # fmt: skip
+def _train_with_progress(M: Any, label: str, quiet: bool, out: Path, steps: int, model: Any, tok: Any,
+                         examples: list, settings: Any, resume: bool, dev: Any, meta: dict,
+                         threads: int = 0) -> list[dict]:  # fmt: skip
     """``M.train`` with a step display (a bar on a terminal, plain lines with ETA otherwise) and Ctrl-C handling."""
     from augsvc.interrupt import on_interrupt
     from augsvc.progress import step_progress
@@ -71,6 +74,7 @@ def _train_with_progress(M: Any, label: str, quiet: bool, out: Path, steps: int,
     hint = "fewer --steps, a smaller model or a GPU (--device cuda) shortens it; Ctrl-C keeps the last checkpoint"
     with on_interrupt(lambda: _kept(out, steps)), step_progress(label, quiet=quiet, hint=hint) as report:
         _, history = M.train(model, tok, examples, settings, out=out, resume=resume, device=dev, meta=meta,
+                             threads=threads or None,
                              on_step=lambda step, total, loss: report(step, total, loss=loss))  # fmt: skip
     return history
 
@@ -86,13 +90,6 @@ def _finish(out: Path, history: list[dict], started: float, what: str) -> None:
     last = history[-1]["loss"] if history else float("nan")
     typer.echo(f"{out}: {info['parameters']:,} parameters, {info['examples']:,} examples, final loss {last:.3f}, "
                f"{info['seconds']} s; loss curve {out / 'loss.png'}")  # fmt: skip
-
-
-def _threads(n: int) -> None:
-    if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 def register(app: typer.Typer) -> None:
@@ -120,7 +117,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = False,
     ):
         """Train a small GPT-2 on `label SEP text` lines of a text version (the model lambada fine-tunes)."""
-        from generators.textgen import models as M
+        from generators.runtime import resolve_device
+        from generators.textgen import lm as M
 
         if n_embd % heads:
             raise AugsvcError(f"--n-embd {n_embd} is not a multiple of --heads {heads}")
@@ -130,10 +128,9 @@ def register(app: typer.Typer) -> None:
         if not rows:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no labelled text")
         lines = M.lm_lines([a for a, _ in rows], [b for _, b in rows])
-        _threads(threads)
         started = time.time()
         out.mkdir(parents=True, exist_ok=True)
-        dev = M.resolve_device(device)
+        dev = resolve_device(device, what="--device")
         ck = out / "checkpoint"
         if resume and (ck / "state.pt").is_file():
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -145,7 +142,9 @@ def register(app: typer.Typer) -> None:
         settings = M.TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "class_names": m.class_names, "sep": M.LM_SEP}
-        history = _train_with_progress(M, "train-lm", quiet, out, steps, model, tok, lines, settings, resume, dev, meta)
+        history = _train_with_progress(
+            M, "train-lm", quiet, out, steps, model, tok, lines, settings, resume, dev, meta, threads
+        )
         _finish(out, history, started, "lm")
 
     @app.command("train-translator")
@@ -178,7 +177,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = False,
     ):
         """Train a small Marian-style translator --src -> --tgt on a parallel-text version (e.g. Multi30k)."""
-        from generators.textgen import models as M
+        from generators.runtime import resolve_device
+        from generators.textgen import lm as M
 
         if d_model % heads:
             raise AugsvcError(f"--d-model {d_model} is not a multiple of --heads {heads}")
@@ -205,10 +205,9 @@ def register(app: typer.Typer) -> None:
             pairs = [(t, s) for s, t in pairs]
         if not pairs:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no complete sentence pairs")
-        _threads(threads)
         started = time.time()
         out.mkdir(parents=True, exist_ok=True)
-        dev = M.resolve_device(device)
+        dev = resolve_device(device, what="--device")
         ck = out / "checkpoint"
         if resume and (ck / "state.pt").is_file():
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -222,5 +221,7 @@ def register(app: typer.Typer) -> None:
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "src": src, "tgt": tgt, "pairs": len(pairs)}
         label = f"train-translator {src}->{tgt}"
-        history = _train_with_progress(M, label, quiet, out, steps, model, tok, pairs, settings, resume, dev, meta)
+        history = _train_with_progress(
+            M, label, quiet, out, steps, model, tok, pairs, settings, resume, dev, meta, threads
+        )
         _finish(out, history, started, f"{src}-{tgt}")
