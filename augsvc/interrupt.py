@@ -40,7 +40,11 @@ def command_line(add: str | None = None, program: str = "augsvc") -> str:
     if ctx is None:
         args = [program, *sys.argv[1:]]
         return shlex.join(args + ([add] if add and add not in args else []))
-    words = [program, *ctx.command_path.split()[1:]]
+    names, c = [], ctx
+    while c.parent is not None:  # the sub-command names; the root's is the program, however it was started
+        names.append(c.info_name)
+        c = c.parent
+    words = [program, *reversed(names)]
     for p in ctx.command.params:
         value = ctx.params.get(p.name)
         if p.param_type_name == "argument":
