@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from generator_cases import gan_case
 from typer.testing import CliRunner
 
 from generators import build_generator
@@ -106,7 +107,7 @@ def test_training_is_deterministic_resumable_and_leaves_global_rng(tmp_path: Pat
     ms = [train_gan(X, y, CLASSES, tmp_path / f"ms{i}", GanTrainConfig(**TINY | {"diversity_weight": 1.0}),
                     progress=False)["content_sha256"] for i in range(2)]  # fmt: skip
     assert ms[0] == ms[1] != again["content_sha256"]  # the mode-seeking term is deterministic too
-    with pytest.raises(AugsvcError, match="differ from the run being resumed"):
+    with pytest.raises(AugsvcError, match=r"cannot resume GAN training .*: its config changed \(data_sha256: "):
         train_gan(X[::-1].copy(), y, CLASSES, tmp_path / "resumed", GanTrainConfig(**TINY | {"epochs": 3}),
                   resume=True, progress=False)  # fmt: skip
 
@@ -317,7 +318,7 @@ def test_train_gan_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_suite_case_gives_a_working_generator(tmp_path: Path) -> None:
-    params, data = GanParams.suite_case(tmp_path)
+    params, data = gan_case(tmp_path)
     gen = build_generator(params)
     need = gen.targets({c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)})
     fitted = gen.fit(data, gen.load())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from augsvc.trainer.pretrain_config import PretrainConfig
 from augsvc.trainer.schedule import CurriculumConfig, ResizeStep, check_resize_steps
@@ -39,7 +39,8 @@ class TrainConfig(BaseModel):
     train_split: str = "train"
     val_data: str | None = Field(None, description="validation version (default: the training version)")
     val_split: str = "val"
-    model: Literal["cnn", "text_cnn", "mlp", "hf"] | None = Field(None, description="default by modality")
+    model: str | None = Field(None, description="classifier kind: cnn, text_cnn, mlp, hf or another registered in "
+                              "generators.nets.prep.CLASSIFIERS (default by modality)")  # fmt: skip
     hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
     max_len: int = Field(64, ge=1, description="text: tokens per example")
@@ -66,6 +67,12 @@ class TrainConfig(BaseModel):
         "per row plus the original (every epoch passes over all of them; nothing is written) instead of a fresh "
         "augmented view per epoch",
     )
+    augment_cycle: bool = Field(
+        False,
+        description="with augment_copies: each epoch passes over one of the k + 1 fixed views in turn (the "
+        "originals, then copy 0, 1, ...; all of them every k + 1 epochs) instead of all of them, so an epoch has as "
+        "many optimizer steps as one without copies (how augsvc tune compares offline and on-the-fly candidates)",
+    )
     mix: MixConfig | None = None
     resize: tuple[int, int] | None = Field(
         None, description="images: [height, width] every image is resized to while streaming (several sizes)"
@@ -85,6 +92,15 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores, at most 8)")
     pretrain: PretrainConfig | None = Field(None, description="SimCLR pretraining first, then fine-tune from it")
 
+    @field_validator("model")
+    @classmethod
+    def _known_kind(cls, v: str | None) -> str | None:
+        from generators.nets.prep import CLASSIFIERS
+
+        if v is not None and v not in CLASSIFIERS:
+            raise ValueError(CLASSIFIERS.unknown_message(v))
+        return v
+
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:
         if self.model == "hf" and not self.hf_path:
@@ -93,6 +109,8 @@ class TrainConfig(BaseModel):
             raise ValueError("hf_path is only used with model: hf")
         if self.augment_copies is not None and self.augment is None:
             raise ValueError("augment_copies needs augment (the recipe whose fixed copies to train on)")
+        if self.augment_cycle and self.augment_copies is None:
+            raise ValueError("augment_cycle needs augment_copies (the fixed views to cycle through)")
         if self.distill and (self.mix or self.augment):
             raise ValueError(
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "
