@@ -168,6 +168,46 @@ def test_lambada_class_without_text(models) -> None:
         fitted.generate(2, 3, np.random.default_rng(0))
 
 
+def test_lambada_records_and_warns_when_its_filter_cannot_reject(models) -> None:
+    """Issue 26: with one class (in the version, or in the split for the bag-of-words classifier) the classifier
+    filter cannot reject a candidate: the report says `classifier_filter: off` and carries a one-line warning."""
+    texts, y, names = fx.labelled_sentences(per_class=6)
+    pos = [t for t, c in zip(texts, y, strict=True) if c == 1]
+    one = FitData(np.array(pos, dtype=object), np.zeros(len(pos), np.int64), ["pos"], "text")
+    gen = lambada(models, finetune_steps=0, max_rounds=1)
+    fitted = gen.fit(one, gen.load())
+    fitted.generate(0, 2, np.random.default_rng(0))
+    rep = fitted.report()
+    assert rep["classifier_filter"] == "off: the version has one class ('pos')"
+    assert rep["warnings"][0].startswith("classifier filter off: the version has one class ('pos'), so no classifier")
+    assert "\n" not in rep["warnings"][0]
+    split_one = FitData(np.array(pos, dtype=object), np.ones(len(pos), np.int64), names, "text")
+    rep = gen.fit(split_one, gen.load()).report()
+    assert rep["classifier_filter"] == "off: the split's texts are all of one class ('pos')"
+    both = gen.fit(split_data(), gen.load())
+    assert both.report()["classifier_filter"] == "on" and "warnings" not in both.report()
+
+
+def test_lambada_fine_tune_reports_progress_inside_the_build_task(models, store) -> None:
+    """Issue 26: a build's display shows the fine-tune's steps (not `0/1` until the task ends)."""
+    import io
+
+    from augsvc.progress import PlainProgress
+    from pipelines.recipes import load_recipe
+    from pipelines.runner import build
+
+    lam = {"method": "lambada", "model": str(models["lm"]), "finetune_steps": 6, "device": "cpu", "n_per_class": 1,
+           "max_rounds": 1}  # fmt: skip
+    spec = {"input": "tiny", "output": "tiny_progress", "seed": 5, "stages": [{"name": "lam", "generator": lam}]}
+    buf = io.StringIO()
+    with PlainProgress("build tiny_progress", every=0, out=buf) as bar:
+        build(load_recipe(spec), store, workers=0, progress=bar)
+    lines = buf.getvalue().splitlines()
+    steps = [ln for ln in lines if ln.startswith("build tiny_progress: lambada fine-tune: step ")]
+    assert [ln.split()[5] for ln in steps] == [f"{s}/6" for s in range(1, 7)] and "loss" in steps[0]
+    assert any(ln.startswith("build tiny_progress: lambada ") and "kept" in ln for ln in lines)  # sampling rounds
+
+
 # -- backtranslate -------------------------------------------------------------------------------------------------
 
 

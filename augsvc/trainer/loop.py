@@ -319,7 +319,7 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
     passes = 1 if cfg.augment_cycle else 1 + (cfg.augment_copies or 0)  # stream passes per epoch
     steps = -(-n_train // cfg.batch_size) * passes
-    curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
+    curriculum = make_curriculum(cfg, store, ref, out, progress)  # None unless cfg.curriculum (trainer/schedule.py)
     cached, val_features = None, None  # frozen backbone: features computed once, the head trains on them
     if cfg.freeze_backbone and not cfg.progressive_resize:
         from augsvc.trainer.features import split_features

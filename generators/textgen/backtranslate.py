@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
+from generators.progress import task_progress
 from generators.textgen.lm import Decoding, check_model_dir, load_pretrained, model_sha256, translate
 from schemas.errors import AugsvcError
 
@@ -132,8 +133,9 @@ class _Fitted(Fitted):
     def _pairs(self, n: int, rng: np.random.Generator) -> Generated:
         X = np.asarray(self.data.X, dtype=object).reshape(len(self.data.X), 2)
         mono = [i for i in range(len(X)) if not normalise(X[i, 0]) and normalise(X[i, 1])][:n]
+        report = task_progress("backtranslate monolingual rows", unit="rows")
         out = translate(self.models["backward"], [normalise(X[i, 1]) for i in mono], self.p.decoding,
-                        int(rng.integers(2**63)))  # fmt: skip
+                        int(rng.integers(2**63)), on_batch=report)  # fmt: skip
         keep = [
             (i, normalise(s))
             for i, s in zip(mono, out, strict=True)
@@ -153,13 +155,16 @@ class _Fitted(Fitted):
             raise AugsvcError(f"backtranslate: class {name!r} has no training text in this split to paraphrase")
         kept: list[tuple[int, str, str]] = []
         tried = 0
+        report = task_progress(f"backtranslate {name} (round trip)", unit="texts")
         for _ in range(self.p.max_rounds):
             order = [rows[i] for i in rng.permutation(len(rows))]
             while order and len(kept) < n:
                 take, order = order[: n - len(kept)], order[n - len(kept) :]
                 src = [normalise(texts[i]) for i in take]
-                pivot = translate(self.models["forward"], src, self.p.decoding, int(rng.integers(2**63)))
-                back = translate(self.models["backward"], pivot, self.p.decoding, int(rng.integers(2**63)))
+                pivot = translate(self.models["forward"], src, self.p.decoding, int(rng.integers(2**63)),
+                                  on_batch=lambda d, t: report(d, 2 * t))  # fmt: skip
+                back = translate(self.models["backward"], pivot, self.p.decoding, int(rng.integers(2**63)),
+                                 on_batch=lambda d, t: report(t + d, 2 * t))  # fmt: skip
                 tried += len(take)
                 back = [normalise(b) for b in back]
                 kept += [(i, b, pv) for i, s, pv, b in zip(take, src, pivot, back, strict=True) if b and b != s]

@@ -12,7 +12,14 @@
    bag-of-words logistic regression fitted in ``fit``, or the path of an ``augsvc train`` run on the same classes);
    keep the candidates whose predicted class is the intended one (and whose probability is at least
    ``min_score``), best first, up to the ``n`` asked for. When too few survive, another round of candidates is
-   drawn, up to ``max_rounds``; a class may then get fewer rows than asked (``report()`` says how many).
+   drawn, up to ``max_rounds``; a class may then get fewer rows than asked (``report()`` says how many, and
+   ``report()["warnings"]`` holds a line for it).
+
+**One class, no filter**: when the split holds a single class (or the version has one), no classifier can reject a
+candidate for being another class; the stage still drops empty, duplicate and training-copy candidates and runs,
+and ``report()`` records ``classifier_filter: off`` with a one-line warning that ``augsvc build`` prints.
+Fine-tuning reports its steps (``generators.progress.task_progress``: the build's progress display in-process,
+plain lines on stderr in a Ray worker).
 
 Each row's lineage info holds ``score`` (the classifier's probability of the intended class), ``model`` (the base
 model's content hash, 16 hex digits), ``finetune`` (the fine-tune key) and ``classifier``. Rows come from the model,
@@ -32,6 +39,7 @@ from pydantic import Field
 
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
+from generators.progress import task_progress
 from generators.textgen.lm import (
     LM_SEP,
     Decoding,
@@ -127,6 +135,8 @@ class _Fitted(Fitted):
             raise AugsvcError("lambada: the split has no non-empty text to fine-tune on")
         self.train_keys = {text_key(t) for t in texts}
         self.stats: dict[str, dict[str, int]] = {}
+        self.warnings: list[str] = []
+        self.filter_off: str | None = None  # why the classifier filter cannot reject anything, if it cannot
         self.lm, self.key = self._finetune()
         self.score = self._classifier()
 
@@ -140,14 +150,20 @@ class _Fitted(Fitted):
         key = texts_sha256([self.base.sha256, texts_sha256(lines), json.dumps(settings.__dict__, sort_keys=True)])
         if p.finetune_steps == 0:
             return self.base, key
+        report = task_progress("lambada fine-tune")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            report(step, total, loss=loss)
+
         if self.data.cache_dir is None:  # unit tests: train a copy in memory
-            model, _ = train(copy.deepcopy(self.base.model), tok, lines, settings, device=self.base.device)
+            model, _ = train(copy.deepcopy(self.base.model), tok, lines, settings, device=self.base.device,
+                             on_step=on_step)  # fmt: skip
             return self.base._replace(model=model), key
         out = Path(self.data.cache_dir) / f"lambada-{key[:16]}"
         if not (out / "training.json").is_file():
             out.mkdir(parents=True, exist_ok=True)
             train(copy.deepcopy(self.base.model), tok, lines, settings, out=out, resume=True,
-                  device=self.base.device, meta={"base_model_sha256": self.base.sha256})  # fmt: skip
+                  device=self.base.device, meta={"base_model_sha256": self.base.sha256}, on_step=on_step)  # fmt: skip
             shutil.rmtree(out / "checkpoint", ignore_errors=True)
         return load_pretrained(out, "causal", str(self.base.device), "fine-tuned model"), key
 
@@ -155,6 +171,14 @@ class _Fitted(Fitted):
 
     def _classifier(self) -> Any:
         k = len(self.data.class_names)
+        present = sorted({self.data.class_names[int(c)] for c in self.y})
+        if k == 1 or (len(present) == 1 and self.p.classifier == "bow"):  # bow: fitted on this split's classes
+            self.filter_off = (f"the version has one class ({present[0]!r})" if k == 1 else
+                               f"the split's texts are all of one class ({present[0]!r})")  # fmt: skip
+            self.warnings.append(
+                f"classifier filter off: {self.filter_off}, so no classifier can reject a candidate as another "
+                "class; only empty, duplicate and training-copy candidates were dropped"
+            )
         if self.p.classifier == "bow":
             from sklearn.feature_extraction.text import CountVectorizer
             from sklearn.linear_model import LogisticRegression
@@ -204,7 +228,9 @@ class _Fitted(Fitted):
         seen: set[str] = set()
         cands: list[str] = []
         accepted: list[tuple[float, int]] = []  # (score, candidate index)
-        for _ in range(p.max_rounds if n > 0 else 0):
+        report = task_progress(f"lambada {name}")
+        for r in range(p.max_rounds if n > 0 else 0):
+            report(r, p.max_rounds, kept=len(accepted), asked=n)
             texts = sample_lm(self.lm, f"{name} {p.sep}", n * p.candidates_factor, decoding,
                               int(rng.integers(2**63)), stop=(p.sep,))  # fmt: skip
             st["candidates"] += len(texts)
@@ -235,10 +261,21 @@ class _Fitted(Fitted):
         best = sorted(accepted, key=lambda a: (-a[0], a[1]))[:n]
         st["kept"] = len(best)
         self.stats[name] = st
+        if len(best) < n:
+            self.warnings.append(f"class {name!r}: kept {len(best)} of the {n} rows asked for after {p.max_rounds} "
+                                 f"round(s) of {n * p.candidates_factor} candidates ({st['wrong_label']} another "
+                                 f"class, {st['training_copies']} training copies, {st['duplicates']} duplicates); "
+                                 "raise max_rounds or candidates_factor, or fine-tune longer")  # fmt: skip
         X = np.array([cands[i] for _, i in best], dtype=object)
         info = [{"score": round(s, 6), "model": self.base.sha256[:16], "finetune": self.key[:16],
                  "classifier": p.classifier if p.classifier == "bow" else "run"} for s, _ in best]  # fmt: skip
         return Generated(X, [() for _ in best], info)
 
     def report(self) -> dict[str, Any]:
-        return {"lambada": self.stats, "finetune": self.key[:16]}
+        """Per class: candidates and why they were dropped, rows kept; the fine-tune key; ``classifier_filter``
+        (on, or off with the reason); ``warnings`` (filter off, classes short of the rows asked for)."""
+        out: dict[str, Any] = {"lambada": self.stats, "finetune": self.key[:16],
+                               "classifier_filter": f"off: {self.filter_off}" if self.filter_off else "on"}  # fmt: skip
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out

@@ -431,9 +431,12 @@ def sample_lm(
     return out
 
 
-def translate(loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, seed: int) -> list[str]:
+def translate(
+    loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, seed: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[str]:  # fmt: skip
     """Translations of ``texts`` by a seq2seq model, in batches of ``decoding.batch_size`` (same seed, same texts
-    on CPU)."""
+    on CPU). ``on_batch(done, total)`` reports progress after every batch."""
     import torch
 
     model, tok, device = loaded[0], loaded[1], loaded[2]
@@ -444,4 +447,6 @@ def translate(loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, 
                       max_length=decoding.max_length * 2)  # fmt: skip
             gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, **decoding.kwargs())
             out.extend(t.replace("\ufffd", "").strip() for t in tok.batch_decode(gen, skip_special_tokens=True))
+            if on_batch is not None:
+                on_batch(len(out), len(texts))
     return out
