@@ -21,6 +21,7 @@ from generators.base import FitData  # noqa: E402
 from generators.textgen import backtranslate as bt_mod  # noqa: E402
 from generators.textgen import fixtures as fx  # noqa: E402
 from generators.textgen import lambada as lb_mod  # noqa: E402
+from generators.textgen import models as tg_models  # noqa: E402
 from schemas.errors import AugsvcError  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def test_lambada_counts_labels_lineage(models) -> None:
     data = split_data()
     gen.check_data("text", data.class_names, {})
     assert gen.targets({"neg": 8, "pos": 8}) == {"neg": 3, "pos": 3}
-    assert gen.identity()["model_sha256"] == lb_mod.model_sha256(models["lm"])
+    assert gen.identity()["model_sha256"] == tg_models.model_sha256(models["lm"])
     fitted = gen.fit(data, gen.load())
     train = {lb_mod.text_key(t) for t in data.X}
     for label in (0, 1):
@@ -93,9 +94,14 @@ def test_lambada_filter_drops_copies_duplicates_and_wrong_labels(models, monkeyp
     fitted = gen.fit(data, gen.load())
     out = fitted.generate(1, 8, np.random.default_rng(0))
     assert set(out.X) == set(novel_pos)  # the three new positive sentences, each once
-    st = fitted.report()["lambada"]["pos"]
+    st = dict(fitted.report()["lambada"]["pos"])
+    fates = st.pop("fates")
     assert st == {"asked": 8, "candidates": 8, "empty": 1, "duplicates": 1, "training_copies": 1,
-                  "wrong_label": 2, "below_min_score": 0, "kept": 3}  # fmt: skip
+                  "wrong_label": 2, "below_min_score": 0, "not_needed": 0, "kept": 3}  # fmt: skip
+    # every candidate's fate, in the order drawn, with the classifier's score where it was scored
+    assert [f[1] for f in fates] == ["empty", "training_copies", "kept", "duplicates", "kept", "wrong_label",
+                                     "wrong_label", "kept"]  # fmt: skip
+    assert [f[2] is None for f in fates] == [True, True, False, True, False, False, False, False]
     probs = fitted.score(list(out.X))
     assert (probs.argmax(axis=1) == 1).all()
     assert [i["score"] for i in out.info] == pytest.approx(sorted(probs[:, 1], reverse=True), abs=1e-6)
@@ -193,20 +199,23 @@ def test_backtranslate_paraphrases_keep_label_and_parents(models) -> None:
 def test_backtranslate_drops_empty_outputs_and_copies(models, monkeypatch) -> None:
     data = split_data(per_class=3)
 
-    def fake(loaded, texts, decoding, seed):
-        if loaded is fake_models["forward"]:
+    def fake(loaded, texts, decoding, seed, **kw):
+        if loaded is fake_models["forward"].inner.loaded:
             return [f"pivot {t}" for t in texts]
         return ["" if i % 3 == 0 else (t.removeprefix("pivot ") if i % 3 == 1 else "new words") for i, t in
                 enumerate(texts)]  # fmt: skip
 
     gen = backtranslate(models, max_rounds=2)
     fake_models = gen.load()
-    monkeypatch.setattr(bt_mod, "translate", fake)
+    monkeypatch.setattr(tg_models, "translate", fake)
     fitted = gen.fit(data, fake_models)
     out = fitted.generate(1, 3, np.random.default_rng(0))
     # pass 1: 3 rows -> empty, copy, kept; pass 2: 2 rows -> empty, copy, then the last row -> empty
     assert list(out.X) == ["new words"]
-    assert fitted.report() == {"backtranslate": {"pos": {"asked": 3, "made": 1, "tried": 6}}}
+    report = fitted.report()
+    assert report["backtranslate"] == {"pos": {"asked": 3, "made": 1, "tried": 6}}
+    # sampling: nothing is cached; 6 rows went through each direction
+    assert report["throughput"]["forward"]["sentences"] == 6 and report["throughput"]["forward"]["cache_hits"] == 0
 
 
 def test_backtranslate_parallel_text_monolingual_rows(models) -> None:
