@@ -6,7 +6,18 @@
 
 Every function takes ``store`` (a path, a URI such as ``s3://bucket/prefix``, a :class:`pipelines.store.Store`, or
 None for ``$AUGSVC_STORE`` / ``./augsvc-store``) and raises :class:`schemas.errors.AugsvcError` with a one-line
-message for anything the user can fix. The CLI (``augsvc/cli.py``) and the HTTP service are thin shells over it.
+message for anything the user can fix.
+
+This module is the boundary between what users touch and the machinery: inside ``augsvc/`` only it (and the stream
+family, ``augsvc/stream*.py``) imports the store, the runner and ingest (``tests/test_layers.py``). The CLI, the
+HTTP service, the demo, the trainer, ``augsvc tune`` and ``augsvc models`` go through it:
+
+- jobs: :func:`ingest`, :func:`split`, :func:`label_subset`, :func:`build` (the full check: the input's shards
+  re-hashed), :func:`plan` (a dry run: the manifests checked, nothing re-hashed or written);
+- reads: :func:`datasets`, :func:`versions`, :func:`tags`, :func:`resolve`, :func:`show` (a manifest),
+  :func:`open_shard` / :func:`read_shard` (a shard checked against its manifest entry as it is read),
+  :func:`verify`;
+- names: :func:`tag`, :func:`check_name`; the store handle itself: :func:`open_store`.
 """
 
 from __future__ import annotations
@@ -17,9 +28,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.manifest import Manifest
+from pipelines.ingest.options import FORMATS as FORMATS  # re-exported: the ingest formats, for every surface
+from pipelines.ingest.options import IngestOptions as IngestOptions
+from pipelines.ingest.options import format_list as format_list
+from schemas.manifest import Manifest, ShardInfo
 
 Progress = Callable[[int, int | None], None] | None
+#: what every ``store`` argument takes: a path, a URI, a :class:`pipelines.store.Store`, or None (the default store)
+StoreArg = Any
 
 
 class Result(BaseModel):
@@ -41,6 +57,7 @@ class IngestResult(Result):
     duplicates_dropped: int
     notes: list[str] = Field(default_factory=list)  # how the input was read (e.g. one-hot labels as classes)
     seconds: float
+    ray_start_seconds: float = 0.0
     manifest: Manifest = Field(exclude=True)
 
 
@@ -90,17 +107,6 @@ def _label_key(kv: tuple) -> tuple:
     return (kv[0] is None, kv[0] or 0)
 
 
-def _published_counts(m: Manifest) -> dict[str, dict[str, int]]:
-    """split -> class -> rows of a published version, rows without a label under ``"-"`` (as the plan counts)."""
-    out: dict[str, dict[str, int]] = {}
-    for sp, n in sorted(m.rows_per_split.items()):
-        per = {c: v for c, v in (m.splits.get(sp) or {}).items() if v}
-        if n - sum(per.values()):
-            per["-"] = n - sum(per.values())
-        out[sp] = per
-    return out
-
-
 def _label_name(names: list[str], k: int | None) -> str:
     return "(unlabelled)" if k is None else names[k]
 
@@ -126,7 +132,6 @@ def ingest(
     :class:`pipelines.ingest.IngestOptions` fields (``format``, ``on_error``, ``resize``, ...)."""
     from pydantic import ValidationError
 
-    from pipelines.ingest import IngestOptions
     from pipelines.ingest import ingest as run_ingest
     from schemas.errors import AugsvcError
 
@@ -145,7 +150,7 @@ def ingest(
         dataset=m.dataset, version=m.version, up_to_date=rep.up_to_date, rows=m.rows, rows_per_class=m.rows_per_class,
         rows_per_split=m.rows_per_split, splits=m.splits, quarantined=len(m.quarantine),
         duplicate_groups=len(m.duplicates), duplicates_dropped=m.duplicates_dropped, notes=list(rep.notes),
-        seconds=round(rep.seconds, 3), manifest=m,
+        seconds=round(rep.seconds, 3), ray_start_seconds=round(rep.ray_start_seconds, 3), manifest=m,
     )  # fmt: skip
 
 
@@ -178,6 +183,7 @@ def build(
     """Build ``recipe`` (a YAML path, dict or Recipe): augment its input version and publish a new version
     (``dry_run``: plan and expected rows only, after every check the build would make)."""
     from pipelines.runner import build as run_build
+    from pipelines.storeshards import counts_by_name
 
     r = load_recipe(recipe)
     rep = run_build(r, open_store(store), workers=workers, address=address, dry_run=dry_run, progress=progress)
@@ -194,7 +200,7 @@ def build(
         for st in plan.stages
     ]
     # the plan's counts are an estimate where a stage's outcome depends on data; a published version has the facts
-    counts_out = plan.counts_out if rep.manifest is None else _published_counts(rep.manifest) or plan.counts_out
+    counts_out = plan.counts_out if rep.manifest is None else counts_by_name(rep.manifest) or plan.counts_out
     return BuildResult(
         dataset=r.output, version=rep.version, dry_run=dry_run, up_to_date=rep.up_to_date, rows_in=rep.rows_in,
         rows_out=sum(sum(v.values()) for v in counts_out.values()), counts_in=plan.counts_in,
@@ -216,6 +222,107 @@ def verify(ref: str, *, store: Any = None) -> VerifyResult:
     ds, v = s.resolve(ref)
     problems = s.verify(ds, v)
     return VerifyResult(dataset=ds, version=v, ok=not problems, problems=problems)
+
+
+def plan(recipe: Any, *, store: StoreArg = None) -> BuildResult:
+    """What :func:`build` would do with ``recipe``, without doing it: every check of the recipe against the input
+    version's manifest, the version id, the rows per split and class after each stage (``dry_run`` true).
+
+    The input's manifest is checked (it parses, names its version, hashes to its id, counts agree) but its shards
+    are not re-hashed: a plan is cheap enough for a request path. The build itself re-hashes every input shard."""
+    return build(recipe, store=store, dry_run=True)
+
+
+def datasets(store: StoreArg = None, *, require_store: bool = False) -> list[str]:
+    """The datasets of ``store`` that hold at least one version, sorted. With ``require_store``, a store root that
+    does not exist is an ``AugsvcError`` (a mistyped ``--store``) instead of an empty list."""
+    s = open_store(store)
+    if require_store:
+        s.require_present()
+    return s.datasets()
+
+
+def versions(name: str, *, store: StoreArg = None) -> list[str]:
+    """The published version ids of dataset ``name``, sorted (``[]`` when it has none; ``AugsvcError`` for a
+    name that is not valid)."""
+    return open_store(store).versions(name)
+
+
+def tags(name: str, *, store: StoreArg = None) -> dict[str, str]:
+    """tag -> version id of every tag of dataset ``name``, sorted by tag."""
+    return open_store(store).tags(name)
+
+
+def resolve(ref: str, *, store: StoreArg = None) -> tuple[str, str]:
+    """``NAME``, ``NAME@VERSION`` (or a unique prefix) or ``NAME@TAG`` -> (dataset, version id); ``AugsvcError``
+    naming the closest dataset, version or tag when nothing matches."""
+    return open_store(store).resolve(ref)
+
+
+def check_name(name: str, what: str = "dataset name") -> None:
+    """``AugsvcError`` unless ``name`` is a valid dataset or tag name (letters, digits, '.', '_', '-'; the whole
+    string, so a trailing newline is refused too)."""
+    from pipelines.store import check_name as check
+
+    check(name, what)
+
+
+def tag(ref: str, tag_name: str, *, store: StoreArg = None) -> tuple[str, str]:
+    """Point ``tag_name`` at the version ``ref`` resolves to; returns (dataset, version)."""
+    s = open_store(store)
+    ds, v = s.resolve(ref)
+    s.set_tag(ds, tag_name, v)
+    return ds, v
+
+
+def _shard_of(m: Manifest, shard: int | ShardInfo) -> ShardInfo:
+    if isinstance(shard, ShardInfo):
+        return shard
+    from schemas.errors import AugsvcError
+
+    if not 0 <= shard < len(m.shards):
+        raise AugsvcError(f"{m.dataset}@{m.version} has {len(m.shards)} shard(s); there is no shard {shard}")
+    return m.shards[shard]
+
+
+def open_shard(ref: str, shard: int | ShardInfo, *, store: StoreArg = None) -> Any:
+    """Shard ``shard`` (an index into the manifest's ``shards`` or one of its entries) of version ``ref`` as a
+    ``pyarrow.parquet.ParquetFile`` over its bytes, after checking their size and sha256 and the footer's row
+    count against the manifest; ``AugsvcError`` (one line) when it is missing or modified."""
+    s = open_store(store)
+    m = s.manifest(*s.resolve(ref))
+    return s.open_shard(m.dataset, m.version, _shard_of(m, shard))
+
+
+def read_shard(ref: str, shard: int | ShardInfo, columns: list[str] | None = None, *, store: StoreArg = None) -> Any:
+    """:func:`open_shard`, read as a ``pyarrow.Table`` (``columns``: those to read; names the shard lacks are left
+    out)."""
+    s = open_store(store)
+    m = s.manifest(*s.resolve(ref))
+    return s.read_verified_shard(m.dataset, m.version, _shard_of(m, shard), columns)
+
+
+def label_subset(
+    ref: str,
+    *,
+    labelled: float,
+    seed: int = 0,
+    split: str = "train",
+    unlabelled: str = "null",
+    unlabelled_keep: float = 1.0,
+    output: str | None = None,
+    store: StoreArg = None,
+) -> SplitResult:
+    """A child version of ``ref`` in which a stratified ``labelled`` fraction of ``split`` keeps its labels and
+    the other rows lose them (``unlabelled="null"``) or are left out (``"drop"``); see
+    :func:`pipelines.labelsubset.label_subset`."""
+    from pipelines.labelsubset import label_subset as run
+
+    r = run(open_store(store), ref, labelled=labelled, seed=seed, split=split, unlabelled=unlabelled,
+            unlabelled_keep=unlabelled_keep, output=output)  # fmt: skip
+    m = r.manifest
+    return SplitResult(dataset=m.dataset, version=m.version, up_to_date=r.up_to_date, parent=m.parents[0],
+                       splits=m.splits, manifest=m)  # fmt: skip
 
 
 def preview(recipe: Any, out: str | Path | None = None, *, store: Any = None, n: int = 16, copies: int = 4,

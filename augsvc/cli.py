@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from augsvc.cli_ingest import options_given, with_ingest_options
 from schemas.errors import AugsvcError
 
 app = typer.Typer(help="augsvc: build, version and serve augmented datasets.", no_args_is_help=True)
@@ -40,9 +41,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def _store(uri: str | None):
-    from pipelines.store import Store
+    from augsvc.api import open_store
 
-    return Store(uri)
+    return open_store(uri)
 
 
 def split_lines(m) -> list[str]:
@@ -74,8 +75,9 @@ def ls_cmd(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt
 @app.command()
 def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
     """Show rows, splits, classes with counts, lineage, quarantine and shards of NAME[@VERSION]."""
-    s = _store(store)
-    m = s.manifest(*s.resolve(ref))
+    from augsvc.api import show as run_show
+
+    m = run_show(ref, store=store)
     if as_json:
         typer.echo(m.model_dump_json(indent=2))
         return
@@ -117,9 +119,9 @@ def verify(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
 @app.command()
 def tag(ref: str, tag_name: str, store: StoreOpt = None):
     """Point TAG at NAME@VERSION (tags are the only mutable names)."""
-    s = _store(store)
-    ds, v = s.resolve(ref)
-    s.set_tag(ds, tag_name, v)
+    from augsvc.api import tag as run_tag
+
+    ds, v = run_tag(ref, tag_name, store=store)
     typer.echo(f"{ds}@{tag_name} -> {v}")
 
 
@@ -147,60 +149,22 @@ def _print_quarantine(items, limit: int = 10) -> None:
 
 
 @app.command()
+@with_ingest_options
 def ingest(
     source: Annotated[str, typer.Argument(help="File or folder to ingest.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", help="auto, images, idx, npz, csv, tsv, jsonl, lines, tabular, parallel or parquet."),
-    ] = "auto",
-    text_column: Annotated[str | None, typer.Option(help="Text column (name, or index without header).")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column (name, or index without header).")] = None,
-    header: Annotated[bool | None, typer.Option("--header/--no-header", help="First line is a header.")] = None,
-    encoding: Annotated[str, typer.Option(help="Text encoding, e.g. latin-1.")] = "utf-8",
-    delimiter: Annotated[str | None, typer.Option(help="Field delimiter (default by format).")] = None,
-    label_sep: Annotated[str, typer.Option(help="'lines' format: label/text separator.")] = " ",
-    label_level: Annotated[str, typer.Option(help="'lines' format: coarse (DESC) or fine (DESC:manner).")] = "coarse",
-    split: Annotated[str | None, typer.Option(help="Split name for a single-file source.")] = None,
-    resize: Annotated[str | None, typer.Option(help="Resize images to HEIGHTxWIDTH (or one number).")] = None,
-    image_storage: Annotated[str, typer.Option(help="auto, raw, jpeg, png or webp (see docs).")] = "auto",
-    jpeg_quality: Annotated[int, typer.Option(help="Quality for jpeg/webp storage.")] = 95,
-    labels_file: Annotated[str | None, typer.Option(help="Flat image folder: CSV/JSONL file -> label map.")] = None,
-    max_pixels: Annotated[
-        int | None, typer.Option(help="Quarantine images above this many pixels (default 100,000,000; 0: no limit).")
-    ] = None,
-    x_key: Annotated[str, typer.Option(help="NPZ images array name.")] = "x",
-    y_key: Annotated[str, typer.Option(help="NPZ labels array name.")] = "y",
-    src_lang: Annotated[str | None, typer.Option(help="Parallel text: source language suffix.")] = None,
-    tgt_lang: Annotated[str | None, typer.Option(help="Parallel text: target language suffix.")] = None,
-    monolingual: Annotated[
-        bool, typer.Option("--monolingual", help="Parallel text: keep target-only text as rows with no source.")
-    ] = False,
-    image_column: Annotated[str | None, typer.Option(help="Parquet source: column of encoded images.")] = None,
-    classes: Annotated[str | None, typer.Option(help="Comma-separated class names in label order.")] = None,
-    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad item; skip: quarantine it.")] = "fail",
-    dedupe: Annotated[bool, typer.Option("--dedupe", help="Drop byte-identical duplicates.")] = False,
-    shard_rows: Annotated[int | None, typer.Option(help="Rows per shard (default by modality).")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Workers (0: in-process; default: in-process for small jobs, else all cores).")
     ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    **options: Any,
 ):
     """Ingest SOURCE into the store as a new immutable version of NAME."""
     from augsvc.api import ingest as run_ingest
 
-    raw = dict(
-        format=fmt, text_column=text_column, label_column=label_column, header=header, encoding=encoding,
-        delimiter=delimiter, label_sep=label_sep, label_level=label_level, split=split, resize=resize,
-        image_storage=image_storage, jpeg_quality=jpeg_quality, labels_file=labels_file, x_key=x_key, y_key=y_key,
-        src_lang=src_lang, tgt_lang=tgt_lang, monolingual=monolingual, image_column=image_column,
-        classes=[c.strip() for c in classes.split(",")] if classes else None,
-        on_error=on_error, dedupe=dedupe, shard_rows=shard_rows,
-    )  # fmt: skip
-    if max_pixels is not None:
-        raw["max_pixels"] = max_pixels or None
+    raw = options_given(options)  # one flag per IngestOptions field (augsvc/cli_ingest.py)
     from augsvc.cli_store import latest_before, latest_note
 
     s = _store(store)
@@ -404,7 +368,7 @@ _register_trainer()
 
 
 def _register_models() -> None:
-    from augsvc.models import register
+    from augsvc.model_cli import register
 
     register(app)
 

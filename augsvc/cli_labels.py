@@ -29,11 +29,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ):
         """Keep the labels of a stratified fraction of one split; the other rows lose theirs (or are dropped)."""
-        from pipelines.labelsubset import label_subset
-        from pipelines.store import Store
+        from augsvc.api import label_subset
 
-        r = label_subset(Store(store), ref, labelled=labelled, seed=seed, split=split, unlabelled=unlabelled,
-                         unlabelled_keep=unlabelled_keep, output=output)  # fmt: skip
+        r = label_subset(ref, labelled=labelled, seed=seed, split=split, unlabelled=unlabelled,
+                         unlabelled_keep=unlabelled_keep, output=output, store=store)  # fmt: skip
         m = r.manifest
         n_lab = sum(m.splits.get(split, {}).values())
         info = {"dataset": m.dataset, "version": m.version, "up_to_date": r.up_to_date, "parent": m.parents[0],

@@ -1,13 +1,14 @@
-"""Store housekeeping commands (``tags``, ``rm``, ``gc``) and the text of ``ls``; the logic is in Store."""
+"""Store housekeeping commands (``tags``, ``rm``, ``gc``) and the text of ``ls``; the logic is in Store, reached
+through the handle ``augsvc.api.open_store`` gives."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from pipelines.store import Store
+from augsvc.api import open_store
 
 StoreOpt = Annotated[
     str | None,
@@ -16,7 +17,7 @@ StoreOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def ls_lines(s: Store, name: str | None) -> list[str]:
+def ls_lines(s: Any, name: str | None) -> list[str]:
     """``augsvc ls`` text: per dataset its version count and latest; per version its rows, creation time, tags."""
     s.require_present()
     if name is None:
@@ -41,7 +42,7 @@ def ls_lines(s: Store, name: str | None) -> list[str]:
     return out
 
 
-def latest_note(s: Store, dataset: str, before: str | None, after: str) -> str | None:
+def latest_note(s: Any, dataset: str, before: str | None, after: str) -> str | None:
     """ "latest moved from A to B" when a publish (or an up-to-date run) moved the tag, else None."""
     if before is None or before == after:
         return None
@@ -53,7 +54,7 @@ def latest_note(s: Store, dataset: str, before: str | None, after: str) -> str |
     return f"note: {dataset}@latest moved from {before} to {after}{why}; 'augsvc tag {dataset}@{before} NAME' keeps a name for the old one"  # noqa: E501
 
 
-def latest_before(s: Store, dataset: str) -> str | None:
+def latest_before(s: Any, dataset: str) -> str | None:
     """The version ``latest`` points at now (None when the dataset or tag does not exist)."""
     try:
         return s.tags(dataset).get("latest")
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
     @app.command("tags")
     def tags_cmd(name: str, store: StoreOpt = None, as_json: JsonOpt = False):
         """List the tags of dataset NAME and the versions they point at."""
-        s = Store(store)
+        s = open_store(store)
         s.require_present()
         if not s.versions(name):
             raise s.unknown_ref(name, name, "latest")
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
     ):
         """Delete one version (refused while a tag or a child version still needs it, unless --force)."""
-        s = Store(store)
+        s = open_store(store)
         s.require_present()
         if "@" not in ref:
             raise typer.BadParameter("give NAME@VERSION (rm deletes one version, never a whole dataset by accident)")
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
     ):
         """Remove what no version or tag references: old staging folders, orphan shard files, dangling tags."""
-        s = Store(store)
+        s = open_store(store)
         s.require_present()
         items = s.gc(min_age_s=min_age, dry_run=dry_run)
         for line in items:

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,19 +53,15 @@ def make_inputs(root: Path) -> dict[str, Path]:
 
 
 def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[[str], None] = print) -> None:
-    from pipelines.ingest import IngestOptions, ingest
-    from pipelines.preview import render_preview
-    from pipelines.recipes import load_recipe
-    from pipelines.runner import build
-    from pipelines.split import split_version
-    from pipelines.store import Store
+    from augsvc import api
 
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(workdir)
     inputs = make_inputs(work / "inputs")
-    store = Store(work / "store")
-    echo(f"demo inputs in {work / 'inputs'}, store in {store.root}")
+    root = work / "store"
+    store = api.open_store(root)  # one handle for every call below (and the trainer's streams)
+    echo(f"demo inputs in {work / 'inputs'}, store in {root}")
 
     def report(title: str, rep) -> None:
         m = rep.manifest
@@ -76,22 +73,20 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
         if rep.ray_start_seconds > 0.5:
             echo(f"   (Ray start-up {rep.ray_start_seconds:.1f} s, total {rep.seconds:.1f} s)")
 
-    skip = IngestOptions(on_error="skip")
     report(
-        "1. ingest digit images", ingest(inputs["digits"], name="digits", store=store, options=skip, workers=workers)
+        "1. ingest digit images", api.ingest(inputs["digits"], "digits", store=store, workers=workers, on_error="skip")
     )
-    sp = split_version(store, "digits", val=0.1, test=0.2, seed=0)
+    sp = api.split("digits", val=0.1, test=0.2, seed=0, store=store)
     echo(f"\n== 2. split digits -> {sp.manifest.version}: " + ", ".join(
         f"{k} {sum(v.values())}" for k, v in sp.manifest.splits.items()
     ))  # fmt: skip
-    text_opts = IngestOptions(format="tsv", on_error="skip")
     report(
         "3. ingest reviews TSV",
-        ingest(inputs["reviews"], name="reviews", store=store, options=text_opts, workers=workers),
+        api.ingest(inputs["reviews"], "reviews", store=store, workers=workers, format="tsv", on_error="skip"),
     )
-    tab = IngestOptions(format="tabular", label_column="species")
-    report("4. ingest iris table", ingest(inputs["iris"], name="iris", store=store, options=tab, workers=workers))
-    digits_recipe = load_recipe(
+    iris = api.ingest(inputs["iris"], "iris", store=store, workers=workers, format="tabular", label_column="species")
+    report("4. ingest iris table", iris)
+    digits_recipe = api.load_recipe(
         {
             "input": "digits",
             "output": "digits_aug",
@@ -105,13 +100,13 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
             ],
         }
     )  # fmt: skip
-    b = build(digits_recipe, store, workers=workers)
+    b = api.build(digits_recipe, store=store, workers=workers)
     m = b.manifest
     echo(f"\n== 5. build digits_aug@{b.version}: {b.rows_in} -> {m.rows} rows "
          f"(train {sum(m.splits['train'].values())}, val/test untouched) in {b.seconds:.1f} s")  # fmt: skip
-    grid = render_preview(digits_recipe, store, work / "digits_preview.png", n=8, copies=4, cell=64)
+    grid = api.preview(digits_recipe, work / "digits_preview.png", store=store, n=8, copies=4, cell=64)
     echo(f"   preview of originals beside 4 copies: {grid}")
-    reviews_recipe = load_recipe(
+    reviews_recipe = api.load_recipe(
         {
             "input": "reviews",
             "output": "reviews_aug",
@@ -120,9 +115,9 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
                 {"op": "random_swap"}, {"op": "random_delete"}, {"op": "keyboard_typo"}]}}],
         }
     )  # fmt: skip
-    b = build(reviews_recipe, store, workers=workers)
+    b = api.build(reviews_recipe, store=store, workers=workers)
     echo(f"\n== 6. build reviews_aug@{b.version}: {b.rows_in} -> {b.manifest.rows} rows; for example:")
-    _show_text_example(store, b.manifest, echo)
+    _show_text_example(store, f"reviews_aug@{b.version}", echo)
     from augsvc.trainer.loop import compare, evaluate_run, load_config, train
 
     runs = work / "runs"
@@ -152,9 +147,10 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     )
     rows = compare([runs / "baseline", runs / "augmented"], work / "compare.png")
     echo(f"   plot of both runs: {work / 'compare.png'} ({len(rows)} runs)")
-    problems = [p for ds in store.datasets() for v in store.versions(ds) for p in store.verify(ds, v)]
+    checks = [api.verify(f"{ds}@{v}", store=store) for ds in api.datasets(store) for v in api.versions(ds, store=store)]
+    problems = [p for r in checks for p in r.problems]
     echo(f"\n== 8. verify every version: {'ok' if not problems else problems}")
-    echo(f"\nNext: augsvc ls --store {store.root}; augsvc show digits --store {store.root}")
+    echo(f"\nNext: augsvc ls --store {root}; augsvc show digits --store {root}")
 
 
 def accuracy_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -166,10 +162,12 @@ def accuracy_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _show_text_example(store, manifest, echo: Callable[[str], None]) -> None:
+def _show_text_example(store: Any, ref: str, echo: Callable[[str], None]) -> None:
     import json
 
-    table = store.read_shard(manifest.dataset, manifest.version, manifest.shards[0].path)
+    from augsvc import api
+
+    table = api.read_shard(ref, 0, store=store)
     rows = table.to_pylist()
     originals = {r["sample_id"]: r["text"] for r in rows if not r["lineage"]}
     for r in [r for r in rows if r["lineage"]][:3]:

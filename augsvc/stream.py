@@ -9,8 +9,12 @@ Scheme (details and numbers in docs/streaming.md):
    + worker`` owns the contiguous range ``[c*N//C, (c+1)*N//C)`` of that list. So every sample is owned exactly
    once; a consumer gets whole shards plus at most two partial ones at its ends (with fewer shards than consumers,
    a shard is split by rows between consumers); ranges differ by at most one row.
-3. *Window shuffle*: a consumer cuts its range at shard boundaries into blocks of at least ``shuffle_window``
-   rows and permutes each block with ``SeedSequence([STREAM_TAG, WINDOW, seed, epoch, C, c, block])``; memory is
+3. *Shuffle*: by default (``shuffle_window=None``) the whole epoch order is permuted before it is cut between
+   consumers (``SeedSequence([STREAM_TAG, GLOBAL, seed, epoch])``) when the split's shards total at most
+   ``AUTO_SHUFFLE_BYTES`` (1 GiB): every batch is a uniform sample whatever the storage order, and each consumer
+   keeps only its rows of every shard it reads. Larger splits, or ``shuffle_window=W``, use a window shuffle: a
+   consumer cuts its range at shard boundaries into blocks of at least ``W`` rows (a short last block joins the one
+   before) and permutes each block with ``SeedSequence([STREAM_TAG, WINDOW, seed, epoch, C, c, block])``; memory is
    one or two blocks plus ``prefetch`` shards.
 4. *Uneven splits*: ``drop_last`` cuts every consumer to ``N//C`` rows and then to whole batches; ``pad`` repeats
    the consumer's first samples up to ``ceil(N/C)`` (flagged in the batch's ``padded`` column).
@@ -24,7 +28,6 @@ checked against the manifest's sha256 on every read.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -43,6 +46,8 @@ from pipelines.store import Store
 from schemas.errors import AugsvcError
 
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
+AUTO_SHUFFLE_BYTES = 1 << 30  # shuffle_window=None: a global shuffle while the split's shards total at most this
+_MIN_WINDOW = 2048  # rows: the smallest window the automatic choice gives a split larger than AUTO_SHUFFLE_BYTES
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
 
 __all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
@@ -142,7 +147,7 @@ class Stream:
         mix: dict | None = None,
         drop_last: bool = False,
         pad: bool = False,
-        shuffle_window: int = 2048,
+        shuffle_window: int | None = None,
         prefetch: int = 2,
         decode_images: bool = True,
         one_hot: bool = False,
@@ -161,8 +166,8 @@ class Stream:
             raise AugsvcError(f"worker {worker} is not in [0, num_workers={num_workers})")
         if drop_last and pad:
             raise AugsvcError("choose drop_last or pad for uneven splits, not both")
-        if batch_size < 1 or shuffle_window < 1 or prefetch < 1:
-            raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1")
+        if batch_size < 1 or (shuffle_window is not None and shuffle_window < 1) or prefetch < 1:
+            raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1 (shuffle_window=None: auto)")
         if seed < 0 or epoch < 0:
             raise AugsvcError(f"seed and epoch must be >= 0 (got seed={seed}, epoch={epoch})")
         split = default_split(self.manifest, split)
@@ -177,7 +182,8 @@ class Stream:
         self.batch_size, self.seed, self.epoch, self.shuffle = batch_size, seed, epoch, shuffle
         self.worker, self.num_workers = worker, num_workers
         self.columns, self.split, self.mix = columns, split, mix
-        self.drop_last, self.pad, self.window, self.prefetch = drop_last, pad, shuffle_window, prefetch
+        self.drop_last, self.pad, self.prefetch = drop_last, pad, prefetch
+        self.window = self._auto_window() if shuffle_window is None else int(shuffle_window)
         self.decode_images, self.one_hot = decode_images, one_hot
         self.resize = check_resize(resize)
         self.recipe, self.aug_stages = _load_recipe(recipe)
@@ -205,6 +211,16 @@ class Stream:
     def consumer(self) -> int:
         return self.rank * self.num_workers + self.worker
 
+    def _auto_window(self) -> int | None:
+        """``shuffle_window=None``: None (a global shuffle) when the shards holding this split total at most
+        ``AUTO_SHUFFLE_BYTES``, else the rows that fit in that many bytes (at least ``_MIN_WINDOW``)."""
+        shards = [s for s in self.manifest.shards if self.split is None or s.split in (None, self.split)]
+        total = sum(s.bytes for s in shards)
+        if total <= AUTO_SHUFFLE_BYTES:
+            return None
+        rows = sum(s.rows for s in shards)
+        return max(_MIN_WINDOW, int(rows * AUTO_SHUFFLE_BYTES / total))
+
     def _eligible_rows(self, i: int) -> np.ndarray | None:
         """Rows of shard ``i`` in this stream's split (None: all of them)."""
         info = self.manifest.shards[i]
@@ -213,7 +229,8 @@ class Stream:
         if info.split is not None:
             return np.empty(0, np.int64)
         if i not in self._split_rows:  # untagged shard: read its split column once
-            col = storefs.read_table(self._shard_ref(i), columns=["split"])["split"].to_numpy(zero_copy_only=False)
+            table = self.store.read_verified_shard(self.dataset, self.version, info, columns=["split"])
+            col = table["split"].to_numpy(zero_copy_only=False)
             self._split_rows[i] = np.flatnonzero(col == self.split)
         return self._split_rows[i]
 
@@ -279,9 +296,6 @@ class Stream:
         self.epoch, self.seen = epoch, 0
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _shard_ref(self, i: int) -> str:
-        return self.store.shard_ref(self.dataset, self.version, self.manifest.shards[i].path)
-
     def _read_columns(self) -> list[str] | None:
         if self.columns is None:
             return None
@@ -292,31 +306,18 @@ class Stream:
             want |= set(_META)
         return sorted(want)
 
-    def _read_shard(self, i: int) -> dict[str, Any]:
-        """Read, verify and convert one shard to numpy columns (runs in the reader thread)."""
+    def _read_shard(self, i: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+        """Read, verify (``Store.open_shard``: size, sha256, footer rows) and convert one shard to numpy columns
+        (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in that order."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        info = self.manifest.shards[i]
-        path = self._shard_ref(i)
-        where = f"{self.dataset}@{self.version}: shard {info.path}"
-        try:
-            data = storefs.read_bytes(path)
-        except OSError as e:
-            why = e.strerror or str(e)
-            raise AugsvcError(f"{where} is missing or unreadable ({path}: {why}); run 'augsvc verify'") from None
-        if len(data) != info.bytes or hashlib.sha256(data).hexdigest() != info.sha256:
-            raise AugsvcError(
-                f"{where} does not match its sha256 in the manifest (modified or corrupt: {path}); run 'augsvc verify'"
-            )
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        if pf.metadata.num_rows != info.rows:  # an edited manifest would make the epoch plan skip or overrun rows
-            n = pf.metadata.num_rows
-            raise AugsvcError(f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'")
+        pf = self.store.open_shard(self.dataset, self.version, self.manifest.shards[i])
         wanted = self._read_columns()
         names = [n for n in pf.schema_arrow.names if (n in wanted if wanted else n not in self._skip)]
-        cols = self._to_numpy(pf.read(columns=names))
-        return cols
+        table = pf.read(columns=names)
+        if rows is not None:
+            table = table.take(pa.array(rows, pa.int64()))
+        return self._to_numpy(table)
 
     def _to_numpy(self, t: Any) -> dict[str, Any]:
         soft = self.manifest.soft_labels
@@ -341,21 +342,22 @@ class Stream:
         pending: deque = deque()
         try:
             for b in range(first_block, len(plan.bounds) - 1):
-                for i in plan.block_shards(b):
-                    pending.append((b, i, pool.submit(self._read_shard, i)))
+                for i, rows in plan.block_rows(b).items():
+                    keep = None if len(rows) == self.manifest.shards[i].rows else rows  # a part: keep only those rows
+                    pending.append((b, i, pool.submit(self._read_shard, i, keep), keep))
                     if len(pending) >= self.prefetch:
-                        b0, i0, f = pending.popleft()
-                        if not put((b0, i0, f.result())):
+                        b0, i0, f, keep = pending.popleft()
+                        if not put((b0, i0, (keep, f.result()))):
                             return
             while pending:
-                b0, i0, f = pending.popleft()
-                if not put((b0, i0, f.result())):
+                b0, i0, f, keep = pending.popleft()
+                if not put((b0, i0, (keep, f.result()))):
                     return
             put(None)
         except BaseException as e:  # noqa: BLE001  (re-raised in the consuming thread)
             put(e)
         finally:
-            for *_, f in pending:
+            for _, _, f, _ in pending:
                 f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -401,10 +403,10 @@ class Stream:
         blocks = np.searchsorted(plan.bounds, np.arange(start, end), side="right") - 1
         parts = []  # (positions in the batch, shard columns, rows)
         for b in np.unique(blocks).tolist():
-            for i, cols in loaded[b].items():
+            for i, (keep, cols) in loaded[b].items():
                 where = np.flatnonzero((blocks == b) & (shard == i))
-                if len(where):
-                    parts.append((where, cols, row[where]))
+                if len(where):  # rows of the shard, or positions within the rows the reader kept
+                    parts.append((where, cols, row[where] if keep is None else np.searchsorted(keep, row[where])))
         m = end - start
         out: dict[str, Any] = {}
         for name in parts[0][1]:

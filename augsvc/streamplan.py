@@ -14,6 +14,7 @@ from schemas.errors import AugsvcError
 
 STREAM_TAG = 0x57E4
 SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
+GLOBAL = 6  # the whole-epoch permutation (5 is augsvc.curriculum's)
 
 
 def stream_rng(purpose: int, *values: int) -> np.random.Generator:
@@ -41,6 +42,19 @@ class Plan:
         s = self.shard[self.bounds[b] : self.bounds[b + 1]]
         return list(dict.fromkeys(s.tolist()))
 
+    def block_rows(self, b: int) -> dict[int, np.ndarray]:
+        """Shard -> the sorted distinct rows block ``b`` takes from it (what a reader keeps of that shard)."""
+        s, e = self.bounds[b], self.bounds[b + 1]
+        sh, rw = self.shard[s:e], self.row[s:e]
+        order = np.lexsort((rw, sh))
+        sh, rw = sh[order], rw[order]
+        out: dict[int, np.ndarray] = {}
+        cuts = np.flatnonzero(np.diff(sh)) + 1
+        for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(sh)], strict=True):
+            if z > a:
+                out[int(sh[a])] = np.unique(rw[a:z])
+        return out
+
 
 def consumer_plan(
     g_shard: np.ndarray,
@@ -48,7 +62,7 @@ def consumer_plan(
     consumers: int,
     consumer: int,
     *,
-    window: int,
+    window: int | None,
     shuffle: bool,
     seed: int,
     epoch: int,
@@ -56,19 +70,35 @@ def consumer_plan(
     drop_last: bool,
     pad: bool,
 ) -> Plan:
-    """Consumer ``consumer`` of ``consumers``: its contiguous range of the epoch's global (shard, row) order, cut in
-    blocks of whole shards of at least ``window`` entries, shuffled within each block, then cut or padded."""
+    """Consumer ``consumer`` of ``consumers``: its contiguous range of the epoch's global (shard, row) order, then
+    cut or padded.
+
+    ``window=None`` (global shuffle): with ``shuffle``, the whole global order is permuted first by
+    ``stream_rng(GLOBAL, seed, epoch)``, so every consumer's range is a uniform sample of the epoch whatever the
+    storage order (class-sorted shards included), and the range is one block. ``window=W``: the range is cut in
+    blocks of whole shards of at least ``W`` entries (a shorter last block joins the one before it), each permuted by
+    ``stream_rng(WINDOW, seed, epoch, C, c, block)``."""
     C, c = consumers, consumer
     n = len(g_shard)
     lo, hi = c * n // C, (c + 1) * n // C
-    shard, row = g_shard[lo:hi], g_row[lo:hi]
-    bounds, start = [0], 0
-    cuts = np.flatnonzero(np.diff(shard)) + 1  # shard boundaries inside the range
-    for cut in [*cuts.tolist(), len(shard)]:
-        if cut - start >= window or cut == len(shard):
-            if cut > bounds[-1]:
-                bounds.append(cut)
-            start = cut
+    if window is None:
+        if shuffle:
+            p = stream_rng(GLOBAL, seed, epoch).permutation(n)
+            g_shard, g_row = g_shard[p], g_row[p]
+        shard, row = g_shard[lo:hi].copy(), g_row[lo:hi].copy()
+        bounds = [0, len(shard)] if len(shard) else [0]
+        shuffle = False  # already uniform
+    else:
+        shard, row = g_shard[lo:hi], g_row[lo:hi]
+        bounds, start = [0], 0
+        cuts = np.flatnonzero(np.diff(shard)) + 1  # shard boundaries inside the range
+        for cut in [*cuts.tolist(), len(shard)]:
+            if cut - start >= window or cut == len(shard):
+                if cut > bounds[-1]:
+                    bounds.append(cut)
+                start = cut
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] < window:  # no short tail block of one or two shards
+            del bounds[-2]
     if shuffle:
         for b in range(len(bounds) - 1):
             s, e = bounds[b], bounds[b + 1]

@@ -105,7 +105,7 @@ def train(version: str, src: str, tgt: str, out: Path, args, store: Path, what: 
 
 
 def test_pairs(store: Path, version: str) -> tuple[list[str], list[str]]:
-    from augsvc.models.text_cli import read_split
+    from augsvc.model_cli.text_cli import read_split
 
     _, cols = read_split(version, "test", str(store), ["src", "tgt", "source"], "translation", "")
     order = sorted(range(len(cols["src"])), key=lambda i: int(cols["source"][i].rsplit(":", 1)[1]))
@@ -172,7 +172,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        from generators.textgen import models as M
+        from generators.textgen import lm as M
 
         test_en, test_de = test_pairs(store, "m30k")
         scores = {}

@@ -58,7 +58,7 @@ def main() -> None:
     if args.quick:
         args.gan_epochs, args.cnn_epochs, args.seeds, args.gan_per_class = 10, 3, 1, 50
 
-    from augsvc.models.gan_cli import load_images
+    from augsvc.model_cli.gan_cli import load_images
     from augsvc.trainer.loop import evaluate_run, load_config, train
     from generators.base import FitData
     from generators.gan.generator import GanParams

@@ -6,7 +6,12 @@ validation (model selection) and a held-out test split. A small CNN is trained o
 (baseline) and on the version built with ``[{op: hflip, p: 0.5}, {op: rotate, limit: 30, fill_mode: reflect}]``,
 4 copies per image plus the originals (``pipelines.runner.build``); both are scored on the same test split.
 
-    python bench/efficacy_image.py [--per-class 120] [--epochs 15] [--json out.json]
+``--orders`` trains each arm under several training-stream orders (issue 26): ``auto`` is the stream's default (a
+global shuffle of the split), ``2048`` the old default window shuffle of blocks of whole shards of at least 2,048
+rows, which on class-sorted storage (an image-folder ingest) feeds stretches of two or three classes. ``--seeds N``
+repeats everything (split, build, training) with seeds 0..N-1 and reports mean +- s.e.
+
+    python bench/efficacy_image.py [--per-class 120] [--epochs 15] [--orders auto] [--seeds 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,9 +34,28 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds seed..seed+N-1 (split, build, training)")
+    ap.add_argument("--orders", default="auto", help="comma list of shuffle_window values: auto (default), or rows")
     ap.add_argument("--json")
     args = ap.parse_args()
+    orders = [None if o.strip() == "auto" else int(o) for o in args.orders.split(",")]
+    runs_all = [run_seed(args, args.seed + i, orders) for i in range(args.seeds)]
+    from bench._util import mean_se
+
+    print(f"\nheld-out test accuracy over {args.seeds} seed(s), mean +- s.e.:")
+    summary = {}
+    for order in orders:
+        for arm in ("baseline", "fliprotate"):
+            key = f"{arm}@{'auto' if order is None else order}"
+            m, se = mean_se([r[key]["test_acc"] for r in runs_all])
+            summary[key] = {"mean": m, "se": se, "per_seed": [r[key]["test_acc"] for r in runs_all]}
+            print(f"  {key:20s} {m:.4f} +- {se:.4f}   {', '.join(f'{x:.4f}' for x in summary[key]['per_seed'])}")
+    emit({"summary": summary, "runs": runs_all, "args": vars(args)}, args.json)
+
+
+def run_seed(args, seed: int, orders: list) -> dict:
+    """One seed: ingest, split, build, then train both arms under every order; test accuracy per (arm, order)."""
 
     from augsvc.trainer.loop import evaluate_run, load_config, train
     from augsvc.trainer.reports import compare, format_table
@@ -51,38 +75,37 @@ def main() -> None:
     store = Store(tmp / "store")
     opts = IngestOptions(dedupe=True, resize=(args.size, args.size), on_error="skip")
     rep = ingest(src, name="flowers", store=store, options=opts, workers=0)
-    split_version(store, "flowers", val=0.15, test=0.35, seed=args.seed)
+    split_version(store, "flowers", val=0.15, test=0.35, seed=seed)
     m = store.manifest(*store.resolve("flowers"))
     print(f"flowers: {m.rows} images ({m.duplicates_dropped} duplicates dropped), splits {m.rows_per_split}")
     del rep
     fliprotate = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 30, "fill_mode": "reflect"}]
-    recipe = {"input": "flowers", "output": "flowers_fliprotate", "seed": args.seed, "splits": ["train"],
+    recipe = {"input": "flowers", "output": "flowers_fliprotate", "seed": seed, "splits": ["train"],
               "stages": [{"name": "fliprotate", "copies": 4, "keep_originals": True, "op": fliprotate}]}  # fmt: skip
     b = build(load_recipe(recipe), store, workers=0)
     print(f"flowers_fliprotate: train {b.manifest.rows_per_split.get('train')} rows")
     common = {"val_data": "flowers", "val_split": "val", "epochs": args.epochs, "batch_size": 32, "lr": 0.003,
-              "width": args.width, "seed": args.seed}  # fmt: skip
+              "width": args.width, "seed": seed}  # fmt: skip
     runs = tmp / "runs"
     results = {}
-    for name, data in (("baseline", "flowers"), ("fliprotate", "flowers_fliprotate")):
-        t0 = time.perf_counter()
-        s = train(load_config(common | {"data": data}), store, runs / name, progress=False)
-        acc = evaluate_run(runs / name, store, "flowers", "test")
-        results[name] = {"test_acc": acc, "best_val_acc": s["best_val_acc"], "parameters": s["parameters"],
-                         "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-        print(
-            f"  {name:10s} val {s['best_val_acc']:.4f}  test {acc:.4f}  ({results[name]['seconds']:.0f} s)", flush=True
-        )
+    for order in orders:
+        tag = "auto" if order is None else str(order)
+        for name, data in (("baseline", "flowers"), ("fliprotate", "flowers_fliprotate")):
+            t0 = time.perf_counter()
+            key = f"{name}@{tag}"
+            cfg = load_config(common | {"data": data, "shuffle_window": order})
+            s = train(cfg, store, runs / key, progress=False)
+            acc = evaluate_run(runs / key, store, "flowers", "test")
+            results[key] = {"test_acc": acc, "best_val_acc": s["best_val_acc"], "parameters": s["parameters"],
+                            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+            print(f"  seed {seed} {key:20s} val {s['best_val_acc']:.4f}  test {acc:.4f}  "
+                  f"({results[key]['seconds']:.0f} s)", flush=True)  # fmt: skip
     rows = compare([runs / n for n in results], tmp / "compare.png")
     print(format_table(rows))
     n_test = m.rows_per_split.get("test", 0)
-    print(f"\nheld-out test accuracy ({n_test} images, {len(m.class_names)} classes, {args.size}x{args.size}):")
-    for name, r in results.items():
-        print(f"  {name:10s} {r['test_acc']:.4f}")
-    gain = results["fliprotate"]["test_acc"] - results["baseline"]["test_acc"]
-    print(f"flip+rotate gain: {gain * 100:+.2f} points; plot {tmp / 'compare.png'}")
-    print(f"total {time.perf_counter() - t_start:.0f} s")
-    emit({"splits": m.rows_per_split, "results": results, "gain": gain, "args": vars(args)}, args.json)
+    print(f"held-out test: {n_test} images, {len(m.class_names)} classes, {args.size}x{args.size}; plot "
+          f"{tmp / 'compare.png'}; seed {seed} took {time.perf_counter() - t_start:.0f} s")  # fmt: skip
+    return results
 
 
 if __name__ == "__main__":

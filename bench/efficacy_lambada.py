@@ -54,7 +54,7 @@ def per_class(rows: list[dict], k: int, seed: int) -> list[dict]:
 
 
 def pretrain_lm(texts: list[str], out: Path, args) -> dict:
-    from generators.textgen import models as M
+    from generators.textgen import lm as M
 
     t = time.time()
     lines = [q.strip() + M.LM_EOS for q in texts]
@@ -110,7 +110,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from generators.textgen.models import load_pretrained
+    from generators.textgen.lm import load_pretrained
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.recipes import load_recipe
     from pipelines.runner import build

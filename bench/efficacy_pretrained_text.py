@@ -200,7 +200,7 @@ def acc_bow(xtr, ytr, xva, yva, xte, yte, seed, args) -> float:
 def acc_cnn(xtr, ytr, xva, yva, xte, yte, seed, args) -> float:
     import torch
 
-    from generators.nets.models import TextCNN, Vocab
+    from generators.nets.classifiers import TextCNN, Vocab
 
     torch.manual_seed(seed)
     vocab = Vocab.build(list(xtr))

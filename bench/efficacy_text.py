@@ -90,16 +90,15 @@ def draw(rows: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
 
 def publish(store, rows: list[dict], name: str, split: str, seed: int, class_names: list[str]) -> None:
     """Publish rows as their own version, all in one split (so a recipe or the trainer can use them)."""
-    from pipelines.ingest.encode import write_parquet
+    from pipelines.storeshards import write_parquet
     from schemas.arrow import text_schema
 
     rows = sorted(({**r, "split": split} for r in rows), key=lambda r: r["sample_id"])
     st = store.staging(name)
     table = pa.Table.from_pylist(rows, schema=text_schema())
     st.add_shard_bytes(write_parquet(table), table.num_rows, split)
-    counts = {c: sum(1 for r in rows if r["label"] == i) for i, c in enumerate(class_names)}
     store.publish(st, dataset=name, definition={"kind": "subset", "name": name, "seed": seed}, modality="text",
-                  class_names=class_names, rows_per_class=counts, extra={"splits": {split: counts}})  # fmt: skip
+                  class_names=class_names)  # fmt: skip
 
 
 def bow_accuracy(train: list[dict], test: list[dict]) -> float:

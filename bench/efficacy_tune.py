@@ -53,19 +53,16 @@ def rows_of(store, ref: str) -> list[dict]:
 
 def publish_splits(store, name: str, rows: list[dict], schema, modality: str, class_names: list[str], **extra):
     """Publish rows (each with its ``split``) as one version, one shard per split."""
-    from pipelines.ingest.encode import write_parquet
+    from pipelines.storeshards import write_parquet
 
     st = store.staging(name)
-    per_split = {}
     for split in ("train", "val", "test"):
         part = sorted((r for r in rows if r["split"] == split), key=lambda r: r["sample_id"])
         table = pa.Table.from_pylist(part, schema=schema)
         st.add_shard_bytes(write_parquet(table), table.num_rows, split)
-        per_split[split] = {c: sum(r["label"] == i for r in part) for i, c in enumerate(class_names)}
-    counts = {c: sum(r["label"] == i for r in rows) for i, c in enumerate(class_names)}
-    store.publish(st, dataset=name, definition={"kind": "bench-subset", "name": name}, modality=modality,
-                  class_names=class_names, rows_per_class=counts, extra={"splits": per_split, **extra})  # fmt: skip
-    return per_split
+    r = store.publish(st, dataset=name, definition={"kind": "bench-subset", "name": name}, modality=modality,
+                      class_names=class_names, extra=extra)  # fmt: skip
+    return r.manifest.splits
 
 
 def assign(rows: list[dict], n_train: int, n_val: int, seed: int, rest: bool) -> list[dict]:

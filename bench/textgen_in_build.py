@@ -80,7 +80,7 @@ def main() -> None:
         m = json.loads(augsvc("show", "trec_gen", "--json", store=store)[0])
         out["rows_per_class"] = {"trec": m_in["splits"]["train"], "trec_gen": m["splits"]["train"]}
         out["stage_reports"] = m["stage_reports"]
-        from augsvc.models.text_cli import read_split
+        from augsvc.model_cli.text_cli import read_split
 
         _, cols = read_split("trec_gen", "train", str(store), ["label", "text", "lineage"], "text", "")
         for stage in ("lambada", "backtranslate"):

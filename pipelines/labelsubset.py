@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.ingest.encode import write_parquet
 from pipelines.store import PublishResult, Store, fault_guard
+from pipelines.storeshards import write_parquet
 from schemas.errors import AugsvcError
 
 LABEL_SUBSET = 0x1AB5E7  # a fixed SeedSequence entry, apart from split and augmentation draws
@@ -76,12 +76,8 @@ def label_subset(
     if not m.rows_per_split.get(split):
         have = ", ".join(f"{k} {n}" for k, n in m.rows_per_split.items()) or "none"
         raise AugsvcError(f"{dataset}@{version} has no rows in split {split!r} (its rows: {have})")
-    ids, labels = [], []
-    for s in m.shards:
-        t = store.read_shard(dataset, version, s.path, ["sample_id", "label", "split"])
-        t = t.filter(pc.equal(t["split"], split))
-        ids += t["sample_id"].to_pylist()
-        labels += t["label"].to_pylist()
+    keys = store.row_keys(m, split)
+    ids, labels = [k[0] for k in keys], [k[1] for k in keys]
     keep = choose_labelled(ids, labels, fraction=labelled, seed=seed)
     if not keep:
         n = sum(lab is not None for lab in labels)
@@ -93,7 +89,6 @@ def label_subset(
                   "unlabelled": unlabelled, "unlabelled_keep": unlabelled_keep, "seed": seed}  # fmt: skip
     out = output or dataset
     staging = store.staging(out)
-    splits: dict[str, dict[str, int]] = {}
     try:
         for s in m.shards:
             table = store.read_shard(dataset, version, s.path)
@@ -118,27 +113,18 @@ def label_subset(
             for name in sorted(set(table["split"].to_pylist())):
                 part = table.filter(pc.equal(table["split"], name))
                 staging.add_shard_bytes(write_parquet(part), part.num_rows, name)
-                per = splits.setdefault(name, {})
-                for lab in part["label"].to_pylist():
-                    if lab is not None:
-                        per[m.class_names[lab]] = per.get(m.class_names[lab], 0) + 1
         if not staging.shards:
             raise AugsvcError(f"{dataset}@{version}: no rows left; keep a larger labelled fraction")
-        rows_per_class = {c: sum(per.get(c, 0) for per in splits.values()) for c in m.class_names}
         return store.publish(
             staging,
             dataset=out,
             definition=definition,
             modality=m.modality,
             class_names=m.class_names,
-            rows_per_class=rows_per_class,
             parents=[f"{dataset}@{version}"],
             seed=seed,
             quarantine=m.quarantine,
-            extra={
-                "splits": {k: splits[k] for k in sorted(splits) if splits[k]},
-                **m.inherited(),
-            },
+            extra=m.inherited(),
         )
     except BaseException:
         staging.discard()

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.storeshards import plan_counts
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
 from schemas.recipe import Recipe
@@ -48,15 +49,6 @@ class BuildPlan:
     monolingual: bool = False  # translation: src is nullable (the input may hold target-only rows)
 
 
-def _counts(rows: list[tuple[str, int, str]], class_names: list[str]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for _, lab, split in rows:
-        per = out.setdefault(split, {})
-        name = class_names[lab] if lab is not None else "-"
-        per[name] = per.get(name, 0) + 1
-    return {s: dict(sorted(per.items(), key=lambda kv: kv[0])) for s, per in sorted(out.items())}
-
-
 def make_plan(
     recipe: Recipe, manifest: Manifest, rows: list[tuple[str, int, str]], only: set[int] | None = None
 ) -> BuildPlan:
@@ -68,7 +60,7 @@ def make_plan(
     from pipelines.stages import kind_of
 
     names = manifest.class_names
-    counts_in = _counts(rows, names)
+    counts_in = plan_counts(rows, names)
     stages = []
     for k, st in enumerate(recipe.stages):
         if only is not None and k not in only:
@@ -85,7 +77,7 @@ def make_plan(
         class_names=names,
         stages=stages,
         counts_in=counts_in,
-        counts_out=_counts(rows, names),
+        counts_out=plan_counts(rows, names),
         max_rows=OUT_SHARD_ROWS[manifest.modality],
         monolingual=manifest.monolingual is not None,
     )

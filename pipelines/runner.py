@@ -12,25 +12,23 @@ pure function of its inputs and the plan: every random draw comes from ``rng_for
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pipelines import stages, storefs
+from pipelines import stages
 from pipelines.executor import choose_workers, run_actor_map, run_map, start_workers
 from pipelines.plan import BuildPlan, make_plan
 from pipelines.stages.base import StepContext
 from pipelines.store import Store, fault_guard
+from pipelines.storework import part_keys
 from pipelines.tasks import PartOut
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
-from schemas.manifest import Manifest, ShardInfo
+from schemas.manifest import Manifest
 from schemas.recipe import Recipe
 from schemas.version import PACKAGE_VERSION
 
@@ -50,14 +48,6 @@ class BuildReport:
     rows_in: int = 0
     reused_shards: int = 0
     reports: dict | None = None  # stage name -> report (generators' quality gates)
-
-
-def _input_rows(store: Store, dataset: str, version: str, m: Manifest) -> list[tuple[str, int, str]]:
-    rows = []
-    for s in m.shards:
-        t = store.read_shard(dataset, version, s.path, ["sample_id", "label", "split"])
-        rows += zip(t["sample_id"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True)
-    return rows
 
 
 def check_recipe(recipe: Recipe, m: Manifest) -> None:
@@ -98,68 +88,6 @@ def build_definition(recipe: Recipe, parent: str) -> dict:
     return definition
 
 
-class _Work:
-    """Task outputs under ``.staging/build-<version>/work``: files plus a sidecar written last (resume marker).
-
-    ``root`` is a local folder, or a URI under a remote store when the build runs on a cluster (``--address``), so
-    that tasks on any node read the files of the step before."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        if storefs.is_local(root):
-            Path(root).mkdir(parents=True, exist_ok=True)
-
-    def _write(self, name: str, data: bytes) -> None:
-        if not storefs.is_local(self.root):
-            storefs.write_bytes(storefs.join(self.root, name), data)  # one put: visible whole or not at all
-            return
-        tmp = Path(self.root) / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, Path(self.root) / name)
-
-    def done(self, key: str) -> tuple[list[str], dict | None] | None:
-        """(files, report) of a finished task, or None."""
-        side = storefs.join(self.root, f"{key}.json")
-        if not storefs.exists(side):
-            return None
-        meta = json.loads(storefs.read_bytes(side))
-        files = [storefs.join(self.root, f) for f in meta["files"]]
-        return (files, meta.get("report")) if all(storefs.exists(f) for f in files) else None
-
-    def save(
-        self, key: str, blobs: list[bytes], names: list[str] | None = None, report: dict | None = None
-    ) -> list[str]:
-        names = names or [f"{key}-{j:03d}.parquet" for j in range(len(blobs))]
-        for n, b in zip(names, blobs, strict=True):
-            self._write(n, b)
-        self._write(f"{key}.json", json.dumps({"files": names, "report": report}).encode())
-        return [storefs.join(self.root, n) for n in names]
-
-    def cache_dir(self, name: str) -> str:
-        """A folder under the work root for what a stage keeps across resumes (a fine-tuned model)."""
-        path = storefs.join(self.root, f"cache-{name}")
-        if storefs.is_local(path):
-            Path(path).mkdir(parents=True, exist_ok=True)
-        return path
-
-    def clear(self) -> None:
-        if storefs.is_local(self.root):
-            shutil.rmtree(self.root, ignore_errors=True)
-        else:
-            storefs.delete_dir(self.root)
-
-
-def _metas(parts: list[list[str]]) -> list[list[tuple[str, int, str]]]:
-    out = []
-    for files in parts:
-        rows: list[tuple[str, int, str]] = []
-        for f in files:
-            t = storefs.read_table(f, columns=["sample_id", "label", "split"])
-            rows += zip(t["sample_id"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True)
-        out.append(rows)
-    return out
-
-
 @fault_guard("build")
 def build(
     recipe: Recipe,
@@ -172,9 +100,10 @@ def build(
 ) -> BuildReport:
     t0 = time.perf_counter()
     dataset, version = store.resolve(recipe.input)
-    m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
+    # a build never derives from a damaged parent (every shard re-hashed); a dry run checks the manifest only
+    m = store.manifest(dataset, version) if dry_run else store.verified_manifest(dataset, version)
     check_recipe(recipe, m)
-    rows = _input_rows(store, dataset, version, m)
+    rows = store.row_keys(m)
     plan = make_plan(recipe, m, rows)
     definition = build_definition(recipe, f"{dataset}@{version}")
     vid = version_id(definition)
@@ -189,14 +118,13 @@ def build(
             store.manifest(recipe.output, vid), True, plan, vid, time.perf_counter() - t0, 0.0, len(rows)
         )
     # on a cluster with a remote store, intermediate files live in the store so every node can read them
-    work_root = store.ref(recipe.output, ".staging", f"build-{vid}", "work") if address and not store.local else None
-    work = _Work(work_root or str(staging.dir / "work"))
+    work = store.work_files(staging, shared=bool(address))
     rows_out = sum(sum(v.values()) for v in plan.counts_out.values())
     in_bytes = sum(s.bytes for s in m.shards)
     n, why = choose_workers(len(m.shards) * len(stages.steps(recipe)), in_bytes, workers, address, rows_out)
     on_cluster = bool(address or os.environ.get("RAY_ADDRESS"))
     n_workers, ray_s = start_workers(workers if on_cluster else n, address, why)  # on a cluster: its CPUs
-    parts: list[list[str]] = [[store.shard_ref(dataset, version, s.path)] for s in m.shards]
+    parts: list[list[str]] = [[ref] for ref in store.shard_refs(m)]
     reused = 0
     tasks_done = 0  # tasks finished in this run
     counted = 0  # tasks of earlier calls (finished or reused), for the progress total
@@ -250,52 +178,25 @@ def build(
     reports: dict = {}
     for si, (kind, ks) in enumerate(step_steps):
         step_at, step_calls = si, 0
-        ctx = StepContext(recipe, m, plan, si, run, run_actors, _metas, work.cache_dir, reports, task_reports)
+        ctx = StepContext(recipe, m, plan, si, run, run_actors, part_keys, work.cache_dir, reports, task_reports)
         parts = kind.run(ctx, ks, parts)
-    # publish: the last step's files in order become the shards
-    splits: dict[str, dict[str, int]] = {}
-    soft = m.soft_labels or any(stages.kind_of(recipe, k).mixes_labels for k in range(len(recipe.stages)))
-    final = [f for files in parts for f in files]
-    monolingual: dict[str, int] | None = None if m.monolingual is None else {}
-    for f in final:
-        t = storefs.read_table(f, columns=["label", "split", *(["src"] if monolingual is not None else [])])
-        if t.num_rows == 0:
-            continue
-        rel = f"shards/part-{len(staging.shards):05d}.parquet"
-        if storefs.is_local(f) and Path(f).is_relative_to(staging.dir):
-            os.replace(f, staging.dir / rel)
-        else:  # an input shard passed through untouched
-            (staging.dir / rel).write_bytes(storefs.read_bytes(f))
-        data = (staging.dir / rel).read_bytes()
-        split = t["split"][0].as_py()
-        staging.shards.append(
-            ShardInfo(path=rel, rows=t.num_rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), split=split)
-        )
-        per = splits.setdefault(split, {})
-        for lab in t["label"].to_pylist():
-            if lab is None:  # translation pairs and unlabelled rows (a transfer set): per split only
-                continue
-            name = m.class_names[lab]
-            per[name] = per.get(name, 0) + 1
-        if monolingual is not None:
-            monolingual[split] = monolingual.get(split, 0) + t["src"].null_count
+    # publish: the last step's files, in order, become the shards (tallied as they are added)
+    for f in (f for files in parts for f in files):
+        staging.add_file(f)
     work.clear()
-    rows_per_class = {c: sum(per.get(c, 0) for per in splits.values()) for c in m.class_names}
+    soft = m.soft_labels or any(stages.kind_of(recipe, k).mixes_labels for k in range(len(recipe.stages)))
     result = store.publish(
         staging,
         dataset=recipe.output,
         definition=definition,
         modality=m.modality,
         class_names=m.class_names,
-        rows_per_class=rows_per_class,
         parents=[f"{dataset}@{version}"],
         seed=recipe.seed,
         extra={
-            "splits": {k: {c: v[c] for c in m.class_names if c in v} for k, v in sorted(splits.items())},
             "features": m.features,
             "image_storage": recipe.output_image_format if m.modality == "image" else None,
             "soft_labels": soft,
-            "monolingual": None if monolingual is None else dict(sorted(monolingual.items())),
             **({"stage_reports": reports} if reports else {}),
         },
     )

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.ingest.encode import sample_id as sample_id_of
-from pipelines.ingest.encode import write_parquet
 from pipelines.store import PublishResult, Store, fault_guard
+from pipelines.storeshards import write_parquet
 from schemas.errors import AugsvcError
 
 SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
@@ -66,18 +66,13 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
     for name, frac in (("val", val), ("test", test)):
         if frac > 0 and name in present:
             raise AugsvcError(f"{dataset}@{version} already has a {name!r} split; pass --{name} 0 to keep it")
-    ids, labels = [], []
-    for s in m.shards:
-        t = store.read_shard(dataset, version, s.path, ["sample_id", "label", "split"])
-        t = t.filter(pc.equal(t["split"], "train"))
-        ids += t["sample_id"].to_pylist()
-        labels += t["label"].to_pylist()
+    keys = store.row_keys(m, "train")
+    ids, labels = [k[0] for k in keys], [k[1] for k in keys]
     if not ids:
         raise AugsvcError(f"{dataset}@{version} has no 'train' rows to split")
     mapping = assign(ids, labels, m.duplicates, val=val, test=test, seed=seed)
     definition = {"kind": "split", "parent": f"{dataset}@{version}", "val": val, "test": test, "seed": seed}
     staging = store.staging(dataset)
-    splits: dict[str, dict[str, int]] = {}
     try:
         for s in m.shards:
             table = store.read_shard(dataset, version, s.path)
@@ -90,29 +85,18 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
             )
             for name in ("train", "val", "test", *sorted(set(new) - {"train", "val", "test"})):
                 part = table.filter(pc.equal(table["split"], name))
-                if part.num_rows == 0:
-                    continue
-                staging.add_shard_bytes(write_parquet(part), part.num_rows, name)
-                per = splits.setdefault(name, {})
-                for lab in part["label"].to_pylist():
-                    if lab is None:  # an unlabelled version: rows per split only
-                        continue
-                    c = m.class_names[lab]
-                    per[c] = per.get(c, 0) + 1
+                if part.num_rows:
+                    staging.add_shard_bytes(write_parquet(part), part.num_rows, name)
         return store.publish(
             staging,
             dataset=dataset,
             definition=definition,
             modality=m.modality,
             class_names=m.class_names,
-            rows_per_class=m.rows_per_class,
             parents=[f"{dataset}@{version}"],
             seed=seed,
             quarantine=m.quarantine,
-            extra={
-                "splits": {k: splits[k] for k in sorted(splits)},
-                **m.inherited(),
-            },
+            extra=m.inherited(),
         )
     except BaseException:
         staging.discard()

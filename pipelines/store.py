@@ -45,6 +45,8 @@ import pyarrow.parquet as pq
 from pipelines import storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
+from pipelines.storeshards import Tally, write_parquet
+from pipelines.storework import WorkFiles
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 DEFAULT_STORE = "./augsvc-store"
+_COUNT_FIELDS = ("rows", "rows_per_split", "splits", "rows_per_class", "monolingual")  # the tally's, never passed
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: no trailing newline, no '/', no '..'
 _VERSION_RE = re.compile(r"[0-9a-f]{16}")  # a version id (schemas.hashing.version_id)
 log = logging.getLogger("augsvc.store")
@@ -129,6 +132,14 @@ def check_name(name: str, what: str = "dataset name") -> None:
     _check_name(what, name)
 
 
+class _ShardProblem(Exception):
+    """A shard that fails its checks: ``problem`` is verify's line, ``message`` a reader's error."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem, self.message = problem, message
+
+
 @dataclass
 class PublishResult:
     manifest: Manifest
@@ -137,37 +148,67 @@ class PublishResult:
 
 @dataclass
 class Staging:
-    """Shards being written for a version that is not visible yet."""
+    """Shards being written for a version that is not visible yet, and their running :class:`Tally`.
+
+    Every way in (a table, bytes, a file a worker wrote, a work file or input shard of a build) goes through
+    :meth:`_add`, which tallies the shard from its footer and ``label``/``split``/``src`` columns; ``Store.publish``
+    writes that tally into the manifest, so the job that wrote the rows never counts them."""
 
     dir: Path
     shards: list[ShardInfo] = field(default_factory=list)
     lock: storelock.Lock | None = field(default=None, repr=False)
     #: a one-off ``<uuid>`` folder: its lock file goes when the folder is done (keyed lock files stay)
     one_off: bool = False
+    tally: Tally = field(default_factory=Tally, repr=False)
 
-    def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
-        """Write a table as the next ``part-NNNNN.parquet`` (zstd); ``split`` when every row has that split."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        return self.add_shard_bytes(sink.getvalue().to_pybytes(), table.num_rows, split)
+    def _next(self) -> str:
+        return f"shards/part-{len(self.shards):05d}.parquet"
 
-    def add_shard_bytes(self, data: bytes, rows: int, split: str | None = None) -> ShardInfo:
-        """Write shard bytes produced elsewhere (a worker) as the next ``part-NNNNN.parquet``."""
-        rel = f"shards/part-{len(self.shards):05d}.parquet"
-        (self.dir / rel).write_bytes(data)
-        info = ShardInfo(path=rel, rows=rows, bytes=len(data), sha256=sha256_bytes(data), split=split)
+    def _add(self, rel: str, source: Any, rows: int | None, split: str | None, sha256: str, nbytes: int) -> ShardInfo:
+        """Tally the shard now at ``rel`` (``source``: its bytes or path) and list it. ``rows``/``split`` are the
+        writer's claims: a footer or ``split`` column that disagrees is a bug in the writer (``AugsvcError``)."""
+        n, one = self.tally.add_parquet(source, split)
+        if rows is not None and rows != n:
+            raise AugsvcError(f"staged shard {rel} holds {n} rows, its writer said {rows}; nothing was published")
+        if split is not None and one != split:
+            raise AugsvcError(f"staged shard {rel} holds rows of another split than {split!r}; nothing was published")
+        info = ShardInfo(path=rel, rows=n, bytes=nbytes, sha256=sha256, split=one)
         self.shards.append(info)
         return info
 
-    def adopt_file(self, path: str | Path, rows: int, sha256: str, nbytes: int, split: str | None = None) -> ShardInfo:
+    def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
+        """Write a table as the next ``part-NNNNN.parquet``; ``split`` when the table has no ``split`` column."""
+        return self.add_shard_bytes(write_parquet(table), table.num_rows, split)
+
+    def add_shard_bytes(self, data: bytes, rows: int | None = None, split: str | None = None) -> ShardInfo:
+        """Write shard bytes produced elsewhere (a worker, :func:`write_parquet`) as the next shard."""
+        rel = self._next()
+        (self.dir / rel).write_bytes(data)
+        return self._add(rel, data, rows, split, sha256_bytes(data), len(data))
+
+    def adopt_file(
+        self, path: str | Path, rows: int | None, sha256: str, nbytes: int, split: str | None = None
+    ) -> ShardInfo:
         """Move a shard a worker wrote inside this staging folder into place as the next ``part-NNNNN.parquet``.
 
         The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible."""
-        rel = f"shards/part-{len(self.shards):05d}.parquet"
+        rel = self._next()
         os.replace(path, self.dir / rel)
-        info = ShardInfo(path=rel, rows=rows, bytes=nbytes, sha256=sha256, split=split)
-        self.shards.append(info)
-        return info
+        return self._add(rel, str(self.dir / rel), rows, split, sha256, nbytes)
+
+    def add_file(self, ref: str) -> ShardInfo | None:
+        """Make a Parquet file the next shard: moved when it lies inside this staging folder (a build's work
+        file), else copied (an input shard passed through, a work file in a remote store). A file without rows
+        is skipped (None)."""
+        data = storefs.read_bytes(ref)
+        if pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows == 0:
+            return None
+        rel = self._next()
+        if storefs.is_local(ref) and Path(ref).is_relative_to(self.dir):
+            os.replace(ref, self.dir / rel)
+        else:
+            (self.dir / rel).write_bytes(data)
+        return self._add(rel, data, None, None, sha256_bytes(data), len(data))
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -221,6 +262,22 @@ class Store(StoreHousekeeping):
 
     def read_shard(self, dataset: str, version: str, rel: str, columns: list[str] | None = None) -> pa.Table:
         return storefs.read_table(self.shard_ref(dataset, version, rel), columns)
+
+    def shard_refs(self, m: Manifest) -> list[str]:
+        """The refs of every shard of a published version, in order (see :meth:`shard_ref`)."""
+        return [self.shard_ref(m.dataset, m.version, s.path) for s in m.shards]
+
+    def row_keys(self, m: Manifest, split: str | None = None) -> list[tuple[str, int | None, str]]:
+        """(sample_id, label, split) of every row of a published version (of ``split`` only, when given), in
+        shard order: what plans, splits and label subsets decide from without reading payloads."""
+        rows: list[tuple[str, int | None, str]] = []
+        for s in m.shards:
+            if split is not None and s.split not in (None, split):
+                continue
+            t = self.read_shard(m.dataset, m.version, s.path, ["sample_id", "label", "split"])
+            keys = zip(t["sample_id"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True)
+            rows += keys if split is None else (k for k in keys if k[2] == split)
+        return rows
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """(pyarrow filesystem, root path inside it): for tools that take a filesystem (Ray Data, DuckDB)."""
@@ -507,6 +564,15 @@ class Store(StoreHousekeeping):
         self._opened().append(st)
         return st
 
+    def work_files(self, staging: Staging, *, shared: bool = False) -> WorkFiles:
+        """The work files of a keyed staging folder (a build's task outputs, :mod:`pipelines.storework`): in the
+        folder itself, or with ``shared`` on a remote store, under the same name in the store, so that tasks on
+        every node of a cluster read them."""
+        if shared and not self.local:
+            dataset = staging.dir.parent.parent.name
+            return WorkFiles(self.ref(dataset, ".staging", staging.dir.name, "work"))
+        return WorkFiles(str(staging.dir / "work"))
+
     def reclaim_staging(self, dataset: str, *, min_age_s: float = storelock.STALE_AFTER_S) -> list[str]:
         """Remove ``.staging/<uuid>/`` folders of writers that are gone (no live lock, untouched for
         ``min_age_s`` seconds); keyed build folders stay for a resume. Returns the names removed; never raises."""
@@ -545,7 +611,6 @@ class Store(StoreHousekeeping):
         definition: dict,
         modality: str,
         class_names: list[str],
-        rows_per_class: dict[str, int],
         parents: list[str] | None = None,
         seed: int | None = None,
         quarantine: list[QuarantineItem] | None = None,
@@ -553,8 +618,14 @@ class Store(StoreHousekeeping):
     ) -> PublishResult:
         """Verify the staged shards, write the manifest, and make the version visible in one step.
 
+        The manifest's counts (``rows``, ``rows_per_split``, ``splits``, ``rows_per_class``, ``monolingual``) are
+        the staging folder's tally of its shards (:class:`pipelines.storeshards.Tally`); ``extra`` holds the other
+        manifest fields (features, storage, duplicates, stage reports...) and may not carry counts (``ValueError``).
         Locally the version appears by one directory rename; an ``OSError`` before it means nothing was published
         (the staging folder is left to the caller). A failure to move ``latest`` afterwards is only a warning."""
+        counted = sorted(set(extra or {}) & set(_COUNT_FIELDS))
+        if counted:
+            raise ValueError(f"publish: {', '.join(counted)} are counted from the staged shards, not passed in extra")
         vid = version_id(definition)
         if self.exists(dataset, vid):
             shutil.rmtree(staging.dir, ignore_errors=True)
@@ -572,8 +643,6 @@ class Store(StoreHousekeeping):
             version=vid,
             modality=modality,
             class_names=class_names,
-            rows=sum(s.rows for s in staging.shards),
-            rows_per_class=rows_per_class,
             shards=staging.shards,
             parents=parents or [],
             definition=definition,
@@ -581,14 +650,9 @@ class Store(StoreHousekeeping):
             package_version=PACKAGE_VERSION,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             quarantine=quarantine or [],
+            **staging.tally.manifest_counts(class_names),
             **(extra or {}),
         )
-        if not manifest.rows_per_split:
-            per_split: dict[str, int] = {}
-            for sh in staging.shards:
-                if sh.split is not None:
-                    per_split[sh.split] = per_split.get(sh.split, 0) + sh.rows
-            manifest.rows_per_split = dict(sorted(per_split.items()))
         body = manifest.model_dump_json(indent=2).encode()
         if self.local:
             with open(staging.dir / "manifest.json", "wb") as f:
@@ -623,75 +687,80 @@ class Store(StoreHousekeeping):
 
         Checks: the manifest parses and is consistent (see :meth:`manifest`), every shard path is a file inside
         the version's ``shards/``, every shard's size and sha256, its row count (Parquet footer) against
-        ``shards[i].rows``, its ``split`` column against ``shards[i].split``, and the labels counted per split and
-        class against ``splits`` and ``rows_per_class``."""
-        import pyarrow.parquet as pq
-
+        ``shards[i].rows``, its ``split`` column against ``shards[i].split``, and the shards' tally (the one
+        :class:`~pipelines.storeshards.Tally` that ``publish`` wrote) against ``splits``, ``rows_per_class`` and
+        ``monolingual``."""
         m, problems = self._load_manifest(dataset, version)
         if m is None:
             return problems
-        counts: dict[str, dict[int, int]] = {}
-        counted = bool(m.class_names)
-        mono: dict[str, int] | None = None if m.monolingual is None else {}  # split -> rows with a null src
+        tally = Tally()
+        complete = True  # every shard tallied: the counts can be compared
         for s in m.shards:
             if not SHARD_RE.fullmatch(s.path):
-                counted = False
+                complete = False
                 continue  # reported by manifest_problems; never read outside the version
             try:
-                data = storefs.read_bytes(self.shard_ref(dataset, version, s.path))
-            except OSError:
-                problems.append(f"{s.path}: missing or unreadable")
-                counted = False
+                pf = self._checked_parquet(dataset, version, s)
+                n, one = tally.add_parquet(pf, s.split)
+            except _ShardProblem as e:
+                problems.append(e.problem)
+                complete = False
                 continue
-            if len(data) != s.bytes or sha256_bytes(data) != s.sha256:
-                problems.append(f"{s.path}: sha256 or size differs from manifest (shard was modified)")
-                counted = False
-                continue
-            try:
-                pf = pq.ParquetFile(pa.BufferReader(data))
-                n = pf.metadata.num_rows
-                names = set(pf.schema_arrow.names)
-                cols = [c for c in ("label", "split", *(["src"] if mono is not None else [])) if c in names]
-                t = pf.read(columns=cols) if cols else None
             except (OSError, ValueError) as e:
                 problems.append(f"{s.path}: not a readable Parquet file ({str(e).splitlines()[0]})")
-                counted = False
+                complete = False
                 continue
-            if n != s.rows:
-                problems.append(f"{s.path}: holds {n} rows, the manifest says {s.rows}")
-            if t is None or "label" not in names:
-                counted = False
-                continue
-            splits = t["split"].to_pylist() if "split" in names else [s.split] * n
-            if s.split is not None and any(x != s.split for x in splits):
+            if s.split is not None and one != s.split:
                 problems.append(f"{s.path}: holds rows of another split than its manifest entry ({s.split!r})")
-            if mono is not None and "src" in names:
-                for sp, src in zip(splits, t["src"].to_pylist(), strict=True):
-                    mono[sp] = mono.get(sp, 0) + (src is None)
-            for sp, lab in zip(splits, t["label"].to_pylist(), strict=True):
-                if lab is None:
-                    continue
-                per = counts.setdefault(sp, {})
-                per[lab] = per.get(lab, 0) + 1
-        if (
-            mono is not None
-            and not problems
-            and {k: v for k, v in mono.items() if v} != {k: v for k, v in m.monolingual.items() if v}
-        ):  # (after an unreadable shard the counts would be short)
-            problems.append("monolingual (rows with no source, per split) differs from the rows in the shards")
-        if counted:
-            k = len(m.class_names)
-            bad = sorted({lab for per in counts.values() for lab in per if not 0 <= lab < k})
-            if bad:
-                problems.append(f"labels {bad} have no entry in class_names ({k} classes)")
-            else:
-                named = {sp: {m.class_names[i]: n for i, n in sorted(per.items())} for sp, per in counts.items()}
-                if m.splits and named != {sp: {c: n for c, n in per.items() if n} for sp, per in m.splits.items()}:
-                    problems.append("splits (class counts per split) differ from the rows in the shards")
-                totals = {c: sum(per.get(c, 0) for per in named.values()) for c in m.class_names}
-                if {c: n for c, n in totals.items() if n} != {c: n for c, n in m.rows_per_class.items() if n}:
-                    problems.append("rows_per_class differs from the labels in the shards")
+        if complete:
+            problems += tally.problems(m)
         return problems
+
+    def _checked_parquet(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
+        """A shard's bytes as a Parquet file after checking its size, sha256 and footer row count against
+        ``info``; ``_ShardProblem`` (a verify line, and the reader's longer message) otherwise."""
+        ref = self.shard_ref(dataset, version, info.path)
+        where = f"{dataset}@{version}: shard {info.path}"
+        try:
+            data = storefs.read_bytes(ref)
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise _ShardProblem(
+                f"{info.path}: missing or unreadable",
+                f"{where} is missing or unreadable ({ref}: {why}); run 'augsvc verify'",
+            ) from None
+        if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
+            raise _ShardProblem(
+                f"{info.path}: sha256 or size differs from manifest (shard was modified)",
+                f"{where} does not match its sha256 in the manifest (modified or corrupt: {ref}); run 'augsvc verify'",
+            )
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        n = pf.metadata.num_rows
+        if n != info.rows:  # an edited manifest would make a reader skip or overrun rows
+            raise _ShardProblem(
+                f"{info.path}: holds {n} rows, the manifest says {info.rows}",
+                f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'",
+            )
+        return pf
+
+    def open_shard(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
+        """One shard of a published version, checked as it is read: the bytes' size and sha256 against the
+        manifest entry ``info``, and the Parquet footer's row count against ``info.rows``.
+
+        Returns a ``pyarrow.parquet.ParquetFile`` over the bytes in memory (read the columns you need). Raises
+        ``AugsvcError`` (one line, naming the version, shard and file) when the shard is missing, modified or
+        holds another number of rows: what a streaming reader must refuse."""
+        try:
+            return self._checked_parquet(dataset, version, info)
+        except _ShardProblem as e:
+            raise AugsvcError(e.message) from None
+
+    def read_verified_shard(
+        self, dataset: str, version: str, info: ShardInfo, columns: list[str] | None = None
+    ) -> pa.Table:
+        """:meth:`open_shard`, then its ``columns`` (all when None; names the shard lacks are left out)."""
+        pf = self.open_shard(dataset, version, info)
+        return pf.read(columns=None if columns is None else [c for c in columns if c in pf.schema_arrow.names])
 
     # -- housekeeping (issue 17): new methods, kept apart from the ones above ---------------------------------
     def is_present(self) -> bool:

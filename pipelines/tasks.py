@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines import storefs
-from pipelines.ingest.encode import write_parquet
 from pipelines.plan import BuildPlan
+from pipelines.storeshards import write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 from schemas.errors import AugsvcError

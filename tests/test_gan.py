@@ -38,7 +38,7 @@ def tiny_images(per_class: int = 8, side: int = 16, channels: int = 1, seed: int
 
 def train_gate(path: Path, X: np.ndarray, y: np.ndarray, steps: int = 40) -> Path:
     """A small CNN trained on the real images, saved the way 'augsvc train' saves best.pt."""
-    from generators.nets.models import SmallCNN
+    from generators.nets.classifiers import SmallCNN
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -203,7 +203,7 @@ def test_frechet_distance_is_zero_for_same_and_grows_with_shift() -> None:
 
 
 def test_smallcnn_features_feed_the_unchanged_head() -> None:
-    from generators.nets.models import SmallCNN
+    from generators.nets.classifiers import SmallCNN
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

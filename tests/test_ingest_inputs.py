@@ -449,7 +449,7 @@ def test_builds_read_versions_written_before_the_exif_orientation_column(tmp_pat
     for s in m.shards:
         st.write_shard(store.read_shard(m.dataset, m.version, s.path).drop_columns(["exif_orientation"]), s.split)
     store.publish(st, dataset="old", definition={"old": 1}, modality="image", class_names=m.class_names,
-                  rows_per_class=m.rows_per_class, extra={"splits": m.splits, "image_storage": "auto"})  # fmt: skip
+                  extra={"image_storage": "auto"})  # fmt: skip
     recipe = load_recipe({"input": "old", "output": "new", "seed": 3, "stages": [
         {"mix": {"method": "cutmix", "alpha": 1.0}, "copies": 1},
         {"op": {"op": "hflip"}, "copies": 1},

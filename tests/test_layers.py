@@ -1,7 +1,9 @@
 """Layers you can read from the package names: schemas <- generators <- pipelines <- augsvc.
 
 Every import statement in the four packages (at module level or inside a function) may only name a package of
-its own layer or a lower one; importing the contract (schemas) loads no numba, OpenCV or torch."""
+its own layer or a lower one; importing the contract (schemas) loads no numba, OpenCV or torch. Inside ``augsvc``
+the Python API is the boundary: only it, the stream family and (until its routes move onto the API) the service
+import the store, the build runner and ingest."""
 
 from __future__ import annotations
 
@@ -36,6 +38,46 @@ def test_no_import_goes_up_a_layer(package: str) -> None:
             if top in LAYERS and LAYERS.index(top) > rank:
                 bad.append(f"{path.relative_to(ROOT)}:{line} imports {top}")
     assert not bad, "imports that go up a layer:\n" + "\n".join(bad)
+
+
+# the store and the jobs that write versions: reached from augsvc/ only through augsvc/api.py
+BEHIND_THE_API = ("pipelines.store", "pipelines.storefs", "pipelines.storelock", "pipelines.storecheck",
+                  "pipelines.storeshards", "pipelines.storework", "pipelines.store_housekeeping", "pipelines.runner",
+                  "pipelines.ingest", "pipelines.split", "pipelines.labelsubset")  # fmt: skip
+MAY_IMPORT_THEM = ("augsvc/api.py", "augsvc/stream*.py", "augsvc/service/*.py")
+
+
+def _modules(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted module) of every import in ``path``; ``from pipelines import storefs`` names pipelines.storefs."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def _behind_the_api(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in BEHIND_THE_API)
+
+
+def test_only_the_api_reaches_the_store_runner_and_ingest() -> None:
+    bad = []
+    for path in sorted((ROOT / "augsvc").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if any(rel.match(pattern) for pattern in MAY_IMPORT_THEM):
+            continue
+        bad += [f"{rel}:{line} imports {mod}" for line, mod in _modules(path) if _behind_the_api(mod)]
+    assert not bad, "go through augsvc.api instead:\n" + "\n".join(bad)
+
+
+def test_api_boundary_check_catches_a_direct_import(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text(
+        "from pipelines import storefs\ndef f():\n    from pipelines.runner import build\nimport pipelines.plan\n"
+    )
+    assert [m for _, m in _modules(f) if _behind_the_api(m)] == ["pipelines.storefs", "pipelines.runner.build"]
 
 
 def test_layer_check_catches_an_upward_import(tmp_path: Path) -> None:

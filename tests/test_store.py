@@ -20,7 +20,6 @@ def _publish(store: Store, values: list[int]):
         definition={"kind": "test", "values": values},
         modality="tabular",
         class_names=["a"],
-        rows_per_class={"a": len(values)},
     )
 
 
@@ -85,3 +84,84 @@ def test_bad_names_and_refs_are_clear(tmp_path):
         store.staging("../evil")
     with pytest.raises(AugsvcError, match="ds@nope: no dataset 'ds'"):
         store.resolve("ds@nope")
+
+
+def _rows(split: str, labels: list, src: list | None = None) -> pa.Table:
+    cols = {"sample_id": [f"{split}{i}" for i in range(len(labels))], "label": pa.array(labels, pa.int32()),
+            "split": [split] * len(labels)}  # fmt: skip
+    table = pa.table(cols)
+    if src is not None:  # a translation shard whose src may be null (monolingual rows)
+        table = table.append_column(pa.field("src", pa.string(), nullable=True), pa.array(src, pa.string()))
+        table = table.append_column(pa.field("tgt", pa.string(), nullable=False), pa.array(["t"] * len(src)))
+    return table
+
+
+def test_publish_counts_the_staged_shards_and_verify_recounts_them(tmp_path):
+    """The job hands over shards only: rows per split, per split and class, unlabelled rows and monolingual rows
+    are the staging folder's tally, and verify's tally of the published shards agrees."""
+    store = Store(tmp_path)
+    st = store.staging("ds")
+    st.write_shard(_rows("train", [0, 1, 1, None]))
+    st.write_shard(_rows("val", [None, None]))  # a split with rows but no label
+    st.write_shard(_rows("train", [2]))
+    m = store.publish(st, dataset="ds", definition={"k": 1}, modality="text", class_names=["a", "b", "c"]).manifest
+    assert m.rows == 7 and m.rows_per_split == {"train": 5, "val": 2}
+    assert m.splits == {"train": {"a": 1, "b": 2, "c": 1}, "val": {}}
+    assert m.rows_per_class == {"a": 1, "b": 2, "c": 1} and m.monolingual is None
+    assert [s.split for s in m.shards] == ["train", "val", "train"]  # from the split column
+    assert store.verify("ds", m.version) == []
+
+    st = store.staging("tr")
+    st.write_shard(_rows("train", [None] * 3, src=["x", None, None]))
+    st.write_shard(_rows("test", [None], src=["y"]))
+    m = store.publish(st, dataset="tr", definition={"k": 2}, modality="translation", class_names=[]).manifest
+    assert m.monolingual == {"test": 0, "train": 2} and m.rows_per_split == {"test": 1, "train": 3}
+    assert store.verify("tr", m.version) == []
+    path = store.version_dir("tr", m.version) / "manifest.json"
+    path.write_text(path.read_text().replace('"train": 2', '"train": 1'))
+    assert store.verify("tr", m.version) == [
+        "monolingual (rows with no source, per split) differs from the rows in the shards"
+    ]
+
+
+def test_publish_takes_no_counts_and_staging_checks_its_writers(tmp_path):
+    store = Store(tmp_path)
+    st = store.staging("ds")
+    st.write_shard(_rows("train", [0]))
+    with pytest.raises(ValueError, match="rows_per_class, splits are counted from the staged shards"):
+        store.publish(st, dataset="ds", definition={"k": 1}, modality="text", class_names=["a"],
+                      extra={"splits": {}, "rows_per_class": {}})  # fmt: skip
+    with pytest.raises(AugsvcError, match=r"holds 1 rows, its writer said 2"):
+        st.add_shard_bytes(pq_bytes(_rows("train", [0])), 2)
+    with pytest.raises(AugsvcError, match=r"holds rows of another split than 'val'"):
+        st.write_shard(_rows("train", [0]), "val")
+    st = store.staging("ds")
+    st.write_shard(_rows("train", [5]))
+    with pytest.raises(AugsvcError, match=r"labels \[5\] have no entry in class_names \(1 classes\)"):
+        store.publish(st, dataset="ds", definition={"k": 3}, modality="text", class_names=["a"])
+
+
+def pq_bytes(table: pa.Table) -> bytes:
+    from pipelines.storeshards import write_parquet
+
+    return write_parquet(table)
+
+
+def test_open_shard_checks_size_sha256_and_footer_rows(tmp_path):
+    store = Store(tmp_path)
+    m = _publish(store, [1, 2, 3]).manifest
+    info = m.shards[0]
+    assert store.read_verified_shard("ds", m.version, info, ["label", "nope"]).column_names == ["label"]
+    assert store.open_shard("ds", m.version, info).metadata.num_rows == 3
+    with pytest.raises(AugsvcError, match=r"holds 3 rows, the manifest says 2; run 'augsvc verify'"):
+        store.open_shard("ds", m.version, info.model_copy(update={"rows": 2}))
+    shard = store.version_dir("ds", m.version) / info.path
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(AugsvcError, match=r"ds@\w+: shard shards/part-00000.parquet does not match its sha256") as e:
+        store.open_shard("ds", m.version, info)
+    assert "\n" not in str(e.value)
+    shard.unlink()
+    with pytest.raises(AugsvcError, match="is missing or unreadable"):
+        store.open_shard("ds", m.version, info)

@@ -17,7 +17,7 @@ PUBLISH = textwrap.dedent(
     if sys.argv[2] == "crash":
         os._exit(9)  # killed after writing shards, before the manifest and rename
     store.publish(st, dataset="ds", definition={"k": 1}, modality="tabular",
-                  class_names=[], rows_per_class={})
+                  class_names=[])
     """
 )
 

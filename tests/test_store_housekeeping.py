@@ -21,7 +21,7 @@ def _publish(store: Store, values: list[int], dataset: str = "ds", parents=None,
     table = pa.table({"sample_id": [str(v) for v in values], "label": pa.array([0] * len(values), pa.int32())})
     st.write_shard(table)
     r = store.publish(st, dataset=dataset, definition={"kind": "test", "values": values}, modality="tabular",
-                      class_names=["a"], rows_per_class={"a": len(values)}, parents=parents, seed=seed)  # fmt: skip
+                      class_names=["a"], parents=parents, seed=seed)  # fmt: skip
     return r.manifest.version
 
 

@@ -21,7 +21,7 @@ from generators.base import FitData  # noqa: E402
 from generators.textgen import backtranslate as bt_mod  # noqa: E402
 from generators.textgen import fixtures as fx  # noqa: E402
 from generators.textgen import lambada as lb_mod  # noqa: E402
-from generators.textgen import models as tg_models  # noqa: E402
+from generators.textgen import lm as tg_models  # noqa: E402
 from schemas.errors import AugsvcError  # noqa: E402
 
 
@@ -263,7 +263,7 @@ def test_clear_errors(models, tmp_path) -> None:
     with pytest.raises(AugsvcError, match="unknown key 'temprature'"):
         lambada(models, temprature=0.5)
     if not torch.cuda.is_available():
-        with pytest.raises(AugsvcError, match="no CUDA device"):
+        with pytest.raises(AugsvcError, match="no CUDA GPU"):
             lambada(models, device="cuda").load()
 
 

@@ -20,7 +20,7 @@ from augsvc.trainer.loop import train
 from augsvc.trainer.losses import classification_loss, distillation_loss, soft_cross_entropy
 from augsvc.trainer.reports import compare
 from generators.nets.classifier import load_model, logits_for_rows
-from generators.nets.models import SmallCNN, count_parameters
+from generators.nets.classifiers import SmallCNN, count_parameters
 from pipelines.ingest.encode import write_parquet
 from pipelines.recipes import load_recipe
 from pipelines.store import Store
@@ -33,10 +33,9 @@ def _publish(store: Store, name: str, rows: list[dict], schema: pa.Schema, modal
     for split in sorted({r["split"] for r in rows}):
         part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=schema)
         st.add_shard_bytes(write_parquet(part), part.num_rows, split)
-    per_class = {c: sum(r["label"] == i for r in rows) for i, c in enumerate(classes)}
     extra = {"image_storage": "raw"} if modality == "image" else None
     store.publish(st, dataset=name, definition={"test": name}, modality=modality, class_names=classes,
-                  rows_per_class=per_class, extra=extra)  # fmt: skip
+                  extra=extra)  # fmt: skip
 
 
 def _image(label: int, rng: np.random.Generator, size: int = 12) -> np.ndarray:

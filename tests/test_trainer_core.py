@@ -120,7 +120,7 @@ def test_finetune_freezes_then_uses_differential_learning_rates(store: Store, tm
     train(load_config({"data": "t", "epochs": 1}), store, tmp_path / "base", progress=False)
     cfg = load_config({"data": "t", "epochs": 2, "finetune_from": str(tmp_path / "base"), "freeze_epochs": 1,
                        "lr": 0.01, "base_lr_scale": 0.1})  # fmt: skip
-    from generators.nets.models import TabularMLP
+    from generators.nets.classifiers import TabularMLP
 
     opt = loop._optimizer(cfg, TabularMLP(4, 2))
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.001, 0.01])

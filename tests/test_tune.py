@@ -53,7 +53,7 @@ def store(tmp_path_factory) -> Store:
         part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=image_schema())
         st.add_shard_bytes(write_parquet(part), part.num_rows, split)
     s.publish(st, dataset="squares", definition={"test": "squares"}, modality="image",
-              class_names=["top_left", "bottom_right"], rows_per_class={"top_left": 36, "bottom_right": 36},
+              class_names=["top_left", "bottom_right"],
               extra={"image_storage": "raw"})  # fmt: skip
     return s
 
@@ -280,7 +280,7 @@ def test_train_config_checked_against_the_version_before_ray(store, tmp_path) ->
         part = pa.Table.from_pylist([r for r in rows if r["split"] == split], schema=image_schema())
         st.add_shard_bytes(write_parquet(part), part.num_rows, split)
     store.publish(st, dataset="blank", definition={"test": "blank"}, modality="image", class_names=[],
-                  rows_per_class={}, extra={"image_storage": "raw"})  # fmt: skip
+                  extra={"image_storage": "raw"})  # fmt: skip
     with pytest.raises(AugsvcError, match=r"augsvc tune .* needs labels, but blank@\w+ has none") as e:
         tune_search(load_space({**SPACE, "data": "blank"}), tmp_path / "o", store=store.uri)
     assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "o").exists()

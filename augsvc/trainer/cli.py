@@ -24,12 +24,12 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary, no progress bar.")] = False,
     ):
         """Train a classifier on a version; writes metrics, best checkpoint and a validation plot to OUT."""
+        from augsvc.api import open_store
         from augsvc.trainer.loop import load_config
         from augsvc.trainer.loop import train as run_train
-        from pipelines.store import Store
 
         run_dir = out or str(Path("runs") / Path(config).stem)
-        summary = run_train(load_config(config), Store(store), run_dir, resume=resume, progress=not as_json)
+        summary = run_train(load_config(config), open_store(store), run_dir, resume=resume, progress=not as_json)
         if as_json:
             typer.echo(json.dumps(summary))
         elif "best_val_acc" not in summary:  # epochs: 0 with pretrain: pretraining alone

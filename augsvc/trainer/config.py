@@ -46,6 +46,13 @@ class TrainConfig(BaseModel):
     max_len: int = Field(64, ge=1, description="text: tokens per example")
     epochs: int = Field(10, ge=0, description="0: only pretrain (needs pretrain)")
     batch_size: int = Field(64, ge=1)
+    shuffle_window: int | None = Field(
+        None,
+        ge=1,
+        description="training stream's shuffle: null (default) permutes the whole split when its shards total at "
+        "most 1 GiB (near-iid batches whatever the storage order), else windows; N: window shuffle of blocks of whole "
+        "shards of at least N rows (docs/streaming.md)",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"

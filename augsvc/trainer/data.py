@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from augsvc.api import StoreArg as Store
 from generators.nets.prep import Prep
-from pipelines.store import Store
 
 __all__ = ["Prep", "fit_prep"]
 
@@ -20,7 +20,7 @@ def fit_prep(
     if hf_path:
         prep.state["hf_path"] = hf_path
     elif prep.modality == "text":
-        from generators.nets.models import Vocab
+        from generators.nets.classifiers import Vocab
 
         texts = [t for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=1024) for t in b["text"]]
         prep.state["vocab"] = Vocab.build(texts).words

@@ -2,55 +2,34 @@
 checkpoint, stop early, resume identically from ``last.pt``; reports go to the run directory.
 
 Determinism: the stream's order, augmentation and mixing are functions of ``(seed, epoch)``; model init, dropout
-and anything else drawn from torch's generator run under ``torch.random.fork_rng`` seeded with ``seed``, whose
-state is saved per epoch in ``last.pt``. The caller's global random state is left as it was.
+and anything else drawn from torch's generator run under :func:`generators.runtime.seeded_session` seeded with
+``seed``, whose state is saved per epoch in ``last.pt`` (written atomically: a kill mid-write leaves the previous
+epoch's file). The caller's global random state and torch threads are left as they were.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from augsvc import api
+from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_config
 from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
 from generators.nets.classifier import load_model, read_checkpoint
 from generators.nets.prep import Prep, build_model, default_kind, to_device
-from pipelines.store import Store
+from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 
 __all__ = ["DistillConfig", "MixConfig", "Prep", "TrainConfig", "build_model", "compare", "evaluate", "load_config",
            "plot_curves", "train"]  # fmt: skip
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """Use ``n`` CPU threads (default: the cores, at most 8) and restore the caller's setting afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(n or max(1, min(cores, 8)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def evaluate(
@@ -84,7 +63,7 @@ def evaluate(
 def evaluate_run(run: str | Path, store: Store, ref: str, split: str, device: str = "auto") -> float:
     """Accuracy of a run's best checkpoint on ``ref``'s ``split`` (e.g. a held-out test split)."""
     model, prep, ck = load_model(run)
-    dev = _device(device)
+    dev = resolve_device(device)
     return evaluate(model.to(dev), prep, store, ref, split, dev, max_len=ck.get("max_len", 64), resize=ck.get("resize"))
 
 
@@ -114,25 +93,6 @@ def _teacher_logits(b: dict, ref: str, split: str):
             "(stages: [{teacher: {checkpoint: RUN_DIR}}]), with that split in the recipe's splits"
         )
     return torch.from_numpy(np.stack(col).astype(np.float32))
-
-
-def _rng_state(device) -> dict:
-    import torch
-
-    st = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        st["cuda"] = torch.cuda.get_rng_state(device)
-    return st
-
-
-def _set_rng_state(st: dict | Any, device) -> None:
-    import torch
-
-    if not isinstance(st, dict):  # checkpoints before the cpu/cuda split
-        st = {"cpu": st}
-    torch.set_rng_state(st["cpu"])
-    if device.type == "cuda" and "cuda" in st:
-        torch.cuda.set_rng_state(st["cuda"], device)
 
 
 class _Progress:
@@ -194,19 +154,17 @@ def train(
     ``out_dir``. ``resume=True`` continues from ``out_dir/last.pt`` exactly as an uninterrupted run would.
     ``on_epoch(row)`` is called after each epoch's files are written (row: epoch, train_loss, train_acc, val_acc,
     seconds), e.g. to report to Ray Tune."""
-    import torch
-
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.pretrain is not None:  # SimCLR first (augsvc/trainer/pretrain.py), then fine-tune from its encoder
         from augsvc.trainer.pretrain import PRETRAIN_DIR, pretrain
         from pipelines.unlabelled import require_labels
 
         if cfg.epochs:  # refuse unlabelled fine-tuning data before minutes of pretraining, not after
-            require_labels(store.manifest(*store.resolve(cfg.data)), "augsvc train (fine-tuning on 'data')")
+            require_labels(api.show(cfg.data, store=store), "augsvc train (fine-tuning on 'data')")
         pre = pretrain(cfg, store, Path(out_dir) / PRETRAIN_DIR, resume=resume, progress=progress)
         if cfg.epochs == 0:
             return {"pretrain": pre, "run": str(out_dir), "epochs": 0}
-    with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with seeded_session(cfg.seed, device, threads=cfg.threads or default_threads()):
         return _train(cfg, store, Path(out_dir), device, resume=resume, progress=progress, on_epoch=on_epoch)
 
 
@@ -221,6 +179,7 @@ def train_streams(
     from augsvc.trainer.schedule import epoch_resize
 
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
+              shuffle_window=cfg.shuffle_window,
               resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
@@ -237,12 +196,12 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
     from augsvc.trainer.schedule import make_curriculum
-    from generators.nets.models import count_parameters
+    from generators.nets.classifiers import count_parameters
 
     out.mkdir(parents=True, exist_ok=True)
-    ds, v = store.resolve(cfg.data)
+    ds, v = api.resolve(cfg.data, store=store)
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
+    m = api.show(ref, store=store)
     from pipelines.unlabelled import require_labels, require_split_labels
 
     require_labels(m, "augsvc train (a classifier learns from the labels of 'data')")
@@ -252,18 +211,16 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     kind = cfg.model or default_kind(m.modality)
     if kind == "hf" and m.modality not in ("text", "image"):
         raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
-    val_ref = "@".join(store.resolve(val_ref))
-    require_split_labels(store.manifest(*store.resolve(val_ref)), cfg.val_split,
+    val_ref = "@".join(api.resolve(val_ref, store=store))
+    require_split_labels(api.show(val_ref, store=store), cfg.val_split,
                          f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip
     filled = cfg.model_copy(update={"data": ref, "val_data": val_ref, "model": kind})
     (out / "config.yaml").write_text(
         "# every key of this run, versions pinned and defaults filled in; null means the feature is off\n"
         + yaml.safe_dump(filled.model_dump(mode="json"), sort_keys=False)
     )
-    # Layer init and dropout only draw from torch's default generator; train() runs this inside
-    # torch.random.fork_rng, so seeding it here never changes the caller's state (tested).
-    torch.manual_seed(cfg.seed)
-
+    # Layer init and dropout only draw from torch's default generator, seeded with cfg.seed by train()'s
+    # seeded_session, which restores the caller's state afterwards (tested).
     if cfg.pretrain is not None:
         from augsvc.trainer.pretrain import encoder_checkpoint
 
@@ -296,11 +253,11 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
     opt = _optimizer(cfg, model)
     start, history, best, stale = 0, [], -1.0, 0
     if resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", weights_only=False, map_location=device)
+        ck = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
+                             fix="delete it to start again without --resume")  # fmt: skip
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, history, best, stale = ck["epoch"] + 1, ck["history"], ck["best"], ck.get("stale", 0)
-        _set_rng_state(ck["rng"], device)
     mix = cfg.mix.model_dump() if cfg.mix else None
     if mix and m.modality != "image":
         raise AugsvcError(f"mix works on image batches; {ref} is {m.modality} (build a mixed version instead)")
@@ -350,11 +307,14 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
             bar.done(task, row)
             if val_acc > best:
                 best, stale = val_acc, 0
-                torch.save({"model": model.state_dict(), "prep": prep.state, **meta, "epoch": epoch}, out / "best.pt")
+                save_checkpoint(
+                    out / "best.pt", {"model": model.state_dict(), "prep": prep.state, **meta, "epoch": epoch}
+                )
             else:
                 stale += 1
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
-                        "history": history, "best": best, "rng": _rng_state(device)}, out / "last.pt")  # fmt: skip
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "stale": stale,
+                     "history": history, "best": best}  # fmt: skip
+            save_checkpoint(out / "last.pt", state, rng_device=device)
             write_reports(out, history)
             if on_epoch is not None:
                 on_epoch(row)

@@ -11,8 +11,8 @@ Writes into the pretrain directory (``RUN/pretrain`` under ``augsvc train``): ``
 in the trainer's checkpoint format, without a head: ``finetune_from`` accepts it or the directory), ``last.pt``
 (model, optimizer, step, history and torch RNG state after each epoch: resuming continues exactly as an
 uninterrupted run), ``loss.csv`` (per epoch), ``loss_steps.csv`` (per step), ``loss.png`` (OpenCV, no matplotlib
-needed) and ``summary.json``. Everything runs inside ``torch.random.fork_rng``: the caller's random state is left
-as it was.
+needed) and ``summary.json``. Everything runs inside :func:`generators.runtime.seeded_session`: the caller's random
+state and torch threads are left as they were; checkpoints are written atomically.
 """
 
 from __future__ import annotations
@@ -27,9 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from augsvc import api
+from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import TrainConfig
 from augsvc.trainer.pretrain_config import PretrainConfig
-from pipelines.store import Store
+from generators.runtime import (
+    default_threads,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    seeded_session,
+    set_rng_state,
+)
 from schemas.errors import AugsvcError
 
 PRETRAIN_DIR = "pretrain"  # under an ``augsvc train`` run directory
@@ -131,14 +140,11 @@ def pretrain(
     ``stop_after`` stops after that many epochs of this call, as an interruption would (time-boxed jobs, tests).
     Raises AugsvcError for a non-image version, a model other than ``cnn``, images of several sizes without
     ``resize``, a batch larger than the split, or a resume whose settings differ."""
-    import torch
-
-    from augsvc.trainer.loop import _device, _torch_threads
-
     if cfg.pretrain is None:
         raise AugsvcError("pretrain: the train config has no 'pretrain:' section")
-    device = _device(cfg.device)
-    with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    device = resolve_device(cfg.device)
+    seed = cfg.seed if cfg.pretrain.seed is None else cfg.pretrain.seed
+    with seeded_session(seed, device, threads=cfg.threads or default_threads()):
         return _pretrain(cfg, store, Path(out_dir), device, resume=resume, progress=progress, stop_after=stop_after)
 
 
@@ -147,15 +153,14 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
     import torch
 
     from augsvc.stream import Stream
-    from augsvc.trainer.loop import _rng_state, _set_rng_state
-    from generators.nets.models import count_parameters
+    from generators.nets.classifiers import count_parameters
     from generators.nets.prep import Prep, build_model, default_kind
 
     p = cfg.pretrain
     assert p is not None
-    ds, v = store.resolve(p.data or cfg.data)
+    ds, v = api.resolve(p.data or cfg.data, store=store)
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
+    m = api.show(ref, store=store)
     kind = cfg.model or default_kind(m.modality)
     if m.modality != "image" or kind != "cnn":
         key = "pretrain.data" if p.data and m.modality != "image" else "pretrain"
@@ -186,7 +191,7 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         check_view_recipe(recipe, "pretrain.augment")
     out.mkdir(parents=True, exist_ok=True)
 
-    torch.manual_seed(seed)  # inside pretrain()'s fork_rng: the caller's generator is untouched
+    # layer init draws from torch's generator, seeded with ``seed`` by pretrain()'s seeded_session
     encoder = build_model("cnn", 1, Prep("image"), cfg.width, channels)
     model = simclr_net(encoder, p.hidden_dim, p.projection_dim).to(device)
     params = list(model.parameters())
@@ -198,7 +203,8 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
     settings = _settings(cfg.model_copy(update={"data": ref, "model": kind}))
     start, step, history, steps_log = 0, 0, [], []
     if resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", weights_only=False, map_location=device)
+        ck = load_checkpoint(out / "last.pt", map_location=device, what="pretraining checkpoint",
+                             fix="delete it to start again without --resume")  # fmt: skip
         if ck.get("settings") != settings:
             old = (ck.get("settings") or {}).get("pretrain", {})
             diff = sorted(k for k in {**settings["pretrain"], **old} if settings["pretrain"].get(k) != old.get(k))
@@ -209,7 +215,7 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, step, history, steps_log = ck["epoch"] + 1, ck["step"], ck["history"], ck["steps"]
-        _set_rng_state(ck["rng"], device)
+        set_rng_state(ck["rng"], device)
     meta = {"kind": "cnn", "width": cfg.width, "class_names": [], "modality": "image", "channels": int(channels),
             "max_len": cfg.max_len, "data": ref, "resize": resize, "prep": {},
             "pretrain": {"method": "simclr", **settings["pretrain"]}}  # fmt: skip
@@ -221,7 +227,8 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         model.train()
         t0, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0
         s = Stream(ref, store=store, split=p.split, batch_size=p.batch_size, seed=seed, epoch=epoch, shuffle=True,
-                   recipe=recipe, views=2, resize=resize, drop_last=True, columns=["image"])  # fmt: skip
+                   recipe=recipe, views=2, resize=resize, drop_last=True, columns=["image"],
+                   shuffle_window=cfg.shuffle_window)  # fmt: skip
         for b in s:
             views = b["views"]
             if not isinstance(views, np.ndarray) or views.ndim != 5:
@@ -250,10 +257,10 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
         history.append(row)
         done_now += 1
         enc_state = {k: t for k, t in model.encoder.state_dict().items() if not k.startswith("head.")}
-        torch.save({"model": enc_state, **meta, "epoch": epoch}, out / ENCODER)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "history": history, "steps": steps_log, "rng": _rng_state(device), "settings": settings},
-                   out / "last.pt")  # fmt: skip
+        save_checkpoint(out / ENCODER, {"model": enc_state, **meta, "epoch": epoch})
+        save_checkpoint(out / "last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                                          "step": step, "history": history, "steps": steps_log, "settings": settings},
+                        rng_device=device)  # fmt: skip
         _write_reports(out, history, steps_log)
         if progress:
             print(f"pretrain epoch {epoch + 1}/{p.epochs}: loss {row['loss']:.4f}, pair acc {row['pair_acc']:.3f}, "

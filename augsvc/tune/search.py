@@ -58,15 +58,15 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
     from ray import tune
 
+    from augsvc.api import open_store
     from augsvc.trainer.loop import evaluate_run, train
-    from pipelines.store import Store
 
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     space = TuneSpace.model_validate(setup["space"])
     cand = config.get("candidate") or candidate(space, config)
     seed = int(config.get("seed", space.seed))
     cfg = train_config(space, cand, setup["ref"], seed)
-    store = Store(setup["store"])
+    store = open_store(setup["store"])
     run = Path(tempfile.mkdtemp(prefix="augsvc-tune-"))
     resume = False
     ck = tune.get_checkpoint()
@@ -184,11 +184,12 @@ def live_callback(total: int, epochs: int) -> Any:
 # -- running -----------------------------------------------------------------------------------------------------
 def _resolve(space: TuneSpace, store: Any) -> tuple[str, Any]:
     """Pin ``data`` to a version and check the splits and the ops against it."""
+    from augsvc import api
     from pipelines.transforms.base import get_op_class
 
-    ds, v = store.resolve(space.data)
+    m = api.show(space.data, store=store)
+    ds, v = m.dataset, m.version
     ref = f"{ds}@{v}"
-    m = store.manifest(ds, v)
     have = m.rows_per_split or {}
     for key in ("train_split", "val_split") + (("test_split",) if space.test_split else ()):
         split = getattr(space, key)
@@ -251,8 +252,8 @@ def tune_search(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
 
+    from augsvc.api import open_store
     from pipelines import executor
-    from pipelines.store import Store
 
     if time_budget_s is not None and not time_budget_s > 0:
         raise AugsvcError(f"--budget {time_budget_s:g}: give a number of seconds above 0, or leave it out")
@@ -270,7 +271,7 @@ def tune_search(
         which = "val_split" if space.test_split == space.val_split else "train_split"
         raise AugsvcError(f"--test {space.test_split}: the search used split {space.test_split!r} ({which}); "
                           "score on a split it never read (e.g. --test test)")  # fmt: skip
-    st = Store(store)
+    st = open_store(store)
     ref, _ = _resolve(space, st)
     out = Path(out).resolve()
     exp = out / "search"

@@ -120,9 +120,10 @@ class GanParams(Generator):
 
     def load(self) -> LoadedGan:
         """Load the generator (and the gate classifier) once; on CUDA when asked or (auto) present."""
-        from generators.gan.train import build_generator_net, read_gan_checkpoint, resolve_device
+        from generators.gan.train import build_generator_net, read_gan_checkpoint
+        from generators.runtime import resolve_device
 
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, what="generator gan: device")
         ck = read_gan_checkpoint(self.checkpoint)
         net = build_generator_net(ck).to(device)
         gate = None

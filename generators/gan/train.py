@@ -13,14 +13,16 @@ Files in the output folder:
   ``content_sha256`` (sha256 over the metadata's canonical JSON and every weight's name, dtype, shape and bytes;
   checked on every load, and the id a recipe's version id depends on);
 - ``last.pt``: everything ``--resume`` needs (both networks, the EMA copy, optimisers, the torch generator state),
-  written after every epoch; a resumed run gives the same weights as an uninterrupted one (CPU);
+  written after every epoch (atomically, like ``gan.pt``: a kill mid-write leaves the previous file); a resumed
+  run gives the same weights as an uninterrupted one (CPU);
 - ``samples/epoch_NNNN.png`` (a row of samples per class from fixed latents, every ``sample_every`` epochs and at
   the end), ``losses.png``, ``metrics.json``, ``summary.json``.
 
-Determinism: initial weights come from torch's generator seeded with ``seed`` inside ``torch.random.fork_rng`` (the
-caller's global state is untouched); latents and DiffAugment draws from an explicit ``torch.Generator``; the batch
-order of epoch ``e`` from ``numpy.random.default_rng([seed, e])``; on CUDA ``torch.use_deterministic_algorithms``
-is on while training (restored afterwards; CUDA results still depend on the GPU model). Same data, config and seed
+Determinism: initial weights come from torch's generator seeded with ``seed`` inside
+:func:`generators.runtime.seeded_session` (the caller's global state and threads are untouched); latents and
+DiffAugment draws from an explicit ``torch.Generator``; the batch order of epoch ``e`` from
+``numpy.random.default_rng([seed, e])``; on CUDA ``torch.use_deterministic_algorithms`` is on while training
+(restored afterwards; CUDA results still depend on the GPU model). Same data, config and seed
 give the same checkpoint on CPU.
 """
 
@@ -29,16 +31,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 from schemas.hashing import canonical_json
 
@@ -73,38 +74,6 @@ class GanTrainConfig(BaseModel):
     sample_every: int = Field(10, ge=1, description="epochs between sample grids and gan.pt updates")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores, at most 8)")
-
-
-def resolve_device(name: str) -> Any:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU -> AugsvcError."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AugsvcError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use device: auto or cpu")
-    return torch.device(name)
-
-
-@contextmanager
-def torch_session(seed: int, device: Any, threads: int | None = None):
-    """Threads, deterministic algorithms and a forked, seeded global RNG for the duration; all restored after."""
-    import torch
-
-    before_threads = torch.get_num_threads()
-    before_det = torch.are_deterministic_algorithms_enabled()
-    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(threads or max(1, min(cores, 8)))
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            if device.type == "cuda":  # the CPU kernels used here are deterministic already (and faster as they are)
-                torch.use_deterministic_algorithms(True, warn_only=True)
-            yield
-    finally:
-        torch.use_deterministic_algorithms(before_det, warn_only=before_warn)
-        torch.set_num_threads(before_threads)
 
 
 def fit_images(images: np.ndarray, side: int | None = None) -> tuple[np.ndarray, int]:
@@ -150,17 +119,13 @@ def read_gan_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict of a ``train-gan`` folder (its ``gan.pt``) or a ``.pt`` file, content hash verified.
 
     Raises AugsvcError when there is no such file, it is not a GAN checkpoint, or its content changed."""
-    import torch
 
     p = Path(path)
     p = p / "gan.pt" if p.is_dir() else p
     if not p.is_file():
         raise AugsvcError(f"{path}: no GAN checkpoint (train one with 'augsvc models train-gan VERSION --out DIR' "
                           "and give DIR or DIR/gan.pt)")  # fmt: skip
-    try:
-        ck = torch.load(p, weights_only=False, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise AugsvcError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    ck = load_checkpoint(p, what="GAN checkpoint", fix="retrain it with 'augsvc models train-gan' or restore it")
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise AugsvcError(f"{p}: not a GAN checkpoint of 'augsvc models train-gan' (an 'augsvc train' run is a "
                           "classifier: give it as gate_checkpoint)")  # fmt: skip
@@ -222,7 +187,7 @@ def train_gan(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
-    with torch_session(cfg.seed, device, cfg.threads):
+    with seeded_session(cfg.seed, device, threads=cfg.threads or default_threads(), deterministic=True):
         return _train(x, labels, class_names, out, cfg, device, side, source_shape, resume, progress, data_ref)
 
 
@@ -242,7 +207,8 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     start, step, history, seconds = 0, 0, [], 0.0
     data_sha = hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()
     if resume and (out / "last.pt").is_file():
-        st = torch.load(out / "last.pt", weights_only=False, map_location=device)
+        st = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
+                             fix="delete it to start again without --resume")  # fmt: skip
         if st["data_sha256"] != data_sha or st["config"] != cfg.model_dump(exclude={"epochs", "device", "threads"}):
             raise AugsvcError(f"{out / 'last.pt'}: the data or the config differ from the run being resumed; "
                               "use another --out or drop --resume")  # fmt: skip
@@ -325,17 +291,18 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
                 weights = {k_: v.detach().cpu().clone() for k_, v in G_ema.state_dict().items()}
                 ck = {**meta, "epoch": epoch, "steps": step, "generator": weights}
                 ck["content_sha256"] = content_sha256(_meta_of(ck), ck["generator"])
-                _atomic_save(ck, out / "gan.pt")
+                save_checkpoint(out / "gan.pt", ck)
                 with torch.no_grad():
                     grid = G_ema(grid_z.float().to(device), grid_y.to(device))
                 write_grid(grid, class_names, out / "samples" / f"epoch_{epoch + 1:04d}.png")
                 plot_losses(history, out / "losses.png")
                 (out / "metrics.json").write_text(json.dumps(history, indent=1))
-            _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                          "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "gen": gen.get_state(),
-                          "epoch": epoch, "step": step, "history": history, "seconds": seconds,
-                          "data_sha256": data_sha, "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
-                         out / "last.pt")  # fmt: skip
+            save_checkpoint(out / "last.pt", {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                                              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                              "gen": gen.get_state(), "epoch": epoch, "step": step, "history": history,
+                                              "seconds": seconds, "data_sha256": data_sha,
+                                              "config": cfg.model_dump(exclude={"epochs", "device", "threads"})},
+                            rng_device=device)  # fmt: skip
     if start >= cfg.epochs and not (out / "gan.pt").is_file():
         raise AugsvcError(f"{out}: nothing to resume into (last.pt is at epoch {start}, epochs is {cfg.epochs})")
     ck = read_gan_checkpoint(out / "gan.pt")
@@ -345,14 +312,6 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
                "images": n, "data": data_ref}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class _Bar:

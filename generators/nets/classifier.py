@@ -51,15 +51,16 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The dict ``augsvc train`` saved (a run directory means its ``best.pt``); AugsvcError when there is none."""
-    import torch
+    """The dict ``augsvc train`` saved (a run directory means its ``best.pt``); AugsvcError when there is none or it
+    is not a readable torch file."""
+    from generators.runtime import load_checkpoint
 
     p = Path(path)
     if p.is_dir():  # a run directory, or a pretraining directory (encoder.pt: an encoder without a head)
         p = p / "best.pt" if (p / "best.pt").is_file() or not (p / "encoder.pt").is_file() else p / "encoder.pt"
     if not p.is_file():
         raise AugsvcError(f"{path}: no checkpoint (expected a run directory with best.pt, or a .pt file)")
-    return torch.load(p, weights_only=False, map_location="cpu")
+    return load_checkpoint(p, what="classifier checkpoint", fix="train the run again ('augsvc train') or restore it")
 
 
 def rows_to_batch(

@@ -37,15 +37,15 @@ def fit_text_classifier(
     """
     import torch
 
-    from generators.nets.models import HFClassifier
-    from generators.textgen.models import torch_seed
+    from generators.nets.classifiers import HFClassifier
+    from generators.runtime import seeded_session
 
     texts = [str(t) for t in texts]
     y = np.asarray(y, dtype=np.int64)
     if not texts:
         raise AugsvcError("hf classifier: no labelled text to fine-tune on")
     dev = torch.device(device)
-    with torch_seed(seed, dev):
+    with seeded_session(seed, dev):
         try:
             net = HFClassifier(path, num_classes, "text")
             tok = net.tokenizer()

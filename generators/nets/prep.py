@@ -42,7 +42,7 @@ class Prep:
                     self._tok = transformers.AutoTokenizer.from_pretrained(self.state["hf_path"], local_files_only=True)
                 enc = self._tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
                 return dict(enc)
-            from generators.nets.models import Vocab
+            from generators.nets.classifiers import Vocab
 
             if self._tok is None:
                 self._tok = Vocab(self.state["vocab"])
@@ -71,7 +71,7 @@ def to_device(x: Any, device: Any) -> Any:
 
 def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
     """A fresh model of ``kind`` (cnn, text_cnn, mlp, hf) for ``num_classes`` classes."""
-    from generators.nets.models import HFClassifier, SmallCNN, TabularMLP, TextCNN
+    from generators.nets.classifiers import HFClassifier, SmallCNN, TabularMLP, TextCNN
 
     if kind == "cnn":
         return SmallCNN(channels, num_classes, width)

@@ -48,7 +48,7 @@ def parallel_pairs() -> list[tuple[str, str]]:
 
 def tiny_lm(out: str | Path, steps: int = 150, seed: int = 0) -> Path:
     """Train a 2-layer GPT-2 (n_embd 32) with a byte-level BPE on ``label SEP text`` lines of the sentences."""
-    from generators.textgen.models import TrainSettings, lm_lines, lm_tokenizer, new_lm, train
+    from generators.textgen.lm import TrainSettings, lm_lines, lm_tokenizer, new_lm, train
 
     texts, y, names = labelled_sentences()
     lines = lm_lines([names[int(c)] for c in y], texts)
@@ -60,7 +60,7 @@ def tiny_lm(out: str | Path, steps: int = 150, seed: int = 0) -> Path:
 
 def tiny_translator(out: str | Path, direction: str = "en-xx", steps: int = 200, seed: int = 0) -> Path:
     """Train a 2-layer Marian-style model (d_model 32) on the en <-> xx pairs, ``en-xx`` or ``xx-en``."""
-    from generators.textgen.models import TrainSettings, new_translator, train, translation_tokenizer
+    from generators.textgen.lm import TrainSettings, new_translator, train, translation_tokenizer
 
     pairs = parallel_pairs()
     if direction == "xx-en":

@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
-from generators.textgen.models import (
+from generators.textgen.lm import (
     LM_SEP,
     Decoding,
     TrainSettings,

@@ -109,8 +109,8 @@ def is_gguf(ref: str | Path) -> bool:
 
 def source_sha256(ref: str | Path, what: str = "model", allow_download: bool = False) -> str:
     """Content hash of what a reference names: a GGUF file's sha256, or a model folder's
-    (:func:`generators.textgen.models.model_sha256`); a hub id is resolved (downloaded) first."""
-    from generators.textgen.models import model_sha256
+    (:func:`generators.textgen.lm.model_sha256`); a hub id is resolved (downloaded) first."""
+    from generators.textgen.lm import model_sha256
 
     src = _source(ref, what)
     if src is not None and src.is_file():

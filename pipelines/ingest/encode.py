@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, FileRef, Record
+from pipelines.storeshards import write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 
@@ -53,7 +53,6 @@ class ChunkResult:
     split: str
     data: bytes | None  # Parquet file bytes; None when every record was bad
     rows: int
-    label_counts: dict[int, int] = field(default_factory=dict)
     bad: list[Bad] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)  # content digest of every record of the chunk, in order
     path: str | None = None  # where the worker wrote the shard (when given an out_dir), with its sha256 and size
@@ -63,13 +62,6 @@ class ChunkResult:
 
 def sample_id(source: str) -> str:
     return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
-
-
-def write_parquet(table: pa.Table) -> bytes:
-    """The one place shard bytes are produced: zstd, no statistics that vary between runs."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_statistics=True)
-    return sink.getvalue().to_pybytes()
 
 
 def _read_file(rec: Record, digest: bytes | None) -> tuple[bytes, bytes]:
@@ -170,14 +162,10 @@ def encode_chunk(
         if modality != "image":
             digests.append(digest)
         keep.append(rec)
-    counts: dict[int, int] = {}
     labels = [None if r.label is None else class_index[r.label] for r in keep]
-    for lab in labels:
-        if lab is not None:
-            counts[lab] = counts.get(lab, 0) + 1
     n = len(keep)
     if n == 0:
-        return ChunkResult(chunk.index, chunk.split, None, 0, counts, bad, digests)
+        return ChunkResult(chunk.index, chunk.split, None, 0, bad, digests)
     cols = {
         "sample_id": [sample_id(r.source) for r in keep],
         "label": labels,
@@ -190,14 +178,14 @@ def encode_chunk(
     table = pa.Table.from_pydict(cols, schema=schema)
     data = write_parquet(table)
     if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, counts, bad, digests)
+        return ChunkResult(chunk.index, chunk.split, data, n, bad, digests)
     path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, counts, bad, digests, path, sha, len(data))
+    return ChunkResult(chunk.index, chunk.split, None, n, bad, digests, path, sha, len(data))
 
 
 _COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage", "teacher_logits"}

@@ -6,8 +6,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Format = Literal["auto", "images", "idx", "npz", "csv", "tsv", "jsonl", "lines", "tabular", "parallel", "parquet"]
+#: every ingest format, in the order help texts list them, with the reader that opens it
+#: (``module:function`` under ``pipelines/ingest/readers/``): the one list of formats
+READERS = {
+    "images": "images:source",
+    "idx": "arrays:idx_source",
+    "npz": "arrays:npz_source",
+    "csv": "text:source",
+    "tsv": "text:source",
+    "jsonl": "text:source",
+    "lines": "text:source",
+    "tabular": "tabular:source",
+    "parallel": "parallel:source",
+    "parquet": "parquet:source",
+}
+FORMATS = tuple(READERS)
+Format = Literal[("auto", *FORMATS)]  # type: ignore[valid-type]
 ImageStorage = Literal["auto", "raw", "jpeg", "png", "webp"]
+
+
+def format_list(*, auto: bool = True) -> str:
+    """The formats as a sentence: ``auto, images, ... or parquet`` (without ``auto`` when it is False)."""
+    names = ("auto", *FORMATS) if auto else FORMATS
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
 
 # Bumped whenever ingest code changes the bytes it writes for the same input and options.
 # Images above this many pixels are bad items (checked from the header, before decoding): 100 M pixels is
@@ -18,44 +40,62 @@ INGEST_FORMAT_VERSION = 3  # 3: EXIF orientation applied, exif_orientation colum
 
 
 class IngestOptions(BaseModel):
+    """Every reader option with its default. The ``description`` of each field is also its ``augsvc ingest --help``
+    text: the command's flags are made from this model (``augsvc/cli_ingest.py``)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    format: Format = "auto"
+    format: Format = Field("auto", description=f"{format_list()}.")
     # text / tabular
-    text_column: str | None = Field(None, description="text column name (or 0-based index without a header)")
-    label_column: str | None = Field(None, description="label column name (or 0-based index without a header)")
-    header: bool | None = Field(None, description="first line is a header; default: sniffed")
-    encoding: str = "utf-8"
-    delimiter: str | None = Field(None, description="field delimiter for csv/tsv/tabular; default by format")
-    label_sep: str = Field(" ", description="'lines' format: separator between the label and the text")
-    label_level: Literal["coarse", "fine"] = Field("coarse", description="'lines' labels like DESC:manner")
-    split: str | None = Field(None, description="split name for a single-file source (default: from file name)")
+    text_column: str | None = Field(None, description="Text column (name, or index without header).")
+    label_column: str | None = Field(None, description="Label column (name, or index without header).")
+    header: bool | None = Field(None, description="First line is a header.")  # None: sniffed
+    encoding: str = Field("utf-8", description="Text encoding, e.g. latin-1.")
+    delimiter: str | None = Field(None, description="Field delimiter (default by format).")
+    label_sep: str = Field(" ", description="'lines' format: label/text separator.")
+    label_level: Literal["coarse", "fine"] = Field("coarse", description="'lines' format: coarse (DESC) or fine "
+                                                   "(DESC:manner).")  # fmt: skip
+    split: str | None = Field(None, description="Split name for a single-file source.")  # default: from file name
     # images
-    resize: tuple[int, int] | None = Field(None, description="(height, width) to resize every image to")
-    image_storage: ImageStorage = "auto"
-    jpeg_quality: int = Field(95, ge=1, le=100)
+    resize: tuple[int, int] | None = Field(None, description="Resize images to HEIGHTxWIDTH (or one number).")
+    image_storage: ImageStorage = Field("auto", description="auto, raw, jpeg, png or webp (see docs).")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="Quality for jpeg/webp storage.")
+    labels_file: str | None = Field(None, description="Flat image folder: CSV/JSONL file -> label map.")
     max_pixels: int | None = Field(
-        DEFAULT_MAX_PIXELS, ge=1, description="refuse (quarantine) images above this many pixels; None: no limit"
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Quarantine images above this many pixels (default 100,000,000; 0: no limit).",
+        json_schema_extra={"cli_default": None},  # the flag is left out unless given (None would mean no limit)
     )
-    labels_file: str | None = Field(None, description="flat image folder: CSV/JSONL mapping file name -> label")
     # arrays
-    x_key: str = "x"
-    y_key: str = "y"
+    x_key: str = Field("x", description="NPZ images array name.")
+    y_key: str = Field("y", description="NPZ labels array name.")
     # parallel text
-    src_lang: str | None = None
-    tgt_lang: str | None = None
-    monolingual: bool = Field(
-        False,
-        description="parallel text: keep target-only text as monolingual rows (src null) instead of refusing it: "
-        "a line whose source side is empty, and a <stem>.<tgt> file with no <stem>.<src> beside it",
-    )
+    src_lang: str | None = Field(None, description="Parallel text: source language suffix.")
+    tgt_lang: str | None = Field(None, description="Parallel text: target language suffix.")
+    monolingual: bool = Field(False, description="Parallel text: keep target-only text as rows with no source.")
+    # (a line whose source side is empty, and a <stem>.<tgt> file with no <stem>.<src> beside it: src is null)
     # parquet
-    image_column: str | None = None
+    image_column: str | None = Field(None, description="Parquet source: column of encoded images.")
     # common
-    classes: list[str] | None = Field(None, description="class names in label order (default: sorted)")
-    on_error: Literal["fail", "skip"] = "fail"
-    dedupe: bool = False
-    shard_rows: int | None = Field(None, ge=1, description="rows per shard (default by modality)")
+    classes: list[str] | None = Field(None, description="Comma-separated class names in label order.")
+    on_error: Literal["fail", "skip"] = Field("fail", description="fail: stop at the first bad item; skip: "
+                                              "quarantine it.")  # fmt: skip
+    dedupe: bool = Field(False, description="Drop byte-identical duplicates.")
+    shard_rows: int | None = Field(None, ge=1, description="Rows per shard (default by modality).")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _parse_classes(cls, v: object) -> object:
+        """``"a, b,c"`` -> ``["a", "b", "c"]`` (the command line's form); an empty string is no list."""
+        if isinstance(v, str):
+            return [c.strip() for c in v.split(",")] if v else None
+        return v
+
+    @field_validator("max_pixels", mode="before")
+    @classmethod
+    def _no_limit(cls, v: object) -> object:
+        return None if v == 0 else v  # 0: no limit (the command line's form)
 
     @field_validator("resize", mode="before")
     @classmethod

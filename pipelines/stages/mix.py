@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import storefs
-from pipelines.ingest.encode import write_parquet
 from pipelines.mixing import MixSpec, apply_mix, mix_labels, mix_pair, soft_of
 from pipelines.plan import BuildPlan, derived_id
 from pipelines.rng import rng_for, sample_key
 from pipelines.stages import register_stage_kind
 from pipelines.stages.base import Row, StageKind, StepContext, selected_labels, stage_name, validate_spec
+from pipelines.storeshards import write_parquet
 from pipelines.tasks import PartOut, get_payload, read_part, set_payload, worker_recipe, worker_setup, write_rows
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest

@@ -50,25 +50,16 @@ class TeacherPlan:
     device: str = "auto"
 
 
-def _device(asked: str) -> str:
-    import torch
-
-    if asked == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if asked.startswith("cuda") and not torch.cuda.is_available():
-        raise AugsvcError(f"teacher: device {asked!r} asked for, but torch sees no CUDA device here; use auto or cpu")
-    return asked
-
-
 class TeacherHost:
     """Actor body: loads the teacher once (``generators.nets.classifier``), then labels part after part."""
 
     def __init__(self, plan: TeacherPlan) -> None:
         from generators.nets.classifier import load_model
+        from generators.runtime import resolve_device
 
         worker_setup()
         self.plan = plan
-        self.loaded = load_model(plan.checkpoint, _device(plan.device))
+        self.loaded = load_model(plan.checkpoint, str(resolve_device(plan.device, what="teacher: device")))
 
     def __call__(self, key: str, files: list[str]) -> PartOut:
         return write_rows(self.plan.base, key, self.label_rows(read_part(files).to_pylist()))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.options import FORMATS, READERS, IngestOptions
 from pipelines.ingest.records import Bad, Record
 from schemas.errors import AugsvcError
 
@@ -71,10 +71,7 @@ def detect_format(path: Path) -> str:
             return fmt
     if name.endswith(".csv"):
         return "csv"
-    raise AugsvcError(
-        f"{path}: cannot tell the format from the file name; pass --format "
-        "(images, idx, npz, csv, tsv, jsonl, lines, tabular, parallel, parquet)"
-    )
+    raise AugsvcError(f"{path}: cannot tell the format from the file name; pass --format ({', '.join(FORMATS)})")
 
 
 def _looks_parallel(names: list[str]) -> bool:
@@ -83,24 +80,15 @@ def _looks_parallel(names: list[str]) -> bool:
 
 
 def open_source(path: Path, opts: IngestOptions) -> Source:
-    from pipelines.ingest.readers import arrays, images, parallel, parquet, tabular, text
+    """The reader of ``opts.format`` (or the detected format) over ``path`` (``READERS`` names each reader)."""
+    import importlib
 
     if not path.exists():
         raise AugsvcError(f"{path}: no such file or folder")
     fmt = opts.format if opts.format != "auto" else detect_format(path)
-    makers = {
-        "images": images.source,
-        "idx": arrays.idx_source,
-        "npz": arrays.npz_source,
-        "csv": text.source,
-        "tsv": text.source,
-        "jsonl": text.source,
-        "lines": text.source,
-        "tabular": tabular.source,
-        "parallel": parallel.source,
-        "parquet": parquet.source,
-    }
-    src = makers[fmt](path, opts.model_copy(update={"format": fmt}))
+    module, fn = READERS[fmt].split(":")
+    reader = getattr(importlib.import_module(f"pipelines.ingest.readers.{module}"), fn)
+    src = reader(path, opts.model_copy(update={"format": fmt}))
     src.format = fmt
     return src
 

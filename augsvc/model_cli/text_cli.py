@@ -1,7 +1,7 @@
 """``augsvc models train-lm`` and ``augsvc models train-translator``: the small text models of the text generators.
 
 Both read one split of a version from the store, train a tokenizer with ``tokenizers`` and a small transformer
-(``generators/textgen/models.py``), show a progress bar, checkpoint every ``--checkpoint-every`` steps (``--resume``
+(``generators/textgen/lm.py``), show a progress bar, checkpoint every ``--checkpoint-every`` steps (``--resume``
 continues from the last one), and write into ``--out`` a model directory that ``lambada`` / ``backtranslate`` load
 by path, plus ``training.json`` (settings, data hash, parameter count, loss history) and ``loss.png``.
 """
@@ -27,15 +27,17 @@ def read_split(
     saying ``need`` when the version is not of ``modality``."""
     import pyarrow as pa
 
-    from pipelines.store import Store
+    from augsvc import api
 
-    st = Store(store)
-    ds, v = st.resolve(ref)
-    m = st.manifest(ds, v)
+    st = api.open_store(store)
+    m = api.show(ref, store=st)
+    ds, v = m.dataset, m.version
     if m.modality != modality:
         raise AugsvcError(f"{ds}@{v} holds {m.modality} rows; {need}")
     want = [c for c in columns if c != "split"] + ["split"]
-    tables = [st.read_shard(ds, v, s.path, columns=want) for s in m.shards if split is None or s.split in (split, None)]
+    tables = [
+        api.read_shard(f"{ds}@{v}", s, want, store=st) for s in m.shards if split is None or s.split in (split, None)
+    ]
     if not tables:
         have = ", ".join(m.rows_per_split or {}) or "none"
         raise AugsvcError(f"{ds}@{v} has no rows in split {split!r} (splits: {have}); pass --split")
@@ -85,13 +87,6 @@ def _finish(out: Path, history: list[dict], started: float, what: str) -> None:
                f"{info['seconds']} s; loss curve {out / 'loss.png'}")  # fmt: skip
 
 
-def _threads(n: int) -> None:
-    if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def register(app: typer.Typer) -> None:
     """Add ``train-lm`` and ``train-translator`` to ``augsvc models``."""
 
@@ -117,7 +112,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = False,
     ):
         """Train a small GPT-2 on `label SEP text` lines of a text version (the model lambada fine-tunes)."""
-        from generators.textgen import models as M
+        from generators.runtime import resolve_device
+        from generators.textgen import lm as M
 
         if n_embd % heads:
             raise AugsvcError(f"--n-embd {n_embd} is not a multiple of --heads {heads}")
@@ -127,10 +123,9 @@ def register(app: typer.Typer) -> None:
         if not rows:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no labelled text")
         lines = M.lm_lines([a for a, _ in rows], [b for _, b in rows])
-        _threads(threads)
         started = time.time()
         out.mkdir(parents=True, exist_ok=True)
-        dev = M.resolve_device(device)
+        dev = resolve_device(device, what="--device")
         ck = out / "checkpoint"
         if resume and (ck / "state.pt").is_file():
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,8 +138,8 @@ def register(app: typer.Typer) -> None:
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "class_names": m.class_names, "sep": M.LM_SEP}
         with _Bar("train-lm", quiet) as bar:
-            _, history = M.train(model, tok, lines, settings, out=out, resume=resume, device=dev, on_step=bar,
-                                 meta=meta)  # fmt: skip
+            _, history = M.train(model, tok, lines, settings, out=out, resume=resume, device=dev,
+                                 threads=threads or None, on_step=bar, meta=meta)  # fmt: skip
         _finish(out, history, started, "lm")
 
     @app.command("train-translator")
@@ -177,7 +172,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = False,
     ):
         """Train a small Marian-style translator --src -> --tgt on a parallel-text version (e.g. Multi30k)."""
-        from generators.textgen import models as M
+        from generators.runtime import resolve_device
+        from generators.textgen import lm as M
 
         if d_model % heads:
             raise AugsvcError(f"--d-model {d_model} is not a multiple of --heads {heads}")
@@ -204,10 +200,9 @@ def register(app: typer.Typer) -> None:
             pairs = [(t, s) for s, t in pairs]
         if not pairs:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no complete sentence pairs")
-        _threads(threads)
         started = time.time()
         out.mkdir(parents=True, exist_ok=True)
-        dev = M.resolve_device(device)
+        dev = resolve_device(device, what="--device")
         ck = out / "checkpoint"
         if resume and (ck / "state.pt").is_file():
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -221,6 +216,6 @@ def register(app: typer.Typer) -> None:
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "src": src, "tgt": tgt, "pairs": len(pairs)}
         with _Bar(f"train-translator {src}->{tgt}", quiet) as bar:
-            _, history = M.train(model, tok, pairs, settings, out=out, resume=resume, device=dev, on_step=bar,
-                                 meta=meta)  # fmt: skip
+            _, history = M.train(model, tok, pairs, settings, out=out, resume=resume, device=dev,
+                                 threads=threads or None, on_step=bar, meta=meta)  # fmt: skip
         _finish(out, history, started, f"{src}-{tgt}")

@@ -13,7 +13,7 @@ import typer
 models_app = typer.Typer(help="Train the models that model-backed generators use.", no_args_is_help=True)
 
 # modules that add commands to ``models_app`` (each defines ``register(app)``)
-COMMAND_MODULES: list[str] = ["augsvc.models.gan_cli", "augsvc.models.text_cli"]
+COMMAND_MODULES: list[str] = ["augsvc.model_cli.gan_cli", "augsvc.model_cli.text_cli"]
 
 
 def register(app: typer.Typer) -> None:

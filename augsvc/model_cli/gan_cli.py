@@ -21,13 +21,12 @@ def load_images(store: Any, ref: str, split: str = "train") -> tuple[np.ndarray,
     (uint8 (n, H, W, C), int64 labels (n,), class names, ``name@version``). Rows of several sizes are resized to a
     square of the largest side (at most 64), with a warning. AugsvcError for a non-image version, an unknown split,
     or an unlabelled row."""
+    from augsvc import api
     from augsvc.stream import Stream
-    from pipelines.store import Store
 
-    store = store if isinstance(store, Store) else Store(store)
-    ds, v = store.resolve(ref)
-    m = store.manifest(ds, v)
-    full = f"{ds}@{v}"
+    store = api.open_store(store)
+    m = api.show(ref, store=store)
+    full = f"{m.dataset}@{m.version}"
     if m.modality != "image":
         raise AugsvcError(f"{full} holds {m.modality} rows; the GAN trains on image versions")
     imgs: list[np.ndarray] = []
@@ -96,7 +95,6 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
 
         from generators.gan.train import GanTrainConfig, train_gan
-        from pipelines.store import Store
 
         try:
             cfg = GanTrainConfig(
@@ -107,7 +105,7 @@ def register(app: typer.Typer) -> None:
         except ValidationError as e:
             err = e.errors()[0]
             raise AugsvcError(f"train-gan: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
-        X, y, names, ref = load_images(Store(store), version, split)
+        X, y, names, ref = load_images(store, version, split)
         summary = train_gan(X, y, names, out, cfg, resume=resume, progress=not as_json, data_ref=ref)
         if as_json:
             typer.echo(json.dumps(summary))

@@ -13,7 +13,7 @@ a user has on disk); the project also makes its own tiny ones here, so nothing d
 :func:`train` runs the optimisation (AdamW, linear warm-up and decay, gradient clipping) for a number of steps
 over seeded per-epoch permutations, writing a checkpoint every ``checkpoint_every`` steps so that ``resume``
 continues exactly where it stopped (model, optimiser, schedule, RNG state and loss history). Training and generation
-run inside ``torch.random.fork_rng``: the caller's global random state is never changed.
+run inside :func:`generators.runtime.seeded_session`: the caller's global random state is never changed.
 
 torch, transformers and tokenizers are imported inside the functions that need them.
 """
@@ -24,14 +24,14 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from generators.runtime import load_checkpoint, resolve_device, save_checkpoint, seeded_session, set_rng_state
 from schemas.errors import AugsvcError
 
 LM_EOS = "<|endoftext|>"
@@ -116,31 +116,6 @@ def texts_sha256(items: Sequence[Any]) -> str:
 # -- torch side ----------------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> Any:
-    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]`` -> ``torch.device``; AugsvcError for CUDA without one."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AugsvcError(f"device {device!r} asked for, but torch sees no CUDA device here; use device: cpu or auto")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise AugsvcError(f"device {device!r}: {e}") from None
-
-
-@contextmanager
-def torch_seed(seed: int, device: Any = None) -> Iterator[None]:
-    """Seed torch's generators for the block and restore the caller's random state afterwards."""
-    import torch
-
-    devices = list(range(torch.cuda.device_count())) if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed) % (2**63))
-        yield
-
-
 class Loaded(NamedTuple):
     """A model in eval mode on ``device`` with its tokenizer, kind and directory content hash."""
 
@@ -167,7 +142,7 @@ def load_pretrained(
     ``sha256`` overrides the folder's content hash (a GGUF file's hash for a converted model)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     check_model_dir(path, kind, what)
-    dev = resolve_device(device)
+    dev = resolve_device(device, what=f"{what}: device")
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
@@ -327,6 +302,7 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     device: Any = None,
+    threads: int | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     meta: dict | None = None,
 ) -> tuple[Any, list[dict]]:
@@ -337,7 +313,8 @@ def train(
     With ``out``, a checkpoint (model, tokenizer, ``state.pt``) is written to ``out/checkpoint`` every
     ``checkpoint_every`` steps and at the end, and the final model and tokenizer to ``out`` with
     ``training.json`` (settings, ``meta``, history). ``resume`` continues from ``out/checkpoint`` (AugsvcError when
-    the examples or the model kind differ from the checkpoint's). ``on_step(step, total, loss)`` reports progress.
+    the examples or the model kind differ from the checkpoint's). ``threads`` sets torch's CPU threads for the
+    training (None: unchanged; restored afterwards). ``on_step(step, total, loss)`` reports progress.
     """
     import torch
 
@@ -350,7 +327,8 @@ def train(
     ck = Path(out) / "checkpoint" if out is not None else None
     start, history, state = 0, [], None
     if resume and ck is not None and (ck / "state.pt").is_file():
-        state = torch.load(ck / "state.pt", weights_only=False, map_location="cpu")
+        state = load_checkpoint(ck / "state.pt", what="training checkpoint",
+                                fix=f"delete {ck} to start again without --resume")  # fmt: skip
         if state["data_sha256"] != data_hash:
             raise AugsvcError(f"--resume: {ck} was trained on other texts (data hash differs); start a new --out")
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
@@ -359,7 +337,7 @@ def train(
         model = cls.from_pretrained(str(ck), local_files_only=True)
         start, history = int(state["step"]), list(state["history"])
     model.to(device)
-    with torch_seed(settings.seed, device):
+    with seeded_session(settings.seed, device, threads=threads):
         opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
         warm = max(1, int(settings.warmup * settings.steps))
 
@@ -370,7 +348,7 @@ def train(
         if state is not None:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
+            set_rng_state(state.get("rng", state.get("torch_rng")), device)  # torch_rng: written before the runtime
         model.train()
         perms: dict[int, np.ndarray] = {}
         running: list[float] = []
@@ -404,15 +382,14 @@ def train(
 
 
 def _checkpoint(ck: Path, model: Any, tok: Any, opt: Any, sched: Any, step: int, history: list, data: str) -> None:
-    import torch
-
     tmp = ck.with_name(ck.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    torch.save({"step": step, "history": history, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(), "data_sha256": data}, tmp / "state.pt")  # fmt: skip
+    save_checkpoint(tmp / "state.pt", {"step": step, "history": history, "optimizer": opt.state_dict(),
+                                       "scheduler": sched.state_dict(), "data_sha256": data},
+                    rng_device=next(model.parameters()).device)  # fmt: skip
     old = ck.with_name(ck.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if ck.exists():
@@ -455,7 +432,7 @@ def sample_lm(
     model, tok, device = loaded[0], loaded[1], loaded[2]
     ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
     out: list[str] = []
-    with torch_seed(seed, device), torch.no_grad():
+    with seeded_session(seed, device), torch.no_grad():
         for i in range(0, n, decoding.batch_size):
             m = min(decoding.batch_size, n - i)
             batch = ids.repeat(m, 1)
@@ -481,7 +458,7 @@ def translate(
 
     model, tok, device = loaded[0], loaded[1], loaded[2]
     out: list[str] = []
-    with torch_seed(seed, device), torch.no_grad():
+    with seeded_session(seed, device), torch.no_grad():
         for i in range(0, len(texts), decoding.batch_size):
             enc = tok(list(texts[i : i + decoding.batch_size]), return_tensors="pt", padding=True, truncation=True,
                       max_length=decoding.max_length * 2)  # fmt: skip

@@ -1,0 +1,188 @@
+"""Shard files: the one Parquet writer, the row tally of a version, and checked reads of shard bytes.
+
+A version's counts (``rows``, ``rows_per_split``, ``splits``, ``rows_per_class``, ``monolingual``) are never
+handed to the store by the job that wrote the rows: the staging folder tallies every shard as it is added
+(:class:`Tally`, from the Parquet footer and the ``label``/``split``/``src`` columns), ``Store.publish`` writes the
+tally into the manifest, and ``Store.verify`` tallies the published shards again and compares. A new kind of row
+(an unlabelled row, a monolingual pair) is one more counter here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.errors import AugsvcError
+
+#: the columns a tally reads (besides the footer's row count)
+TALLY_COLUMNS = ("label", "split", "src")
+
+
+def write_parquet(table: pa.Table) -> bytes:
+    """The one place shard and work-file bytes are produced: zstd, column statistics on.
+
+    Args:
+        table: rows of one schema (``schemas.arrow.schema_for``).
+    Returns:
+        the Parquet file's bytes; the same table always gives the same bytes (no timestamps are written)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=True)
+    return sink.getvalue().to_pybytes()
+
+
+def counts_monolingual(schema: pa.Schema) -> bool:
+    """True for rows that may be monolingual: a translation schema whose ``src`` is nullable (null = target only)."""
+    return "src" in schema.names and "tgt" in schema.names and schema.field("src").nullable
+
+
+@dataclass
+class Tally:
+    """Row counts of a version, added up shard by shard.
+
+    ``per_split`` counts every row by its split (rows of a shard with no split, in neither the column nor the
+    manifest entry, only in ``rows``); ``per_class`` counts labelled rows per split and label index;
+    ``unlabelled`` counts rows with a null label per split; ``monolingual`` (None unless a shard's schema allows
+    a null ``src``) counts rows with a null ``src`` per split."""
+
+    rows: int = 0
+    per_split: dict[str, int] = field(default_factory=dict)
+    per_class: dict[str, dict[int, int]] = field(default_factory=dict)
+    unlabelled: dict[str, int] = field(default_factory=dict)
+    monolingual: dict[str, int] | None = None
+    counted_labels: bool = True  # false once a shard without a label column was added
+
+    def add(self, table: pa.Table, split: str | None = None, *, monolingual: bool | None = None) -> str | None:
+        """Count the rows of ``table`` (its ``label``, ``split`` and ``src`` columns, those it has); ``split`` is
+        the shard's split when the table has no ``split`` column; ``monolingual`` (default: from the table's
+        schema, :func:`counts_monolingual`) counts null ``src`` values. Returns the one split of every row, or None."""
+        n = table.num_rows
+        self.rows += n
+        names = table.column_names
+        mono = counts_monolingual(table.schema) if monolingual is None else monolingual
+        if mono and self.monolingual is None:
+            self.monolingual = {}
+        if "label" not in names:
+            self.counted_labels = False
+        if n == 0:
+            return None
+        cols = {
+            "split": _typed(table["split"] if "split" in names else pa.array([split] * n, pa.string()), pa.string()),
+            "label": _typed(table["label"] if "label" in names else pa.nulls(n, pa.int32()), pa.int32()),
+        }
+        if mono and "src" in names:
+            cols["nosrc"] = pc.cast(pc.is_null(table["src"]), pa.int64())
+        sums = [("nosrc", "sum")] if "nosrc" in cols else []
+        groups = pa.table(cols).group_by(["split", "label"]).aggregate([([], "count_all"), *sums])
+        splits = set()
+        for g in groups.to_pylist():  # one entry per (split, label): a handful, whatever the rows
+            sp, lab, k = g["split"], g["label"], g["count_all"]
+            splits.add(sp)
+            if sp is None:
+                continue
+            self.per_split[sp] = self.per_split.get(sp, 0) + k
+            if lab is None:
+                self.unlabelled[sp] = self.unlabelled.get(sp, 0) + k
+            else:
+                per = self.per_class.setdefault(sp, {})
+                per[lab] = per.get(lab, 0) + k
+            if self.monolingual is not None and sums:
+                self.monolingual[sp] = self.monolingual.get(sp, 0) + g["nosrc_sum"]
+        return next(iter(splits)) if len(splits) == 1 else None
+
+    def add_parquet(self, source: Any, split: str | None = None) -> tuple[int, str | None]:
+        """Tally a Parquet file (bytes, a path or a ``pq.ParquetFile``) from its footer and the tally columns.
+
+        Returns (rows in the footer, the one split of its rows or None). ``ValueError``/``OSError`` when it is
+        not a readable Parquet file."""
+        pf = source if isinstance(source, pq.ParquetFile) else pq.ParquetFile(_reader(source))
+        names = pf.schema_arrow.names
+        cols = [c for c in TALLY_COLUMNS if c in names]
+        n = pf.metadata.num_rows
+        t = pf.read(columns=cols) if cols else pa.table({"label": pa.nulls(n, pa.int32())})
+        if not cols:
+            self.counted_labels = False
+        one = self.add(t, split, monolingual=counts_monolingual(pf.schema_arrow))
+        return n, one if "split" in names else split
+
+    def labels_outside(self, k: int) -> list[int]:
+        """Label indices counted that have no class name among ``k`` classes."""
+        return sorted({lab for per in self.per_class.values() for lab in per if not 0 <= lab < k})
+
+    def manifest_counts(self, class_names: list[str]) -> dict[str, Any]:
+        """The manifest's count fields: ``rows``, ``rows_per_split``, ``rows_per_class`` (every class, zeros
+        included), ``splits`` (every split with rows: its classes with rows, in class order) and ``monolingual``.
+
+        ``AugsvcError`` when a label has no class name (the rows and the class list disagree)."""
+        bad = self.labels_outside(len(class_names))
+        if bad:
+            raise AugsvcError(f"labels {bad} have no entry in class_names ({len(class_names)} classes)")
+        splits = {
+            sp: {c: per[i] for i, c in enumerate(class_names) if per.get(i)}
+            for sp, per in sorted({**dict.fromkeys(self.per_split, {}), **self.per_class}.items())
+        }
+        totals = {c: sum(per.get(c, 0) for per in splits.values()) for c in class_names}
+        mono = None if self.monolingual is None else dict(sorted(self.monolingual.items()))
+        return {"rows": self.rows, "rows_per_split": dict(sorted(self.per_split.items())), "rows_per_class": totals,
+                "splits": splits, "monolingual": mono}  # fmt: skip
+
+    def problems(self, m: Any) -> list[str]:
+        """How manifest ``m``'s class and monolingual counts differ from this tally of its shards (zero counts and
+        empty splits are equal to absent ones, so manifests of every age compare)."""
+        out = []
+        if m.monolingual is not None and _nonzero(self.monolingual or {}) != _nonzero(m.monolingual):
+            out.append("monolingual (rows with no source, per split) differs from the rows in the shards")
+        if not (m.class_names and self.counted_labels):
+            return out
+        k = len(m.class_names)
+        bad = self.labels_outside(k)
+        if bad:
+            return [*out, f"labels {bad} have no entry in class_names ({k} classes)"]
+        named = {sp: {m.class_names[i]: n for i, n in per.items()} for sp, per in self.per_class.items()}
+        if m.splits and _splits(named) != _splits(m.splits):
+            out.append("splits (class counts per split) differ from the rows in the shards")
+        totals = {c: sum(per.get(c, 0) for per in named.values()) for c in m.class_names}
+        if _nonzero(totals) != _nonzero(m.rows_per_class):
+            out.append("rows_per_class differs from the labels in the shards")
+        return out
+
+
+def plan_counts(rows: list[tuple[str, int | None, str]], class_names: list[str]) -> dict[str, dict[str, int]]:
+    """split -> class -> rows of (sample_id, label, split) tuples, rows without a label under ``"-"`` (a build
+    plan's counts; sorted by split, then class name)."""
+    t = Tally()
+    t.add(pa.table({"label": [r[1] for r in rows], "split": [r[2] for r in rows]}))
+    return counts_by_name(t.manifest_counts(class_names) | {"unlabelled": t.unlabelled}, sort=True)
+
+
+def counts_by_name(counts: Any, *, sort: bool = False) -> dict[str, dict[str, int]]:
+    """split -> class -> rows from a manifest (or :meth:`Tally.manifest_counts` plus ``unlabelled``): the classes
+    with rows, and rows without a label under ``"-"``."""
+    get = counts.get if isinstance(counts, dict) else lambda k: getattr(counts, k)
+    out: dict[str, dict[str, int]] = {}
+    for sp, n in sorted(get("rows_per_split").items()):
+        per = {c: v for c, v in (get("splits").get(sp) or {}).items() if v}
+        if n - sum(per.values()):
+            per["-"] = n - sum(per.values())
+        out[sp] = dict(sorted(per.items())) if sort else per
+    return out
+
+
+def _nonzero(d: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in d.items() if v}
+
+
+def _splits(d: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {sp: _nonzero(per) for sp, per in d.items() if _nonzero(per)}
+
+
+def _reader(source: Any) -> Any:
+    return pa.BufferReader(source) if isinstance(source, bytes | bytearray | memoryview) else source
+
+
+def _typed(col: Any, kind: pa.DataType) -> Any:
+    """``col`` as ``kind`` when it came without a type (all nulls), so group keys have one type."""
+    return col.cast(kind) if pa.types.is_null(col.type) else col
