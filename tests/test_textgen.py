@@ -524,3 +524,31 @@ def test_monolingual_rows_downstream(models, store, mixed, tmp_path) -> None:
 
     with pytest.raises(AugsvcError, match="no classifier for translation versions"):
         train(TrainConfig(data=mixed, epochs=1), store, tmp_path / "run")
+
+
+def test_hf_translator_language_codes(models, monkeypatch) -> None:
+    """Many-to-many models: the source code goes on the tokenizer, the target code's token is forced first."""
+    from generators.textgen.translators import CachedTranslator, HFTranslator
+
+    gen = backtranslate(models, do_sample=False)
+    loaded = gen.load()["forward"].inner.loaded
+    with pytest.raises(AugsvcError, match="one-direction model"):
+        HFTranslator(loaded, gen.decoding, "en", "xx")
+    tok = loaded.tokenizer
+    tok.add_tokens(["__xx__"])
+    tok.src_lang = None  # what an M2M/NLLB tokenizer has
+    seen = {}
+
+    def fake(ld, texts, decoding, seed, **kw):
+        seen.update(kw, src=ld.tokenizer.src_lang)
+        return [t.upper() for t in texts]
+
+    monkeypatch.setattr(tg_models, "translate", fake)
+    tr = CachedTranslator(HFTranslator(loaded, gen.decoding, "en", "__xx__"))
+    assert tr.translate(["a b", "a b", "c"], 0) == ["A B", "A B", "C"]
+    assert seen == {"forced_bos_token_id": tok.convert_tokens_to_ids("__xx__"), "src": "en"}
+    assert tr.translate(["c"], 1) == ["C"] and tr.stats()["cache_hits"] == 2  # greedy: cached by content
+    with pytest.raises(AugsvcError, match="language code 'zz' is not in its vocabulary"):
+        HFTranslator(loaded, gen.decoding, "en", "zz")
+    with pytest.raises(AugsvcError, match="give both source_lang and pivot_lang"):
+        backtranslate(models, source_lang="en")
