@@ -1,39 +1,43 @@
 """Generators: algorithms that synthesise new labelled rows (no store, no Ray; see ``generators/base.py``).
 
 A recipe's ``generator: {method: NAME, ...}`` is validated by :func:`build_generator` into the parameter model
-registered under ``NAME``. Registration happens when the module defining a generator is imported; the built-in
-ones are listed in ``_BUILTIN`` and imported on first use, so importing this package stays light.
+registered under ``NAME`` in :data:`GENERATORS` (a :class:`schemas.registry.Registry`). Registration happens when
+the module defining a generator is imported; the built-in ones are declared in ``GENERATORS`` with their module
+and imported on first use, so importing this package stays light.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from schemas.errors import AugsvcError
+from schemas.registry import Registry
 
-_REGISTRY: dict[str, type] = {}
-# method -> module that registers it (imported lazily: torch and transformers load only when asked for)
-_BUILTIN: dict[str, str] = {
-    "smote": "generators.smote",
-    "borderline": "generators.smote",
-    "adasyn": "generators.smote",
-    "smotenc": "generators.smote",
-    "smoten": "generators.smote",
-    "gan": "generators.gan.generator",
-    "backtranslate": "generators.textgen.backtranslate",
-    "lambada": "generators.textgen.lambada",
-}
+# method -> the parameter model (a ``Generator`` subclass); built-ins are imported on first use, so torch and
+# transformers load only when a model-backed method is asked for
+GENERATORS: Registry[type] = Registry(
+    "generator method",
+    {
+        "smote": "generators.smote",
+        "borderline": "generators.smote",
+        "adasyn": "generators.smote",
+        "smotenc": "generators.smote",
+        "smoten": "generators.smote",
+        "gan": "generators.gan.generator",
+        "backtranslate": "generators.textgen.backtranslate",
+        "lambada": "generators.textgen.lambada",
+    },
+)
 
 
 def register_generator(*methods: str, module: str | None = None):
-    """Class decorator: register a :class:`generators.base.Generator` subclass under one or more method names."""
+    """Class decorator: register a :class:`generators.base.Generator` subclass under one or more method names
+    (``module``: declare it as the module to import for them, so the names are known before it is imported)."""
 
     def deco(cls: type) -> type:
-        for m in methods:
-            _REGISTRY[m] = cls
-            if module:
-                _BUILTIN.setdefault(m, module)
+        GENERATORS.register(*methods, obj=cls)
+        for m in methods if module else ():
+            GENERATORS.declare(m, module)  # type: ignore[arg-type]
         return cls
 
     return deco
@@ -41,23 +45,17 @@ def register_generator(*methods: str, module: str | None = None):
 
 def declare_builtin(method: str, module: str) -> None:
     """Make ``method`` known before its module is imported (imported on first use)."""
-    _BUILTIN.setdefault(method, module)
+    GENERATORS.declare(method, module)
 
 
 def generator_names() -> list[str]:
     """Every known generator method name, sorted."""
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return GENERATORS.names()
 
 
 def generator_class(method: str) -> type:
     """The parameter model registered for ``method``; AugsvcError with the closest names when unknown."""
-    if method not in _REGISTRY and method in _BUILTIN:
-        importlib.import_module(_BUILTIN[method])
-    if method not in _REGISTRY:
-        from schemas.suggest import unknown_name
-
-        raise AugsvcError(unknown_name("generator method", method, generator_names()))
-    return _REGISTRY[method]
+    return GENERATORS.get(method)
 
 
 def build_generator(spec: dict[str, Any]) -> Any:
@@ -90,7 +88,7 @@ def build_generator(spec: dict[str, Any]) -> Any:
         raise AugsvcError("; ".join(msgs)) from None
 
 
-def generator_catalog() -> dict[str, dict[str, Any]]:
+def generator_catalogue() -> dict[str, dict[str, Any]]:
     """Every generator: ``{method: {modalities, model_backed, doc, params}}`` (for ``augsvc ops --json``)."""
     from schemas.catalogue import first_line, params_of
 

@@ -137,26 +137,6 @@ class SmoteParams(Generator):
     def fit(self, data: FitData, model: Any = None) -> Fitted:
         return _SmoteFitted(self, data)
 
-    @classmethod
-    def suite_case(cls, tmp_path: Any, method: str = "smote") -> tuple[SmoteParams, FitData]:
-        """A small imbalanced case for the shared generator suite (tests/test_generator_suite.py)."""
-        rng = np.random.default_rng(0)
-        y = np.array([0] * 30 + [1] * 12 + [2] * 8)
-        if method in ("smotenc", "smoten"):
-            colours = np.array(["red", "green", "blue"], dtype=object)[(rng.integers(0, 3, len(y)) + y) % 3]
-            sizes = np.array(["s", "m", "l"], dtype=object)[rng.integers(0, 3, len(y))]
-            if method == "smoten":
-                X = np.stack([colours, sizes], axis=1)
-                features = {"colour": "categorical", "size": "categorical"}
-            else:
-                X = np.stack([rng.normal(y, 1.0), colours], axis=1).astype(object)
-                features = {"x": "numeric", "colour": "categorical"}
-            data = FitData(X, y, ["a", "b", "c"], "tabular", features)
-        else:
-            X = np.stack([rng.normal(y * 2.0, 1.0), rng.normal(-y, 1.0)], axis=1).astype(object)
-            data = FitData(X, y, ["a", "b", "c"], "tabular", {"x1": "numeric", "x2": "numeric"})
-        return cls(method=method, k_neighbors=3) if method != "adasyn" else cls(method=method, n_neighbors=3), data
-
     @property
     def neighbours(self) -> tuple[str, int]:
         """(parameter name, value) of the same-class neighbour count this method needs."""

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,7 +45,8 @@ import pyarrow.parquet as pq
 from pipelines import storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
-from pipelines.storeshards import Tally, write_parquet
+from pipelines.storeshards import ShardProblem, Tally, check_shard
+from pipelines.storestaging import Staging
 from pipelines.storework import WorkFiles
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
@@ -132,94 +133,10 @@ def check_name(name: str, what: str = "dataset name") -> None:
     _check_name(what, name)
 
 
-class _ShardProblem(Exception):
-    """A shard that fails its checks: ``problem`` is verify's line, ``message`` a reader's error."""
-
-    def __init__(self, problem: str, message: str) -> None:
-        super().__init__(message)
-        self.problem, self.message = problem, message
-
-
 @dataclass
 class PublishResult:
     manifest: Manifest
     up_to_date: bool
-
-
-@dataclass
-class Staging:
-    """Shards being written for a version that is not visible yet, and their running :class:`Tally`.
-
-    Every way in (a table, bytes, a file a worker wrote, a work file or input shard of a build) goes through
-    :meth:`_add`, which tallies the shard from its footer and ``label``/``split``/``src`` columns; ``Store.publish``
-    writes that tally into the manifest, so the job that wrote the rows never counts them."""
-
-    dir: Path
-    shards: list[ShardInfo] = field(default_factory=list)
-    lock: storelock.Lock | None = field(default=None, repr=False)
-    #: a one-off ``<uuid>`` folder: its lock file goes when the folder is done (keyed lock files stay)
-    one_off: bool = False
-    tally: Tally = field(default_factory=Tally, repr=False)
-
-    def _next(self) -> str:
-        return f"shards/part-{len(self.shards):05d}.parquet"
-
-    def _add(self, rel: str, source: Any, rows: int | None, split: str | None, sha256: str, nbytes: int) -> ShardInfo:
-        """Tally the shard now at ``rel`` (``source``: its bytes or path) and list it. ``rows``/``split`` are the
-        writer's claims: a footer or ``split`` column that disagrees is a bug in the writer (``AugsvcError``)."""
-        n, one = self.tally.add_parquet(source, split)
-        if rows is not None and rows != n:
-            raise AugsvcError(f"staged shard {rel} holds {n} rows, its writer said {rows}; nothing was published")
-        if split is not None and one != split:
-            raise AugsvcError(f"staged shard {rel} holds rows of another split than {split!r}; nothing was published")
-        info = ShardInfo(path=rel, rows=n, bytes=nbytes, sha256=sha256, split=one)
-        self.shards.append(info)
-        return info
-
-    def write_shard(self, table: pa.Table, split: str | None = None) -> ShardInfo:
-        """Write a table as the next ``part-NNNNN.parquet``; ``split`` when the table has no ``split`` column."""
-        return self.add_shard_bytes(write_parquet(table), table.num_rows, split)
-
-    def add_shard_bytes(self, data: bytes, rows: int | None = None, split: str | None = None) -> ShardInfo:
-        """Write shard bytes produced elsewhere (a worker, :func:`write_parquet`) as the next shard."""
-        rel = self._next()
-        (self.dir / rel).write_bytes(data)
-        return self._add(rel, data, rows, split, sha256_bytes(data), len(data))
-
-    def adopt_file(
-        self, path: str | Path, rows: int | None, sha256: str, nbytes: int, split: str | None = None
-    ) -> ShardInfo:
-        """Move a shard a worker wrote inside this staging folder into place as the next ``part-NNNNN.parquet``.
-
-        The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible."""
-        rel = self._next()
-        os.replace(path, self.dir / rel)
-        return self._add(rel, str(self.dir / rel), rows, split, sha256, nbytes)
-
-    def add_file(self, ref: str) -> ShardInfo | None:
-        """Make a Parquet file the next shard: moved when it lies inside this staging folder (a build's work
-        file), else copied (an input shard passed through, a work file in a remote store). A file without rows
-        is skipped (None)."""
-        data = storefs.read_bytes(ref)
-        if pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows == 0:
-            return None
-        rel = self._next()
-        if storefs.is_local(ref) and Path(ref).is_relative_to(self.dir):
-            os.replace(ref, self.dir / rel)
-        else:
-            (self.dir / rel).write_bytes(data)
-        return self._add(rel, data, None, None, sha256_bytes(data), len(data))
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.release()
-
-    def release(self) -> None:
-        """Let other processes take this folder's lock (it stays on disk for a resume unless discarded)."""
-        if self.lock is not None:
-            if self.one_off and self.lock.held:
-                self.lock.path.unlink(missing_ok=True)
-            self.lock.release()
 
 
 class Store(StoreHousekeeping):
@@ -702,7 +619,7 @@ class Store(StoreHousekeeping):
             try:
                 pf = self._checked_parquet(dataset, version, s)
                 n, one = tally.add_parquet(pf, s.split)
-            except _ShardProblem as e:
+            except ShardProblem as e:
                 problems.append(e.problem)
                 complete = False
                 continue
@@ -717,31 +634,18 @@ class Store(StoreHousekeeping):
         return problems
 
     def _checked_parquet(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
-        """A shard's bytes as a Parquet file after checking its size, sha256 and footer row count against
-        ``info``; ``_ShardProblem`` (a verify line, and the reader's longer message) otherwise."""
+        """A shard's bytes as a Parquet file after :func:`~pipelines.storeshards.check_shard` (``ShardProblem``)."""
         ref = self.shard_ref(dataset, version, info.path)
         where = f"{dataset}@{version}: shard {info.path}"
         try:
             data = storefs.read_bytes(ref)
         except OSError as e:
             why = e.strerror or str(e)
-            raise _ShardProblem(
+            raise ShardProblem(
                 f"{info.path}: missing or unreadable",
                 f"{where} is missing or unreadable ({ref}: {why}); run 'augsvc verify'",
             ) from None
-        if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
-            raise _ShardProblem(
-                f"{info.path}: sha256 or size differs from manifest (shard was modified)",
-                f"{where} does not match its sha256 in the manifest (modified or corrupt: {ref}); run 'augsvc verify'",
-            )
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        n = pf.metadata.num_rows
-        if n != info.rows:  # an edited manifest would make a reader skip or overrun rows
-            raise _ShardProblem(
-                f"{info.path}: holds {n} rows, the manifest says {info.rows}",
-                f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'",
-            )
-        return pf
+        return check_shard(data, info, where, ref)
 
     def open_shard(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
         """One shard of a published version, checked as it is read: the bytes' size and sha256 against the
@@ -752,7 +656,7 @@ class Store(StoreHousekeeping):
         holds another number of rows: what a streaming reader must refuse."""
         try:
             return self._checked_parquet(dataset, version, info)
-        except _ShardProblem as e:
+        except ShardProblem as e:
             raise AugsvcError(e.message) from None
 
     def read_verified_shard(

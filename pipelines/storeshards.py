@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.errors import AugsvcError
+from schemas.hashing import sha256_bytes
 
 #: the columns a tally reads (besides the footer's row count)
 TALLY_COLUMNS = ("label", "split", "src")
@@ -34,6 +35,33 @@ def write_parquet(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+class ShardProblem(Exception):
+    """A shard that fails its checks: ``problem`` is ``verify``'s line, ``message`` a reader's one-line error."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem, self.message = problem, message
+
+
+def check_shard(data: bytes, info: Any, where: str, ref: str) -> pq.ParquetFile:
+    """``data`` as a Parquet file after checking its size and sha256 and its footer's row count against the
+    manifest entry ``info`` (a ``ShardInfo``); ``ShardProblem`` naming ``where`` (the version and shard) and
+    ``ref`` (the file) otherwise."""
+    if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
+        raise ShardProblem(
+            f"{info.path}: sha256 or size differs from manifest (shard was modified)",
+            f"{where} does not match its sha256 in the manifest (modified or corrupt: {ref}); run 'augsvc verify'",
+        )
+    pf = pq.ParquetFile(pa.BufferReader(data))
+    n = pf.metadata.num_rows
+    if n != info.rows:  # an edited manifest would make a reader skip or overrun rows
+        raise ShardProblem(
+            f"{info.path}: holds {n} rows, the manifest says {info.rows}",
+            f"{where} holds {n} rows, the manifest says {info.rows}; run 'augsvc verify'",
+        )
+    return pf
+
+
 def counts_monolingual(schema: pa.Schema) -> bool:
     """True for rows that may be monolingual: a translation schema whose ``src`` is nullable (null = target only)."""
     return "src" in schema.names and "tgt" in schema.names and schema.field("src").nullable
@@ -43,9 +71,10 @@ def counts_monolingual(schema: pa.Schema) -> bool:
 class Tally:
     """Row counts of a version, added up shard by shard.
 
-    ``per_split`` counts every row by its split (rows of a shard with no split, in neither the column nor the
-    manifest entry, only in ``rows``); ``per_class`` counts labelled rows per split and label index;
-    ``unlabelled`` counts rows with a null label per split; ``monolingual`` (None unless a shard's schema allows
+    ``per_split`` counts the rows of each shard under the shard's split (declared by its writer or manifest
+    entry, or derived from its rows; a shard without one counts in ``rows`` only, as manifests always did);
+    ``per_class`` counts labelled rows per split (each row's ``split`` column) and label index; ``unlabelled``
+    counts rows with a null label per split; ``monolingual`` (None unless a shard's schema allows
     a null ``src``) counts rows with a null ``src`` per split."""
 
     rows: int = 0
@@ -55,10 +84,20 @@ class Tally:
     monolingual: dict[str, int] | None = None
     counted_labels: bool = True  # false once a shard without a label column was added
 
-    def add(self, table: pa.Table, split: str | None = None, *, monolingual: bool | None = None) -> str | None:
-        """Count the rows of ``table`` (its ``label``, ``split`` and ``src`` columns, those it has); ``split`` is
-        the shard's split when the table has no ``split`` column; ``monolingual`` (default: from the table's
-        schema, :func:`counts_monolingual`) counts null ``src`` values. Returns the one split of every row, or None."""
+    def add(
+        self,
+        table: pa.Table,
+        split: str | None = None,
+        *,
+        derive_split: bool = False,
+        monolingual: bool | None = None,
+    ) -> str | None:
+        """Count the rows of one shard ``table`` (its ``label``, ``split`` and ``src`` columns, those it has).
+
+        ``split`` is the shard's split (also each row's when the table has no ``split`` column); with
+        ``derive_split`` and no ``split``, the one split of its rows is the shard's. ``monolingual`` (default: from
+        the table's schema, :func:`counts_monolingual`) counts null ``src`` values. Returns the one split of every
+        row (None when they have several or none)."""
         n = table.num_rows
         self.rows += n
         names = table.column_names
@@ -77,13 +116,16 @@ class Tally:
             cols["nosrc"] = pc.cast(pc.is_null(table["src"]), pa.int64())
         sums = [("nosrc", "sum")] if "nosrc" in cols else []
         groups = pa.table(cols).group_by(["split", "label"]).aggregate([([], "count_all"), *sums])
-        splits = set()
-        for g in groups.to_pylist():  # one entry per (split, label): a handful, whatever the rows
+        entries = groups.to_pylist()  # one per (split, label): a handful, whatever the rows
+        splits = {g["split"] for g in entries}
+        one = next(iter(splits)) if len(splits) == 1 else None
+        shard = split if split is not None or not derive_split else one
+        if shard is not None:
+            self.per_split[shard] = self.per_split.get(shard, 0) + n
+        for g in entries:
             sp, lab, k = g["split"], g["label"], g["count_all"]
-            splits.add(sp)
             if sp is None:
                 continue
-            self.per_split[sp] = self.per_split.get(sp, 0) + k
             if lab is None:
                 self.unlabelled[sp] = self.unlabelled.get(sp, 0) + k
             else:
@@ -91,13 +133,16 @@ class Tally:
                 per[lab] = per.get(lab, 0) + k
             if self.monolingual is not None and sums:
                 self.monolingual[sp] = self.monolingual.get(sp, 0) + g["nosrc_sum"]
-        return next(iter(splits)) if len(splits) == 1 else None
+        return one
 
-    def add_parquet(self, source: Any, split: str | None = None) -> tuple[int, str | None]:
-        """Tally a Parquet file (bytes, a path or a ``pq.ParquetFile``) from its footer and the tally columns.
+    def add_parquet(
+        self, source: Any, split: str | None = None, *, derive_split: bool = False
+    ) -> tuple[int, str | None]:
+        """Tally a Parquet file (bytes, a path or a ``pq.ParquetFile``) from its footer and the tally columns
+        (``split``, ``derive_split``: see :meth:`add`).
 
-        Returns (rows in the footer, the one split of its rows or None). ``ValueError``/``OSError`` when it is
-        not a readable Parquet file."""
+        Returns (rows in the footer, the one split of its rows, or ``split`` when it has no split column).
+        ``ValueError``/``OSError`` when it is not a readable Parquet file."""
         pf = source if isinstance(source, pq.ParquetFile) else pq.ParquetFile(_reader(source))
         names = pf.schema_arrow.names
         cols = [c for c in TALLY_COLUMNS if c in names]
@@ -105,7 +150,7 @@ class Tally:
         t = pf.read(columns=cols) if cols else pa.table({"label": pa.nulls(n, pa.int32())})
         if not cols:
             self.counted_labels = False
-        one = self.add(t, split, monolingual=counts_monolingual(pf.schema_arrow))
+        one = self.add(t, split, derive_split=derive_split, monolingual=counts_monolingual(pf.schema_arrow))
         return n, one if "split" in names else split
 
     def labels_outside(self, k: int) -> list[int]:
@@ -155,19 +200,24 @@ def plan_counts(rows: list[tuple[str, int | None, str]], class_names: list[str])
     plan's counts; sorted by split, then class name)."""
     t = Tally()
     t.add(pa.table({"label": [r[1] for r in rows], "split": [r[2] for r in rows]}))
-    return counts_by_name(t.manifest_counts(class_names) | {"unlabelled": t.unlabelled}, sort=True)
+    out = {}
+    for sp in sorted(set(t.per_class) | set(t.unlabelled)):
+        per = {class_names[i]: n for i, n in t.per_class.get(sp, {}).items()}
+        if t.unlabelled.get(sp):
+            per["-"] = t.unlabelled[sp]
+        out[sp] = dict(sorted(per.items()))
+    return out
 
 
-def counts_by_name(counts: Any, *, sort: bool = False) -> dict[str, dict[str, int]]:
-    """split -> class -> rows from a manifest (or :meth:`Tally.manifest_counts` plus ``unlabelled``): the classes
-    with rows, and rows without a label under ``"-"``."""
-    get = counts.get if isinstance(counts, dict) else lambda k: getattr(counts, k)
+def counts_by_name(m: Any) -> dict[str, dict[str, int]]:
+    """split -> class -> rows of a published version (manifest ``m``): the classes with rows, and rows without a
+    label under ``"-"`` (as a build plan counts)."""
     out: dict[str, dict[str, int]] = {}
-    for sp, n in sorted(get("rows_per_split").items()):
-        per = {c: v for c, v in (get("splits").get(sp) or {}).items() if v}
+    for sp, n in sorted(m.rows_per_split.items()):
+        per = {c: v for c, v in (m.splits.get(sp) or {}).items() if v}
         if n - sum(per.values()):
             per["-"] = n - sum(per.values())
-        out[sp] = dict(sorted(per.items())) if sort else per
+        out[sp] = per
     return out
 
 

@@ -36,19 +36,33 @@ class Registry(Generic[T]):
 
     ``what`` names the kind of thing in messages (``"generator method"``); ``unknown(name, known)`` formats the
     message for an unknown name (default: :func:`schemas.suggest.unknown_name`); ``builtins`` maps built-in names
-    to the module whose import registers them."""
+    to the module whose import registers them; ``families`` are modules that register many names each (an op
+    family), imported before any lookup that needs every name (an unknown name, ``names``, ``load_all``)."""
 
     def __init__(
         self,
         what: str,
         builtins: dict[str, str] | None = None,
         *,
+        families: tuple[str, ...] = (),
         unknown: Callable[[str, list[str]], str] | None = None,
     ) -> None:
         self.what = what
         self._items: dict[str, T] = {}
         self._builtins: dict[str, str] = dict(builtins or {})
+        self._families = families
+        self._families_loaded = not families
         self._unknown = unknown
+
+    def _load_families(self) -> None:
+        if not self._families_loaded:
+            self._families_loaded = True  # first: a family module may look names up while it is imported
+            try:
+                for module in self._families:
+                    importlib.import_module(module)
+            except BaseException:
+                self._families_loaded = False
+                raise
 
     def register(self, *names: str, obj: T | None = None, replace: bool = False) -> Any:
         """Register ``obj`` under ``names``; without ``obj``, a decorator that registers what it decorates and
@@ -76,9 +90,12 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Every known name (registered or declared), sorted."""
+        self._load_families()
         return sorted(set(self._builtins) | set(self._items))
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._items and name not in self._builtins:
+            self._load_families()
         return name in self._items or name in self._builtins
 
     def get(self, name: str) -> T:
@@ -87,6 +104,8 @@ class Registry(Generic[T]):
         Raises AugsvcError (one line, with the closest known names) when ``name`` is unknown."""
         if name not in self._items and name in self._builtins:
             importlib.import_module(self._builtins[name])
+        if name not in self._items:
+            self._load_families()
         if name not in self._items:
             raise AugsvcError(self.unknown_message(str(name)))
         return self._items[name]
@@ -100,7 +119,8 @@ class Registry(Generic[T]):
         return unknown_name(self.what, name, self.names())
 
     def load_all(self) -> dict[str, T]:
-        """Import every declared built-in and return all entries by name, sorted."""
+        """Import every declared built-in and family and return all entries by name, sorted."""
+        self._load_families()
         for module in dict.fromkeys(self._builtins.values()):
             importlib.import_module(module)
         return {n: self._items[n] for n in sorted(self._items)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from generator_cases import gan_case
 from typer.testing import CliRunner
 
 from generators import build_generator
@@ -281,7 +282,7 @@ def test_train_gan_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_suite_case_gives_a_working_generator(tmp_path: Path) -> None:
-    params, data = GanParams.suite_case(tmp_path)
+    params, data = gan_case(tmp_path)
     gen = build_generator(params)
     need = gen.targets({c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)})
     fitted = gen.fit(data, gen.load())

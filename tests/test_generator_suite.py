@@ -4,27 +4,26 @@ construction only stores parameters (a YAML round trip gives an equal generator)
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from generator_cases import CASES
 
-from generators import build_generator, generator_class, generator_names
+from generators import build_generator, generator_names
 from generators.base import Generated
 
-# generators whose suite case needs a model they train themselves take longer; all run in CI
+# every registered method (generators whose suite case needs a model they train themselves take longer; all run
+# in CI)
 METHODS = generator_names()
 
 
 def case(method: str, tmp_path: Path):
-    cls = generator_class(method)
-    if not hasattr(cls, "suite_case"):
-        pytest.fail(f"generator {method!r} has no suite_case(tmp_path) classmethod for the shared suite")
-    kwargs = {"method": method} if "method" in inspect.signature(cls.suite_case).parameters else {}
-    params, data = cls.suite_case(tmp_path, **kwargs)
-    return (build_generator(params) if isinstance(params, dict) else params), data
+    if method not in CASES:
+        pytest.fail(f"generator {method!r} has no case in tests/generator_cases.py CASES for the shared suite; add one")
+    params, data = CASES[method](tmp_path)
+    return build_generator(params), data
 
 
 def run(params, data, label: int, n: int, seed: int) -> Generated:
@@ -75,3 +74,4 @@ def test_generator_contract(method: str, tmp_path: Path) -> None:
 
 def test_every_generator_is_in_the_suite() -> None:
     assert {"smote", "borderline", "adasyn", "smotenc", "smoten", "gan", "backtranslate", "lambada"} <= set(METHODS)
+    assert set(METHODS) <= set(CASES), f"methods without a suite case: {sorted(set(METHODS) - set(CASES))}"

@@ -2,14 +2,19 @@
 
 Per op: spec round trip (build_op/op_to_spec, and through YAML), same seed gives same output, ``p=0`` is the
 identity, image dtype/shape preserved (``random_resized_crop``: shape is its ``size``), records are JSON and
-replay through ``apply`` to the same output, inputs are never modified.
+replay through ``apply`` to the same output, inputs are never modified. An op the suite cannot exercise (required
+parameters without an example in ``EXAMPLES``, a modality without sample inputs) fails it rather than being skipped.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -25,8 +30,10 @@ from schemas.errors import AugsvcError
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
 SEEDS = range(6)
 
-# Ops with required parameters, and the input modality to test them on.
+# Ops with required parameters, and the input modality to test them on ("{tiny_mlm}": a tiny masked LM made once).
 EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
+    "contextual_substitute": ({"model_path": "{tiny_mlm}", "top_k": 5}, "text"),
+    "contextual_insert": ({"model_path": "{tiny_mlm}", "top_k": 5}, "text"),
     "sequence": ({"ops": [{"op": "hflip"}, {"op": "rotate", "limit": 20}]}, "image"),
     "sometimes": ({"ops": {"op": "affine", "fill_mode": "reflect"}}, "image"),
     "one_of": ({"ops": [{"op": "cutout"}, {"op": "color_jitter"}], "weights": [1, 2]}, "image"),
@@ -34,9 +41,19 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+@functools.cache
+def _tiny_mlm() -> str:
+    from textgen_fixtures import tiny_mlm
+
+    folder = tempfile.mkdtemp(prefix="ops-suite-mlm-")
+    atexit.register(shutil.rmtree, folder, True)
+    return str(tiny_mlm(folder))
+
+
 def _case(name: str) -> tuple[dict[str, Any], str]:
     cls = registry()[name]
     spec, modality = EXAMPLES.get(name, ({}, cls.modality))
+    spec = {k: _tiny_mlm() if v == "{tiny_mlm}" else v for k, v in spec.items()}
     return {"op": name, **spec}, modality
 
 
@@ -46,7 +63,7 @@ def _inputs(modality: str) -> list[Any]:
         return [rng.integers(0, 256, (37, 45, c), dtype=np.uint8) for c in (1, 3)]
     if modality == "text":
         return [TEXT]
-    pytest.skip(f"the op suite has no sample input for modality {modality!r}; add one to _inputs")
+    pytest.fail(f"the op suite has no sample input for modality {modality!r}; add one to _inputs")
 
 
 def _op(name: str, **update: Any):
@@ -56,7 +73,7 @@ def _op(name: str, **update: Any):
         return build_op(spec), _inputs(modality)
     except AugsvcError as e:
         if "missing required key" in str(e):
-            pytest.skip(f"{name} has required params; add an example spec to EXAMPLES ({e})")
+            pytest.fail(f"{name} has required params; add an example spec to EXAMPLES ({e})")
         raise
 
 

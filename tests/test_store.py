@@ -101,19 +101,20 @@ def test_publish_counts_the_staged_shards_and_verify_recounts_them(tmp_path):
     are the staging folder's tally, and verify's tally of the published shards agrees."""
     store = Store(tmp_path)
     st = store.staging("ds")
-    st.write_shard(_rows("train", [0, 1, 1, None]))
-    st.write_shard(_rows("val", [None, None]))  # a split with rows but no label
-    st.write_shard(_rows("train", [2]))
+    st.write_shard(_rows("train", [0, 1, 1, None]), "train")
+    st.write_shard(_rows("val", [None, None]), "val")  # a split with rows but no label
+    pq.write_table(_rows("train", [2]), tmp_path / "one.parquet")  # a file made elsewhere, copied in (a build's)
+    st.add_file(str(tmp_path / "one.parquet"))
     m = store.publish(st, dataset="ds", definition={"k": 1}, modality="text", class_names=["a", "b", "c"]).manifest
     assert m.rows == 7 and m.rows_per_split == {"train": 5, "val": 2}
     assert m.splits == {"train": {"a": 1, "b": 2, "c": 1}, "val": {}}
     assert m.rows_per_class == {"a": 1, "b": 2, "c": 1} and m.monolingual is None
-    assert [s.split for s in m.shards] == ["train", "val", "train"]  # from the split column
+    assert [s.split for s in m.shards] == ["train", "val", "train"]  # add_file: the one split of its rows
     assert store.verify("ds", m.version) == []
 
     st = store.staging("tr")
-    st.write_shard(_rows("train", [None] * 3, src=["x", None, None]))
-    st.write_shard(_rows("test", [None], src=["y"]))
+    st.write_shard(_rows("train", [None] * 3, src=["x", None, None]), "train")
+    st.write_shard(_rows("test", [None], src=["y"]), "test")
     m = store.publish(st, dataset="tr", definition={"k": 2}, modality="translation", class_names=[]).manifest
     assert m.monolingual == {"test": 0, "train": 2} and m.rows_per_split == {"test": 1, "train": 3}
     assert store.verify("tr", m.version) == []
@@ -122,6 +123,11 @@ def test_publish_counts_the_staged_shards_and_verify_recounts_them(tmp_path):
     assert store.verify("tr", m.version) == [
         "monolingual (rows with no source, per split) differs from the rows in the shards"
     ]
+    st = store.staging("ds")  # a shard its writer gave no split: its rows count by class, not in rows_per_split
+    st.write_shard(_rows("train", [0, 0]))
+    m = store.publish(st, dataset="ds", definition={"k": 3}, modality="text", class_names=["a"]).manifest
+    assert m.shards[0].split is None and m.rows_per_split == {} and m.splits == {"train": {"a": 2}}
+    assert store.verify("ds", m.version) == []
 
 
 def test_publish_takes_no_counts_and_staging_checks_its_writers(tmp_path):

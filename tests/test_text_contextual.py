@@ -7,34 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from textgen_fixtures import MLM_WORDS
+from textgen_fixtures import tiny_mlm as make_tiny_mlm
 
 from pipelines.textcap import apply_capped
 from pipelines.transforms.compose import build_op, op_to_spec
 from schemas.errors import AugsvcError
 
-WORDS = "the quick brown fox jumps over lazy dog it was not amused cat runs fast slow red green".split()
+WORDS = MLM_WORDS
 
 
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory) -> str:
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("mlm")
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {w: i for i, w in enumerate(special + WORDS)}
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                                           num_attention_heads=2, intermediate_size=64))  # fmt: skip
-    tok.save_pretrained(path)
-    model.save_pretrained(path)
-    return str(path)
+    return str(make_tiny_mlm(tmp_path_factory.mktemp("mlm")))
 
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"

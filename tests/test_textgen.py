@@ -1,5 +1,5 @@
 """Model-backed text generators (backtranslate, lambada) and `augsvc models train-lm/train-translator`, with tiny
-models trained here in seconds (generators/textgen/fixtures.py)."""
+models trained here in seconds (tests/textgen_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
+import textgen_fixtures as fx  # noqa: E402
+from generator_cases import CASES  # noqa: E402
+
 from generators import build_generator, generator_class  # noqa: E402
 from generators.base import FitData  # noqa: E402
 from generators.textgen import backtranslate as bt_mod  # noqa: E402
-from generators.textgen import fixtures as fx  # noqa: E402
 from generators.textgen import lambada as lb_mod  # noqa: E402
 from generators.textgen import lm as tg_models  # noqa: E402
 from schemas.errors import AugsvcError  # noqa: E402
@@ -288,7 +290,7 @@ def test_suite_case(method, models, tmp_path) -> None:
     names = {"lambada": {"tiny-lm": "lm"}, "backtranslate": {"tiny-mt-en-xx": "en-xx", "tiny-mt-xx-en": "xx-en"}}
     for link, key in names[method].items():
         (tmp_path / link).symlink_to(models[key])
-    params, data = cls.suite_case(tmp_path)
+    params, data = CASES[method](tmp_path)
     gen = build_generator(params)
     gen.check_data(data.modality, data.class_names, data.features)
     counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)}

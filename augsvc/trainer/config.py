@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from augsvc.trainer.pretrain_config import PretrainConfig
 from augsvc.trainer.schedule import CurriculumConfig, ResizeStep, check_resize_steps
@@ -39,7 +39,8 @@ class TrainConfig(BaseModel):
     train_split: str = "train"
     val_data: str | None = Field(None, description="validation version (default: the training version)")
     val_split: str = "val"
-    model: Literal["cnn", "text_cnn", "mlp", "hf"] | None = Field(None, description="default by modality")
+    model: str | None = Field(None, description="classifier kind: cnn, text_cnn, mlp, hf or another registered in "
+                              "generators.nets.prep.CLASSIFIERS (default by modality)")  # fmt: skip
     hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder, or `minilm` "
                                    "(the packaged all-MiniLM-L6-v2); never downloaded")  # fmt: skip
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
@@ -85,6 +86,15 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores, at most 8)")
     pretrain: PretrainConfig | None = Field(None, description="SimCLR pretraining first, then fine-tune from it")
+
+    @field_validator("model")
+    @classmethod
+    def _known_kind(cls, v: str | None) -> str | None:
+        from generators.nets.prep import CLASSIFIERS
+
+        if v is not None and v not in CLASSIFIERS:
+            raise ValueError(CLASSIFIERS.unknown_message(v))
+        return v
 
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:

@@ -24,7 +24,7 @@ from augsvc.trainer.config import DistillConfig, MixConfig, TrainConfig, load_co
 from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
 from generators.nets.classifier import load_model, read_checkpoint
-from generators.nets.prep import Prep, build_model, default_kind, to_device
+from generators.nets.prep import CLASSIFIERS, Prep, build_model, default_kind, to_device
 from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 
@@ -209,8 +209,9 @@ def _train(cfg: TrainConfig, store: Store, out: Path, device, *, resume: bool, p
         raise AugsvcError(f"{ref} has no split {cfg.train_split!r} (has {', '.join(m.rows_per_split)})")
     val_ref = cfg.val_data or ref
     kind = cfg.model or default_kind(m.modality)
-    if kind == "hf" and m.modality not in ("text", "image"):
-        raise AugsvcError(f"model: hf works on text and image versions; {ref} is {m.modality}")
+    reads = CLASSIFIERS.get(kind).modalities
+    if m.modality not in reads:
+        raise AugsvcError(f"model: {kind} works on {' and '.join(reads)} versions; {ref} is {m.modality}")
     val_ref = "@".join(api.resolve(val_ref, store=store))
     require_split_labels(api.show(val_ref, store=store), cfg.val_split,
                          f"augsvc train validation (val_data, val_split {cfg.val_split!r})")  # fmt: skip

@@ -208,25 +208,21 @@ def _resolve(space: TuneSpace, store: Any) -> tuple[str, Any]:
     return ref, m
 
 
-# model kinds of the companion trainer (generators/nets/prep.py build_model) and the modalities they read
-MODEL_MODALITIES = {"cnn": ("image",), "text_cnn": ("text",), "mlp": ("tabular",), "hf": ("text", "image")}
-
-
 def _check_trainer(space: TuneSpace, ref: str, m: Any) -> None:
     """What every trial's ``train()`` would refuse, checked once before Ray starts: the version has labels (the
     trainer's ``require_labels``), the trainer has a model for its modality (``default_kind``) and ``train.model``
     reads that modality. AugsvcError (one line) otherwise."""
-    from generators.nets.prep import default_kind
+    from generators.nets.prep import CLASSIFIERS, default_kind
     from pipelines.unlabelled import require_labels
 
     require_labels(m, "augsvc tune (each trial trains a classifier on the labels of 'data')")
     cfg = train_config(space, baseline(), ref, space.seed)
     kind = cfg.model or default_kind(m.modality)
-    reads = MODEL_MODALITIES.get(kind)
-    if reads is None:
-        raise AugsvcError(f"train.model: unknown model kind {kind!r} ({', '.join(MODEL_MODALITIES)})")
+    if kind not in CLASSIFIERS:
+        raise AugsvcError(f"train.model: {CLASSIFIERS.unknown_message(kind)}")
+    reads = CLASSIFIERS.get(kind).modalities
     if m.modality not in reads:
-        fits = [k for k, mods in MODEL_MODALITIES.items() if m.modality in mods]
+        fits = [k for k, c in CLASSIFIERS.load_all().items() if m.modality in c.modalities]
         raise AugsvcError(f"train.model: {kind} reads {' or '.join(reads)} versions; {ref} is {m.modality} "
                           f"(use {' or '.join(fits) or 'another version'}, or leave model out)")  # fmt: skip
 

@@ -295,22 +295,3 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
             eps = np.eye(len(sa)) * 1e-6
             covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
     return float(max(0.0, mu @ mu + np.trace(sa) + np.trace(sb) - 2 * np.trace(np.real(covmean))))
-
-
-def _suite_case(cls: type[GanParams], tmp_path: Path) -> tuple[dict, FitData]:
-    """A tiny trained GAN (one epoch on 3 imbalanced classes of 12x12 grey images) for the shared generator suite."""
-    from generators.gan.train import GanTrainConfig, train_gan
-
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), [6, 4, 2])
-    X = rng.integers(0, 60, (len(y), 12, 12, 1)).astype(np.uint8)
-    for i, c in enumerate(y):
-        X[i, 4 * c : 4 * c + 4] = 230  # a bright band whose height marks the class
-    names = ["a", "b", "c"]
-    cfg = GanTrainConfig(epochs=1, batch_size=4, z_dim=8, g_width=4, d_width=4, threads=1)
-    train_gan(X, y, names, Path(tmp_path) / "gan-suite", cfg, progress=False)
-    params = {"method": "gan", "checkpoint": str(Path(tmp_path) / "gan-suite"), "device": "cpu"}
-    return params, FitData(X=X, y=y.astype(np.int64), class_names=names, modality="image")
-
-
-GanParams.suite_case = classmethod(_suite_case)  # type: ignore[attr-defined]

@@ -1,14 +1,18 @@
 """Model inputs from collated batches: ``Prep`` holds what training fitted (word vocabulary, feature statistics
 and category levels) and is saved in every checkpoint, so a teacher or a resumed run prepares inputs exactly as
-training did. (Fitting it on a version's training split is ``augsvc.trainer.data.fit_prep``.)"""
+training did. (Fitting it on a version's training split is ``augsvc.trainer.data.fit_prep``.) :data:`CLASSIFIERS`
+holds the classifier kinds the trainer, teacher stage and quality gates build (``build_model``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from schemas.errors import AugsvcError
+from schemas.registry import Registry
 
 
 class Prep:
@@ -69,23 +73,73 @@ def to_device(x: Any, device: Any) -> Any:
     return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
 
 
-def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
-    """A fresh model of ``kind`` (cnn, text_cnn, mlp, hf) for ``num_classes`` classes."""
-    from generators.nets.classifiers import HFClassifier, SmallCNN, TabularMLP, TextCNN
+@dataclass(frozen=True)
+class ClassifierKind:
+    """A classifier family the trainer can build: ``name`` (the train config's ``model``), the ``modalities`` it
+    reads, and ``build(num_classes, prep, width, channels) -> torch.nn.Module`` (a fitted :class:`Prep` gives
+    vocabulary, feature statistics or the Hugging Face path). The module must map ``prep.inputs(batch)`` to logits
+    (N, num_classes) and offer ``layer_groups()`` (bottom to top, the head last) for fine-tuning."""
 
-    if kind == "cnn":
-        return SmallCNN(channels, num_classes, width)
-    if kind == "text_cnn":
-        return TextCNN(len(prep.state["vocab"]), num_classes, width=width)
-    if kind == "mlp":
-        return TabularMLP(prep.n_inputs(), num_classes, width)
-    if kind == "hf":
-        return HFClassifier(prep.state["hf_path"], num_classes, prep.modality)
-    raise AugsvcError(f"unknown model kind {kind!r} (cnn, text_cnn, mlp, hf)")
+    name: str
+    modalities: tuple[str, ...]
+    build: Callable[[int, Prep, float, int], Any]
+    doc: str = ""
+
+
+# model kind -> ClassifierKind; a new backbone family is one register call (docs/architecture.md, "How to add a
+# classifier or backbone"); torch loads inside ``build`` only
+CLASSIFIERS: Registry[ClassifierKind] = Registry("model kind")
+# the kind the trainer picks for a modality when the config names none
+DEFAULT_KINDS = {"image": "cnn", "text": "text_cnn", "tabular": "mlp"}
+
+
+def register_classifier(name: str, modalities: tuple[str, ...], doc: str = "") -> Callable:
+    """Decorator: register ``build(num_classes, prep, width, channels)`` as the classifier kind ``name``."""
+
+    def deco(build: Callable[[int, Prep, float, int], Any]) -> Callable:
+        CLASSIFIERS.register(name, obj=ClassifierKind(name, tuple(modalities), build, doc))
+        return build
+
+    return deco
+
+
+@register_classifier("cnn", ("image",), "SmallCNN: 4 conv blocks, width multiplier")
+def _cnn(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
+    from generators.nets.classifiers import SmallCNN
+
+    return SmallCNN(channels, num_classes, width)
+
+
+@register_classifier("text_cnn", ("text",), "TextCNN (Kim 2014) over a word vocabulary fitted on the training split")
+def _text_cnn(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
+    from generators.nets.classifiers import TextCNN
+
+    return TextCNN(len(prep.state["vocab"]), num_classes, width=width)
+
+
+@register_classifier("mlp", ("tabular",), "TabularMLP over standardised numeric and one-hot categorical features")
+def _mlp(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
+    from generators.nets.classifiers import TabularMLP
+
+    return TabularMLP(prep.n_inputs(), num_classes, width)
+
+
+@register_classifier("hf", ("text", "image"), "a local Hugging Face model folder (hf_path) under a new head")
+def _hf(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
+    from generators.nets.classifiers import HFClassifier
+
+    return HFClassifier(prep.state["hf_path"], num_classes, prep.modality)
+
+
+def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
+    """A fresh model of the registered ``kind`` (cnn, text_cnn, mlp, hf, ...) for ``num_classes`` classes;
+    AugsvcError with the closest kinds when unknown."""
+    return CLASSIFIERS.get(kind).build(num_classes, prep, width, channels)
 
 
 def default_kind(modality: str) -> str:
-    kinds = {"image": "cnn", "text": "text_cnn", "tabular": "mlp"}
-    if modality not in kinds:
+    """The classifier kind the trainer uses for ``modality`` when the config names none; AugsvcError when the
+    trainer has none for it."""
+    if modality not in DEFAULT_KINDS:
         raise AugsvcError(f"the trainer has no classifier for {modality} versions")
-    return kinds[modality]
+    return DEFAULT_KINDS[modality]

@@ -164,21 +164,6 @@ class BackTranslate(Generator):
             out[name] = CachedTranslator(HFTranslator(loaded[ref], self.decoding, a, b))
         return out
 
-    @classmethod
-    def suite_case(cls, tmp_path: Any) -> tuple[dict[str, Any], FitData]:
-        """(recipe ``generator:`` mapping, split) for the shared generator suite: tiny en <-> xx translators."""
-        from generators.textgen.fixtures import labelled_sentences, tiny_translator
-
-        models = {}
-        for d in ("en-xx", "xx-en"):
-            models[d] = Path(tmp_path) / f"tiny-mt-{d}"
-            if not (models[d] / "config.json").is_file():
-                tiny_translator(models[d], d)
-        texts, y, names = labelled_sentences(per_class=8)
-        params = {"method": "backtranslate", "forward_model": str(models["en-xx"]),
-                  "backward_model": str(models["xx-en"]), "n_per_class": 3, "device": "cpu"}  # fmt: skip
-        return params, FitData(np.array(texts, dtype=object), y, names, "text")
-
     def fit(self, data: FitData, model: Any = None) -> Fitted:
         if data.modality not in self.modalities:
             raise AugsvcError(f"backtranslate works on text or translation rows, not {data.modality}")

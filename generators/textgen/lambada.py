@@ -147,19 +147,6 @@ class Lambada(Generator):
         sha = source_sha256(self.model, "model", self.allow_download)
         return load_pretrained(self._folder(), "causal", self.device, "model", sha256=sha)
 
-    @classmethod
-    def suite_case(cls, tmp_path: Path) -> tuple[dict[str, Any], FitData]:
-        """(recipe ``generator:`` mapping, split) for the shared generator suite: a tiny LM trained in seconds."""
-        from generators.textgen.fixtures import labelled_sentences, tiny_lm
-
-        lm = Path(tmp_path) / "tiny-lm"
-        if not (lm / "config.json").is_file():
-            tiny_lm(lm)
-        texts, y, names = labelled_sentences(per_class=8)
-        params = {"method": "lambada", "model": str(lm), "finetune_steps": 20, "n_per_class": 3, "device": "cpu",
-                  "candidates_factor": 4}  # fmt: skip
-        return params, FitData(np.array(texts, dtype=object), y, names, "text")
-
     def fit(self, data: FitData, model: Any = None) -> Fitted:
         if data.modality != "text":
             raise AugsvcError(f"lambada works on labelled text rows, not {data.modality}")

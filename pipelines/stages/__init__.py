@@ -1,25 +1,42 @@
 """Stage kinds: the registry that the runner, dry run, preview, replay, stream and ``augsvc ops`` consult.
 
 Built-in kinds (``op``, ``mix``, ``generator``, ``teacher``) live in this package, one module each, and are imported
-on first use. A new kind is a :class:`pipelines.stages.base.StageKind` subclass plus :func:`register_stage_kind`
-(see docs/architecture.md, "How to add a stage kind").
+on first use (declared in :data:`STAGE_KINDS`, a :class:`schemas.registry.Registry`). A new kind is a
+:class:`pipelines.stages.base.StageKind` subclass plus :func:`register_stage_kind` (see docs/architecture.md, "How
+to add a stage kind").
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from schemas.errors import AugsvcError
 from schemas.recipe import Recipe
+from schemas.registry import Registry
 
-_KINDS: dict[str, Any] = {}
-_BUILTIN = {
-    "op": "pipelines.stages.op",
-    "mix": "pipelines.stages.mix",
-    "generator": "pipelines.stages.generator",
-    "teacher": "pipelines.stages.teacher",
-}
+
+def _unknown_kind(key: str, known: list[str]) -> str:
+    from schemas.recipe import Stage
+    from schemas.suggest import closest
+
+    hint = closest(key, [*known, *Stage.model_fields])
+    return (
+        f"unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; a stage has one kind key "
+        f"({', '.join(known)}) and any of {', '.join(Stage.model_fields)}"
+    )
+
+
+# stage key -> StageKind instance; the built-in kinds are imported on first use
+STAGE_KINDS: Registry[Any] = Registry(
+    "stage kind",
+    {
+        "op": "pipelines.stages.op",
+        "mix": "pipelines.stages.mix",
+        "generator": "pipelines.stages.generator",
+        "teacher": "pipelines.stages.teacher",
+    },
+    unknown=_unknown_kind,
+)
 
 
 def register_stage_kind(kind: Any) -> Any:
@@ -27,33 +44,23 @@ def register_stage_kind(kind: Any) -> Any:
     obj = kind() if isinstance(kind, type) else kind
     if not obj.key:
         raise AugsvcError(f"{type(obj).__name__}: a stage kind needs a key")
-    _KINDS[obj.key] = obj
+    STAGE_KINDS.register(obj.key, obj=obj, replace=True)
     return kind
 
 
 def unregister_stage_kind(key: str) -> None:
     """Remove a registered kind (tests that register a temporary one)."""
-    _KINDS.pop(key, None)
+    STAGE_KINDS.unregister(key)
 
 
 def kind_names() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_KINDS))
+    """Every stage kind key (built-in or registered), sorted."""
+    return STAGE_KINDS.names()
 
 
 def stage_kind(key: str) -> Any:
     """The registered kind for a stage key; AugsvcError with the closest key when unknown."""
-    if key not in _KINDS and key in _BUILTIN:
-        importlib.import_module(_BUILTIN[key])
-    if key not in _KINDS:
-        from schemas.recipe import Stage
-        from schemas.suggest import closest
-
-        hint = closest(key, [*kind_names(), *Stage.model_fields])
-        raise AugsvcError(
-            f"unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; a stage has one kind key "
-            f"({', '.join(kind_names())}) and any of {', '.join(Stage.model_fields)}"
-        )
-    return _KINDS[key]
+    return STAGE_KINDS.get(key)
 
 
 def kind_of(recipe: Recipe, k: int) -> Any:

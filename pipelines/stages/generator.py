@@ -275,9 +275,9 @@ class GeneratorStage(StageKind):
         return out
 
     def describe(self) -> dict[str, Any]:
-        from generators import generator_catalog
+        from generators import generator_catalogue
 
-        return {**super().describe(), "generators": generator_catalog()}
+        return {**super().describe(), "generators": generator_catalogue()}
 
 
 register_stage_kind(GeneratorStage)

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import AugsvcError
+from schemas.registry import Registry
 from schemas.suggest import did_you_mean
 
 OpRecord = dict[str, Any]
@@ -164,32 +165,31 @@ class Chain:
             self._push(op, record["params"])
 
 
-_REGISTRY: dict[str, type[Op]] = {}
+def _unknown_op(name: str, known: list[str]) -> str:
+    close = did_you_mean(name, known)
+    return f"unknown op {name!r}" + (f"; {close}" if close else "") + f" (known ops: {', '.join(known)})"
+
+
+# every op by name; importing ``pipelines.transforms`` (the family) registers them all
+OPS: Registry[type[Op]] = Registry("op", families=("pipelines.transforms",), unknown=_unknown_op)
 
 
 def register(cls: type[Op]) -> type[Op]:
-    """Class decorator adding an op to the registry under ``cls.name``."""
+    """Class decorator adding an op to :data:`OPS` under ``cls.name`` (TypeError when it has none or the name is
+    taken by another class)."""
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"op name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return OPS.register(cls.name, obj=cls)
 
 
 def registry() -> dict[str, type[Op]]:
-    """All registered ops by name (importing the families registers them)."""
-    from pipelines import transforms  # noqa: F401  (imports every family)
-
-    return dict(sorted(_REGISTRY.items()))
+    """All registered ops by name, sorted (importing the families registers them)."""
+    return OPS.load_all()
 
 
 def get_op_class(name: str) -> type[Op]:
-    ops = registry()
-    if name not in ops:
-        close = did_you_mean(name, ops)
-        raise AugsvcError(f"unknown op {name!r}" + (f"; {close}" if close else "") + f" (known ops: {', '.join(ops)})")
-    return ops[name]
+    """The op class registered as ``name``; AugsvcError with the closest names when unknown."""
+    return OPS.get(name)
 
 
 def op_catalogue() -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ yields items in the same order: files sorted by relative path, lines in file ord
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from pipelines.ingest.options import FORMATS, READERS, IngestOptions
 from pipelines.ingest.records import Bad, Record
 from schemas.errors import AugsvcError
+from schemas.registry import Registry
 
 
 @dataclass
@@ -80,17 +82,33 @@ def _looks_parallel(names: list[str]) -> bool:
 
 
 def open_source(path: Path, opts: IngestOptions) -> Source:
-    """The reader of ``opts.format`` (or the detected format) over ``path`` (``READERS`` names each reader)."""
-    import importlib
-
+    """The :class:`Source` of ``path`` read as ``opts.format`` (``auto``: :func:`detect_format`) by the reader
+    registered in :data:`INGEST_FORMATS`; AugsvcError when the path does not exist or the format is unknown."""
     if not path.exists():
         raise AugsvcError(f"{path}: no such file or folder")
     fmt = opts.format if opts.format != "auto" else detect_format(path)
-    module, fn = READERS[fmt].split(":")
-    reader = getattr(importlib.import_module(f"pipelines.ingest.readers.{module}"), fn)
-    src = reader(path, opts.model_copy(update={"format": fmt}))
+    src = INGEST_FORMATS.get(fmt)(path, opts.model_copy(update={"format": fmt}))
     src.format = fmt
     return src
+
+
+def _lazy(module: str, attr: str) -> Callable[[Path, IngestOptions], Source]:
+    """A reader function imported from ``module`` on its first call (readers pull in OpenCV, pyarrow, ...)."""
+
+    def source(path: Path, opts: IngestOptions) -> Source:
+        return getattr(importlib.import_module(module), attr)(path, opts)
+
+    source.__qualname__ = f"{module}.{attr}"
+    return source
+
+
+# format -> reader ``(path, IngestOptions) -> Source``, from ``READERS`` in ``pipelines/ingest/options.py`` (the one
+# list of formats, which also makes the ``Format`` literal and the help texts); each reader module is imported on
+# its first use (docs/architecture.md, "How to add an ingest format")
+INGEST_FORMATS: Registry[Callable[[Path, IngestOptions], Source]] = Registry("ingest format")
+for _name, _ref in READERS.items():
+    _module, _attr = _ref.split(":")
+    INGEST_FORMATS.register(_name, obj=_lazy(f"pipelines.ingest.readers.{_module}", _attr))
 
 
 def files_of(path: Path, exts: set[str] | None = None) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Tiny made-up text data and tiny models trained on it in seconds (for unit tests and the generator suite).
+"""Tiny made-up text data and tiny models trained on it in seconds (for the text-generator tests and the generator
+suite; test code, not shipped in the package).
 
 The data: short sentences ``the <adjective> <noun> is <verdict>`` labelled ``pos``/``neg`` by the verdict, and a
 made-up "language" ``xx`` that replaces every word by a fixed other word, so a 2-layer translator learns it in a
@@ -68,4 +69,29 @@ def tiny_translator(out: str | Path, direction: str = "en-xx", steps: int = 200,
     tok = translation_tokenizer([s for p in pairs for s in p], vocab_size=300)
     model = new_translator(tok, d_model=32, layers=2, heads=2, ffn=64, max_positions=64)
     train(model, tok, pairs, TrainSettings(steps=steps, batch_size=16, lr=3e-3, seed=seed), out=out)
+    return Path(out)
+
+
+MLM_WORDS = "the quick brown fox jumps over lazy dog it was not amused cat runs fast slow red green".split()
+
+
+def tiny_mlm(out: str | Path) -> Path:
+    """Save an untrained 1-layer BERT masked LM (hidden 32, seeded) with a word-level tokenizer over ``MLM_WORDS``
+    to ``out`` (for the contextual text ops)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {w: i for i, w in enumerate(special + MLM_WORDS)}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, intermediate_size=64))  # fmt: skip
+    tok.save_pretrained(out)
+    model.save_pretrained(out)
     return Path(out)
