@@ -178,9 +178,9 @@ def generate(args) -> None:
             print(f"k={k} seed={seed}: lambada {len(lam_rows)} rows ({lam_info['generation']}), fine-tune "
                   f"{lam_info['finetune_seconds']} s; bt {bt_info['kept']}/{bt_info['round_trips']} "
                   f"({bt_info['round_trips_per_s']}/s); {runs[-1]['seconds']} s", flush=True)  # fmt: skip
-    out = {"dataset": args.dataset, "names": names, "settings": vars(args), "model_load_seconds": round(load_s, 1),
-           "load_average": os.getloadavg(), "runs": runs}  # fmt: skip
-    Path(args.out).write_text(json.dumps(out, indent=1))
+            out = {"dataset": args.dataset, "names": names, "settings": vars(args),
+                   "model_load_seconds": round(load_s, 1), "load_average": os.getloadavg(), "runs": runs}  # fmt: skip
+            Path(args.out).write_text(json.dumps(out, indent=1))  # after every seed: a stopped run keeps its rows
     print(f"wrote {args.out}")
 
 
@@ -264,6 +264,7 @@ def classify(args) -> None:
                                    [v[1] for v in val], te, yte, seed, args)  # fmt: skip
                 res.setdefault(m, {}).setdefault(str(k), {}).setdefault(arm, []).append(a)
                 print(f"{m} k={k} seed={seed} {arm}: {a:.4f} ({len(rows)} rows, {time.time() - t0:.1f} s)", flush=True)
+            Path(args.out + ".partial").write_text(json.dumps(res))
     table = {m: {k: {arm: mean_se(v) for arm, v in arms.items()} for k, arms in ks.items()} for m, ks in res.items()}
     out = {"dataset": g["dataset"], "settings": vars(args), "test_rows": len(te), "accuracy": res,
            "mean_se": table, "load_average": os.getloadavg()}  # fmt: skip
