@@ -294,6 +294,28 @@ def open_shard(ref: str, shard: int | ShardInfo, *, store: StoreArg = None) -> A
     return s.open_shard(m.dataset, m.version, _shard_of(m, shard))
 
 
+def open_shard_file(ref: str, shard: int | ShardInfo, *, store: StoreArg = None) -> Any:
+    """Shard ``shard`` of version ``ref`` as a binary file object at offset 0 (``seek``/``read``; close it), for
+    serving its bytes as they are (ranges, downloads): nothing is re-hashed, the reader checks the manifest's
+    sha256. ``AugsvcError`` (one line) when the shard is missing, is not a regular file, or is a link that
+    resolves outside a local store."""
+    from pipelines import storefs
+    from schemas.errors import AugsvcError
+
+    s = open_store(store)
+    ds, v = s.resolve(ref)
+    info = shard if isinstance(shard, ShardInfo) else _shard_of(s.manifest(ds, v), shard)
+    path = s.shard_ref(ds, v, info.path)  # the containment and regular-file checks of a local store
+    try:
+        if storefs.is_local(path):
+            return open(path.removeprefix("file://"), "rb")  # noqa: SIM115 - the caller closes it
+        fs, inner = storefs.resolve(path)
+        return fs.open_input_file(inner)
+    except OSError as e:
+        raise AugsvcError(f"{ds}@{v}: shard {info.path} is missing or unreadable ({e.strerror or e}); run "
+                          f"'augsvc verify {ds}@{v}'") from None  # fmt: skip
+
+
 def read_shard(ref: str, shard: int | ShardInfo, columns: list[str] | None = None, *, store: StoreArg = None) -> Any:
     """:func:`open_shard`, read as a ``pyarrow.Table`` (``columns``: those to read; names the shard lacks are left
     out)."""

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--seeds", type=int, default=1, help="seeds seed..seed+N-1 (split, build, training)")
     ap.add_argument("--orders", default="auto", help="comma list of shuffle_window values: auto (default), or rows")
+    ap.add_argument("--arms", default="baseline,fliprotate", help="comma list of arms to train")
     ap.add_argument("--json")
     args = ap.parse_args()
     orders = [None if o.strip() == "auto" else int(o) for o in args.orders.split(",")]
@@ -46,7 +47,7 @@ def main() -> None:
     print(f"\nheld-out test accuracy over {args.seeds} seed(s), mean +- s.e.:")
     summary = {}
     for order in orders:
-        for arm in ("baseline", "fliprotate"):
+        for arm in args.arms.split(","):
             key = f"{arm}@{'auto' if order is None else order}"
             m, se = mean_se([r[key]["test_acc"] for r in runs_all])
             summary[key] = {"mean": m, "se": se, "per_seed": [r[key]["test_acc"] for r in runs_all]}
@@ -91,6 +92,8 @@ def run_seed(args, seed: int, orders: list) -> dict:
     for order in orders:
         tag = "auto" if order is None else str(order)
         for name, data in (("baseline", "flowers"), ("fliprotate", "flowers_fliprotate")):
+            if name not in args.arms.split(","):
+                continue
             t0 = time.perf_counter()
             key = f"{name}@{tag}"
             cfg = load_config(common | {"data": data, "shuffle_window": order})

@@ -3,6 +3,12 @@ checked against its sha256 header) while a build runs in the same service; reque
 download MB/s beside a plain file copy of the same shards, errors (must be 0). Bounded by a request count and a time.
 
     python bench/service.py [--quick] [--clients 8] [--requests 400] [--seconds 60] [--json out.json]
+    python bench/service.py --listing [--versions 100] [--clients 32] [--requests 2000]
+
+``--listing`` (issue 30): a store with ``--versions`` small versions of one dataset, ``--clients`` clients on
+``GET /api/datasets`` only; p50/p99 beside the target (p99 < 50 ms at 32 clients with 100 versions on an idle
+machine), and, measured in this process, one listing read through the service's manifest cache against one that
+parses and validates every manifest (what the service did before), as a ratio.
 
 Data: flowers5 from the shared data folder (ingested into a temporary store); ``--quick`` makes 300 synthetic
 images instead. The service runs as ``augsvc serve`` in its own process (1 build worker, workers=1).
@@ -55,10 +61,10 @@ def make_input(tmp: Path, quick: bool) -> Path:
     return tmp / "imgs"
 
 
-def start_server(store: Path, port: int) -> subprocess.Popen:
+def start_server(store: Path, port: int, workers: int = 1) -> subprocess.Popen:
     code = "import sys; from augsvc.cli import main; sys.argv[0] = 'augsvc'; main()"
     env = os.environ | {"AUGSVC_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-c", code, "serve", "--store", str(store), "--port", str(port), "--workers", "1"]
+    cmd = [sys.executable, "-c", code, "serve", "--store", str(store), "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -118,8 +124,105 @@ async def load(base: str, shards: list[tuple[str, str]], clients: int, total: in
     }  # fmt: skip
 
 
+async def load_listing(base: str, clients: int, total: int, seconds: float, versions: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    t_end = time.monotonic() + seconds
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal issued
+        while issued < total and time.monotonic() < t_end:
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                r = await c.get("/api/datasets")
+                if r.status_code != 200 or len(r.json()[0]["versions"]) != versions:
+                    errors.append(f"status {r.status_code}")
+                lat.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - counted, reported
+                errors.append(f"{type(e).__name__}: {e}")
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120,
+                                 limits=limits) as c:  # fmt: skip
+        await c.get("/api/datasets")  # the first listing fills the cache
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"requests": len(lat), "seconds": round(wall, 2), "req_per_s": round(len(lat) / wall, 1),
+            "errors": len(errors), "error_examples": errors[:5], "list_p50_ms": pct(lat, 50),
+            "list_p99_ms": pct(lat, 99)}  # fmt: skip
+
+
+def listing_bench(a: argparse.Namespace) -> dict:
+    """The listing under load with ``a.versions`` versions (see the module doc)."""
+    import httpx
+
+    from augsvc import api
+    from augsvc.service.listing import Listing
+
+    clients, total, seconds = a.clients or 32, a.requests or 2000, a.seconds or 120
+    with tempfile.TemporaryDirectory(prefix="augsvc-bench-list-") as d:
+        tmp = Path(d)
+        store = tmp / "store"
+        t0 = time.perf_counter()
+        for i in range(a.versions):
+            f = tmp / f"v{i}.csv"
+            f.write_text("x,label\n" + "".join(f"{i * 10 + k},{'ab'[k % 2]}\n" for k in range(6)))
+            api.ingest(f, "src", store=str(store), workers=0, label_column="label")
+        print(f"{a.versions} versions in {time.perf_counter() - t0:.1f} s")
+        s = api.open_store(str(store))
+        # in-process: one listing that parses every manifest (before) against one through the cache (after)
+        import json
+
+        cached = Listing(s)
+        cached.datasets_json()
+        reps = 20
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            json.dumps(Listing(s).datasets())
+        cold = (time.perf_counter() - t0) / reps
+        t0 = time.perf_counter()
+        for _ in range(reps * 10):
+            cached.datasets_json()
+        warm = (time.perf_counter() - t0) / (reps * 10)
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            port = so.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(store, port, workers=0)  # no builds here: no Ray
+        try:
+            t_end = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/api/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > t_end or proc.poll() is not None:
+                    raise SystemExit("the service did not start")
+                time.sleep(0.2)
+            res = asyncio.run(load_listing(base, clients, total, seconds, a.versions))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return res | {
+        "clients": clients, "versions": a.versions, "target_p99_ms": 50.0,
+        "listing_uncached_ms": round(cold * 1000, 3), "listing_cached_ms": round(warm * 1000, 3),
+        "cache_speedup": round(cold / warm, 1), "load_average_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--listing", action="store_true", help="the listing alone under load (issue 30)")
+    ap.add_argument("--versions", type=int, default=100, help="--listing: versions in the store")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clients", type=int, default=None)
     ap.add_argument("--requests", type=int, default=None)
@@ -127,6 +230,14 @@ def main() -> None:
     ap.add_argument("--no-build", action="store_true", help="no build during the load (the service alone)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.listing:
+        res = listing_bench(a)
+        for k, v in res.items():
+            print(f"{k:>30}: {v}")
+        emit({"service_listing": res}, a.json)
+        if res["errors"]:
+            raise SystemExit(f"{res['errors']} request(s) failed")
+        return
     clients = a.clients or (4 if a.quick else 8)
     total = a.requests or (100 if a.quick else 400)
     seconds = a.seconds or (20 if a.quick else 60)

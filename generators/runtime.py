@@ -212,7 +212,7 @@ def load_checkpoint(
     try:
         ck = torch.load(p, weights_only=False, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - zip-archive, pickle and OS errors of a damaged file are all one line
-        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        detail = type(e).__name__  # not torch's text: it may quote the file (a password file given as a checkpoint)
         raise AugsvcError(
             f"{p}: not a readable torch {what} (truncated, corrupt or not written by torch: {detail}); {fix}"
         ) from None

@@ -98,8 +98,22 @@ def build(
     dry_run: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> BuildReport:
-    t0 = time.perf_counter()
     dataset, version = store.resolve(recipe.input)
+    with store.reading(dataset, version):  # a reader of its parent until published: 'augsvc rm' refuses it meanwhile
+        return _build(recipe, store, dataset, version, workers, address, dry_run, progress)
+
+
+def _build(
+    recipe: Recipe,
+    store: Store,
+    dataset: str,
+    version: str,
+    workers: int | None,
+    address: str | None,
+    dry_run: bool,
+    progress: Callable[[int, int | None], None] | None,
+) -> BuildReport:
+    t0 = time.perf_counter()
     # a build never derives from a damaged parent (every shard re-hashed); a dry run checks the manifest only
     m = store.manifest(dataset, version) if dry_run else store.verified_manifest(dataset, version)
     check_recipe(recipe, m)

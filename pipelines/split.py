@@ -15,6 +15,7 @@ from pipelines.ingest.encode import sample_id as sample_id_of
 from pipelines.store import PublishResult, Store, fault_guard
 from pipelines.storeshards import write_parquet
 from schemas.errors import AugsvcError
+from schemas.hashing import version_id
 
 SPLIT_STREAM = 0x5B117  # a fixed SeedSequence entry so split draws never collide with augmentation draws
 
@@ -53,6 +54,11 @@ def assign(
 @fault_guard("split")
 def split_version(store: Store, ref: str, *, val: float, test: float, seed: int) -> PublishResult:
     dataset, version = store.resolve(ref)
+    with store.reading(dataset, version):  # a reader of its parent until published: 'augsvc rm' refuses it meanwhile
+        return _split_version(store, dataset, version, val=val, test=test, seed=seed)
+
+
+def _split_version(store: Store, dataset: str, version: str, *, val: float, test: float, seed: int) -> PublishResult:
     m = store.verified_manifest(dataset, version)  # never derive from a damaged parent
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no labels to stratify; keep its own splits")
@@ -72,6 +78,10 @@ def split_version(store: Store, ref: str, *, val: float, test: float, seed: int)
         raise AugsvcError(f"{dataset}@{version} has no 'train' rows to split")
     mapping = assign(ids, labels, m.duplicates, val=val, test=test, seed=seed)
     definition = {"kind": "split", "parent": f"{dataset}@{version}", "val": val, "test": test, "seed": seed}
+    vid = version_id(definition)
+    if store.exists(dataset, vid):  # before any write: a read-only store reports "up to date" too
+        store.mark_latest(dataset, vid)
+        return PublishResult(store.manifest(dataset, vid), up_to_date=True)
     staging = store.staging(dataset)
     try:
         for s in m.shards:

@@ -16,9 +16,11 @@ before that put leaves shard objects that no reader lists (the next publish of t
 
 Everything read from store files is checked before use: manifests must parse and agree with themselves and their
 folder, shard paths must name files inside ``<version>/shards/``, tag files must hold a version id, names must be
-plain (:func:`_check_name`). Jobs (ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a
-vanished store ends in one line; identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises
-are listed under "Store guarantees" in ``docs/architecture.md``.
+plain (:func:`_check_name`). In a local store nothing is read through a link that resolves outside the store root,
+and a shard must be a regular file (not a FIFO or device): listings skip such entries, reads refuse them. Jobs
+(ingest, split, build) are wrapped in :func:`fault_guard`, so a failing disk or a vanished store ends in one line;
+identical builds serialise on a lock (:mod:`pipelines.storelock`). The promises are listed under "Store guarantees"
+in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import storefs, storelock
+from pipelines import store_housekeeping, storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
 from pipelines.storeshards import ShardProblem, Tally, check_shard
@@ -60,6 +64,7 @@ DEFAULT_STORE = "./augsvc-store"
 _COUNT_FIELDS = ("rows", "rows_per_split", "splits", "rows_per_class", "monolingual")  # the tally's, never passed
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: no trailing newline, no '/', no '..'
 _VERSION_RE = re.compile(r"[0-9a-f]{16}")  # a version id (schemas.hashing.version_id)
+_HEX_RE = re.compile(r"[0-9a-f]+")  # a name that may also read as the start of a version id
 log = logging.getLogger("augsvc.store")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,7 +180,63 @@ class Store(StoreHousekeeping):
                 f"{dataset}@{version}: manifest shard path {rel!r} is not a file inside the version's shards/ folder "
                 "(the manifest was edited or damaged); run 'augsvc verify'"
             )
+        if self.local:
+            self._check_regular(self.root / dataset / version / rel, f"{dataset}@{version}: shard {rel}")
         return self.ref(dataset, version, rel)
+
+    # -- containment (local stores) ----------------------------------------------------------------------------
+    def _inside_real(self, p: Path | str) -> bool:
+        """True when ``p``, every link followed, is the store root or under it."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(p)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+    def _walk(self, p: Path) -> int | None:
+        """``lstat`` mode of ``p`` (None when missing) after checking each part below the root: a link among them
+        is followed and must stay inside the store (-1 when it does not). Cheaper than ``realpath`` (which also
+        resolves the root's own parents) when, as almost always, nothing below the root is a link."""
+        try:
+            rel = p.relative_to(self.root).parts
+        except ValueError:
+            return -1 if not self._inside_real(p) else (os.stat(p).st_mode if p.exists() else None)
+        cur = str(self.root)
+        try:
+            mode = os.stat(cur).st_mode  # the root itself may be a link: the store is where it points
+        except OSError:
+            return None
+        for part in rel:
+            cur = f"{cur}{os.sep}{part}"
+            try:
+                mode = os.lstat(cur).st_mode
+            except OSError:
+                return None
+            if stat.S_ISLNK(mode):
+                if not self._inside_real(p):
+                    return -1
+                try:
+                    return os.stat(p).st_mode
+                except OSError:
+                    return None
+        return mode
+
+    def _inside(self, p: Path) -> bool:
+        """True when ``p`` (after following every link) is the store root or under it, or is missing."""
+        return self._walk(p) != -1
+
+    def _check_regular(self, p: Path, what: str) -> None:
+        """AugsvcError unless ``p`` resolves inside the store and is a regular file (or is missing: the read
+        that follows says so)."""
+        mode = self._walk(p)
+        if mode == -1:
+            raise AugsvcError(
+                f"{what}: {p} is a link that resolves outside the store ({os.path.realpath(p)}); refusing to read "
+                "it: remove the link"
+            )
+        if mode is not None and not stat.S_ISREG(mode):
+            raise AugsvcError(
+                f"{what}: {p} is not a regular file (a FIFO, device or folder); refusing to read it: run "
+                "'augsvc verify' on the version and re-create it"
+            )
 
     def read_shard(self, dataset: str, version: str, rel: str, columns: list[str] | None = None) -> pa.Table:
         return storefs.read_table(self.shard_ref(dataset, version, rel), columns)
@@ -215,7 +276,8 @@ class Store(StoreHousekeeping):
 
     def _isfile(self, *parts: str) -> bool:
         if self.local:
-            return self.root.joinpath(*parts).is_file()
+            mode = self._walk(self.root.joinpath(*parts))
+            return mode is not None and mode != -1 and stat.S_ISREG(mode)
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -224,7 +286,18 @@ class Store(StoreHousekeeping):
     def _subdirs(self, *parts: str) -> list[str]:
         if self.local:
             d = self.root.joinpath(*parts)
-            return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+            mode = self._walk(d)
+            if mode is None or mode == -1 or not stat.S_ISDIR(mode):
+                return []
+            out = []
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        if e.is_dir() and self._inside_real(e.path):
+                            out.append(e.name)
+                    elif e.is_dir(follow_symlinks=False):
+                        out.append(e.name)
+            return sorted(out)
         import pyarrow.fs as pafs
 
         fs, path = storefs.resolve(self.ref(*parts))
@@ -232,6 +305,8 @@ class Store(StoreHousekeeping):
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     def _read_text(self, *parts: str) -> str:
+        if self.local:
+            self._check_regular(self.root.joinpath(*parts), "store file")
         return storefs.read_bytes(self.ref(*parts)).decode()
 
     def _write(self, data: bytes, *parts: str) -> None:
@@ -254,7 +329,7 @@ class Store(StoreHousekeeping):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
+            store_housekeeping.rename("replace", Path(tmp), target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -267,7 +342,17 @@ class Store(StoreHousekeeping):
         return self._isfile(dataset, version, "manifest.json")
 
     def datasets(self) -> list[str]:
-        return [d for d in self._subdirs() if _NAME_RE.fullmatch(d) and not d.startswith(".") and self.versions(d)]
+        return [d for d, _ in self.dataset_versions()]
+
+    def dataset_versions(self) -> list[tuple[str, list[str]]]:
+        """(dataset, its published versions) for every dataset with at least one version, by name."""
+        out = []
+        for d in self._subdirs():
+            if _NAME_RE.fullmatch(d) and not d.startswith("."):
+                vs = self.versions(d)
+                if vs:
+                    out.append((d, vs))
+        return out
 
     def versions(self, dataset: str) -> list[str]:
         """The published versions of ``dataset`` (folders named like a version id holding a ``manifest.json``)."""
@@ -339,7 +424,16 @@ class Store(StoreHousekeeping):
         if is_version_id(sel) and self.exists(name, sel):
             return name, sel
         if _NAME_RE.fullmatch(sel) and self._isfile(name, "tags", sel):
-            return name, self._read_tag(name, sel)
+            vid = self._read_tag(name, sel)
+            shadowed = (
+                [v for v in self.versions(name) if v.startswith(sel) and v != vid] if _HEX_RE.fullmatch(sel) else []
+            )
+            if shadowed:
+                raise AugsvcError(
+                    f"{ref}: {sel!r} is both a tag (of {vid}) and the start of version id {', '.join(shadowed)}; "
+                    f"give the full version id, or rename the tag ('augsvc tag {name}@{vid} NEWNAME')"
+                )
+            return name, vid
         if sel == "latest":
             newest = self._newest_version(name)
             if newest is not None:
@@ -360,7 +454,8 @@ class Store(StoreHousekeeping):
         vid = text.strip()
         if not is_version_id(vid):
             raise AugsvcError(
-                f"{dataset}@{tag}: tag file {self.ref(dataset, 'tags', tag)} holds {text[:40]!r}, not a version id; "
+                f"{dataset}@{tag}: tag file {self.ref(dataset, 'tags', tag)} holds {len(text)} characters, not a "
+                "version id; "
                 f"point it at a version with 'augsvc tag {dataset}@VERSION {tag}'"
             )
         if not self.exists(dataset, vid):
@@ -396,17 +491,65 @@ class Store(StoreHousekeeping):
             )
         if not self.exists(dataset, version):
             raise AugsvcError(f"cannot tag {dataset}@{version}: no such version")
+        if _HEX_RE.fullmatch(tag):
+            shadowed = [v for v in self.versions(dataset) if v.startswith(tag) and v != version]
+            if shadowed:
+                raise AugsvcError(
+                    f"tag {tag!r} is also the start of version id {', '.join(shadowed)} and would shadow it; "
+                    "choose another name"
+                )
         try:
             if self._isfile(dataset, "tags", tag) and self._read_text(dataset, "tags", tag).strip() == version:
                 return  # already there: nothing to write (a read-only store stays usable)
-        except (OSError, UnicodeDecodeError):
+        except (OSError, UnicodeDecodeError, AugsvcError):
             pass
         try:
-            self._write((version + "\n").encode(), dataset, "tags", tag)
+            with self._tags_lock(dataset):
+                if not self.exists(dataset, version):  # removed while this waited for the lock
+                    raise AugsvcError(f"cannot tag {dataset}@{version}: the version was removed")
+                self._write_tag(dataset, tag, version)
         except OSError as e:
             raise AugsvcError(
                 f"cannot write tag {dataset}@{tag} in store {self.shown}: {_describe_oserror(e)}"
             ) from None
+
+    def _write_tag(self, dataset: str, tag: str, version: str) -> None:
+        self._write((version + "\n").encode(), dataset, "tags", tag)
+
+    @contextmanager
+    def _tags_lock(self, dataset: str) -> Iterator[None]:
+        """Held while tags of ``dataset`` change or one of its versions is removed (local stores; remote stores
+        have no locks). Raises ``OSError`` when the lock file cannot be made (a read-only store)."""
+        if not self.local:
+            yield
+            return
+        lock = storelock.acquire(self.root / dataset / ".locks" / f"tags{storelock.LOCK_SUFFIX}")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def reading(self, dataset: str, version: str) -> Iterator[None]:
+        """Count this job as a reader of ``dataset@version`` until the block ends (a build or split deriving from
+        it, through its publish): ``rm`` refuses the version meanwhile. Raises ``AugsvcError`` when the version
+        was removed before the lock was taken. Remote and read-only stores: no lock (nothing to exclude)."""
+        lock = None
+        if self.local:
+            try:
+                lock = storelock.acquire(self._reader_lock_path(dataset, version), shared=True)
+            except OSError:
+                lock = None
+        try:
+            if not self.exists(dataset, version):
+                raise AugsvcError(f"{dataset}@{version} was removed before this job could read it; see 'augsvc ls'")
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _reader_lock_path(self, dataset: str, version: str) -> Path:
+        return self.root / dataset / ".locks" / f"read-{version}{storelock.LOCK_SUFFIX}"
 
     def mark_latest(self, dataset: str, version: str) -> bool:
         """Point ``latest`` at a version, best effort: a failure is a warning, because the version itself is
@@ -578,7 +721,7 @@ class Store(StoreHousekeeping):
                 os.fsync(f.fileno())
             target = self.version_dir(dataset, vid)
             try:
-                os.rename(staging.dir, target)
+                store_housekeeping.rename("publish", staging.dir, target)
             except OSError:
                 if not self.exists(dataset, vid):
                     raise
@@ -635,7 +778,10 @@ class Store(StoreHousekeeping):
 
     def _checked_parquet(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
         """A shard's bytes as a Parquet file after :func:`~pipelines.storeshards.check_shard` (``ShardProblem``)."""
-        ref = self.shard_ref(dataset, version, info.path)
+        try:
+            ref = self.shard_ref(dataset, version, info.path)  # refuses a link out of the store, a FIFO
+        except AugsvcError as e:
+            raise ShardProblem(f"{info.path}: {str(e).split(': ', 2)[-1]}", str(e)) from None
         where = f"{dataset}@{version}: shard {info.path}"
         try:
             data = storefs.read_bytes(ref)
@@ -688,9 +834,14 @@ class Store(StoreHousekeeping):
         _check_name("dataset", dataset)
         if self.local:
             d = self.root / dataset / "tags"
-            names = (
-                sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []
-            )
+            names = []
+            for p in sorted(d.iterdir()) if d.is_dir() and self._inside(d) else []:
+                if p.name.startswith(".") or not p.is_file():
+                    continue
+                if not self._inside(p):
+                    log.warning("%s: tag %s is a link out of the store; ignored", dataset, p.name)
+                    continue
+                names.append(p.name)
         else:
             import pyarrow.fs as pafs
 

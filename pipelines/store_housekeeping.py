@@ -12,8 +12,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipelines import storefs
+from pipelines import storefs, storelock
 from schemas.errors import AugsvcError
+
+#: a fault-injection hook called with (what, src, dst) before every rename the store makes to publish a version,
+#: replace a tag or small file, remove a version or collect garbage (``what``: publish, replace, rm, gc); tests set it
+#: to raise or to race another process at that moment
+before_rename: Any = None
+
+
+def rename(what: str, src: Path, dst: Path) -> None:
+    """``os.replace(src, dst)`` after the :data:`before_rename` hook (the one place the store renames)."""
+    if before_rename is not None:
+        before_rename(what, src, dst)
+    os.replace(src, dst)
 
 
 class StoreHousekeeping:
@@ -28,7 +40,11 @@ class StoreHousekeeping:
     manifest: Any
     set_tag: Any
     ref: Any
+    exists: Any
     _subdirs: Any
+    _tags_lock: Any
+    _write_tag: Any
+    _reader_lock_path: Any
 
     def version_table(self, dataset: str) -> list[dict]:
         """One dict per version of ``dataset``, oldest first: version, rows, created, seed, parents, tags."""
@@ -66,9 +82,29 @@ class StoreHousekeeping:
         Refuses (``AugsvcError``) while a tag other than ``latest`` or a child version (a manifest listing it in
         ``parents``) needs it, unless ``force``: then those tags are removed (children keep their own data; only
         their lineage points at a version that is gone). ``latest`` moves to the newest remaining version.
+        A running build or split that derives from the version (it holds the version's reader lock until it has
+        published) also blocks it without ``force``. Locally the whole removal holds the dataset's tags lock, so a
+        concurrent ``tag`` either lands before (and blocks or is removed) or is refused after.
         Tags are changed first; then the version folder is renamed aside in one step (readers see the whole
         version or no version) and deleted; remotely ``manifest.json`` is deleted first, then the shards."""
         self.manifest(dataset, version)  # raises when absent
+        if not self.local:
+            return self._remove_version(dataset, version, force=force)
+        reader = storelock.acquire(self._reader_lock_path(dataset, version), wait=False)
+        try:
+            if reader is None and not force:
+                raise AugsvcError(
+                    f"{dataset}@{version} is being read by a running job (a build or split deriving from it); wait "
+                    "for it to finish, or pass --force to delete it anyway"
+                )
+            with self._tags_lock(dataset):
+                self.manifest(dataset, version)  # removed while this waited: say so
+                return self._remove_version(dataset, version, force=force)
+        finally:
+            if reader is not None:
+                reader.release()
+
+    def _remove_version(self, dataset: str, version: str, *, force: bool) -> list[str]:
         tags = {t: v for t, v in self.tags(dataset).items() if v == version}
         kids = self.children(dataset, version)
         blockers = [f"tag {t!r}" for t in sorted(tags) if t != "latest"] + [f"child version {c}" for c in kids]
@@ -82,7 +118,7 @@ class StoreHousekeeping:
             if t == "latest":
                 rest = [r for r in self.version_table(dataset) if r["version"] != version]
                 if rest:
-                    self.set_tag(dataset, "latest", rest[-1]["version"])
+                    self._write_tag(dataset, "latest", rest[-1]["version"])
                     notes.append(f"latest -> {rest[-1]['version']} (the newest remaining version)")
                     continue
             self._delete_tag(dataset, t)
@@ -90,7 +126,7 @@ class StoreHousekeeping:
         if self.local:
             aside = self.root / dataset / ".staging" / f"rm-{version}-{uuid.uuid4().hex[:8]}"
             aside.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self.root / dataset / version, aside)  # atomic: the version disappears whole
+            rename("rm", self.root / dataset / version, aside)  # atomic: the version disappears whole
             shutil.rmtree(aside, ignore_errors=True)
         else:
             fs, path = storefs.resolve(self.ref(dataset, version, "manifest.json"))
@@ -108,15 +144,21 @@ class StoreHousekeeping:
     def gc(self, *, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
         """Remove what no version or tag references; returns one line per thing removed (or to remove).
 
-        Local stores: staging folders untouched for ``min_age_s`` seconds (crashed or abandoned ingests and
-        builds; a resumable build loses its finished work), folders of removed versions, temporary tag files,
-        files under a version's ``shards/`` that its manifest does not list, version folders without a manifest,
-        and tags pointing at versions that do not exist. Remote stores: shard objects of versions without a
-        manifest (an upload that crashed) and dangling tags; the local staging folder as above."""
+        Local stores: staging folders untouched for ``min_age_s`` seconds whose lock no live job holds (crashed or
+        abandoned ingests and builds; a resumable build loses its finished work), folders of removed versions,
+        temporary tag files, files under a version's ``shards/`` that its manifest does not list, version folders
+        without a manifest, and tags pointing at versions that do not exist. Remote stores: shard objects of
+        versions without a manifest (an upload that crashed) and dangling tags; the local staging folder as above.
+
+        Never removed: lock files (deleting one that another process is about to lock is a race), a staging
+        folder whose lock is held (a live build, ingest or split, however old), a tag whose version was published
+        after gc listed the versions. A folder is renamed aside (``.staging/gc-*``) in one step before it is
+        deleted, so a delete never continues inside a folder that a publish renamed meanwhile."""
         import time
 
         out: list[str] = []
         now = time.time()
+        lock_suffix = storelock.LOCK_SUFFIX
 
         def age(p: Path) -> float:
             try:
@@ -127,18 +169,41 @@ class StoreHousekeeping:
 
         def drop(p: Path, why: str) -> None:
             out.append(f"{p}: {why}")
-            if not dry_run:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if dry_run:
+                return
+            if p.is_dir() and not p.is_symlink():
+                aside = p.parent / f"gc-{uuid.uuid4().hex[:12]}" if p.parent.name == ".staging" else None
+                if aside is None:
+                    aside = self.root / p.relative_to(self.root).parts[0] / ".staging" / f"gc-{uuid.uuid4().hex[:12]}"
+                    aside.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    rename("gc", p, aside)
+                except OSError:
+                    return  # gone or moved meanwhile (a publish, another gc): not ours to delete
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
         names = self._subdirs()
         for ds in [d for d in names if not d.startswith(".")]:
             stg = self.root / ds / ".staging"
             if stg.is_dir():
                 for p in sorted(stg.iterdir()):
-                    if p.name.startswith("rm-"):
-                        drop(p, "left over from a removed version")
+                    if p.name.endswith(lock_suffix):
+                        continue  # never a lock file
+                    if p.name.startswith(("rm-", "gc-")):
+                        drop(p, "left over from a removed version" if p.name.startswith("rm-") else "left by gc")
                     elif age(p) >= min_age_s:
-                        drop(p, f"staging folder untouched for {age(p) / 3600:.1f} h")
+                        try:
+                            lock = storelock.acquire(stg / f"{p.name}{lock_suffix}", wait=False)
+                        except OSError:
+                            continue  # cannot even try the lock (read-only store): leave it
+                        if lock is None:
+                            continue  # a live job holds it, however old its files look
+                        try:
+                            drop(p, f"staging folder untouched for {age(p) / 3600:.1f} h")
+                        finally:
+                            lock.release()
             tagdir = self.root / ds / "tags"
             if self.local and tagdir.is_dir():
                 for p in sorted(tagdir.iterdir()):
@@ -146,10 +211,12 @@ class StoreHousekeeping:
                         drop(p, "temporary tag file")
             versions = set(self.versions(ds))
             for t, v in self.tags(ds).items():
-                if v not in versions:
+                if v not in versions and not self.exists(ds, v):
                     out.append(f"{ds}/tags/{t}: points at {v}, which does not exist")
                     if not dry_run:
-                        self._delete_tag(ds, t)
+                        with self._tags_lock(ds):  # a tag written since it was read points elsewhere: keep it
+                            if self.tags(ds).get(t) == v and not self.exists(ds, v):
+                                self._delete_tag(ds, t)
             for v in self._subdirs(ds):
                 if v in ("tags", ".staging") or v.startswith("."):
                     continue
@@ -164,7 +231,10 @@ class StoreHousekeeping:
                             storefs.delete_dir(self.ref(ds, v))
                     continue
                 if self.local:
-                    listed = {s.path for s in self.manifest(ds, v).shards}
+                    try:
+                        listed = {s.path for s in self.manifest(ds, v).shards}
+                    except AugsvcError:
+                        continue  # removed meanwhile, or damaged (verify says which): nothing to compare against
                     sd = self.root / ds / v / "shards"
                     for p in sorted(sd.iterdir()) if sd.is_dir() else []:
                         if f"shards/{p.name}" not in listed:

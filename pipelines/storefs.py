@@ -140,7 +140,12 @@ def read_table(ref: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = resolve(ref)
     try:
         return pq.read_table(path, columns=columns, filesystem=fs)
-    except (OSError, ValueError) as e:  # missing file, network error, not Parquet (ArrowInvalid)
+    except FileNotFoundError:  # not damage: a version or work file removed under a running job
+        raise AugsvcError(
+            f"{display(ref)}: no such file: it was removed while this job ran ('augsvc rm --force' of the version it "
+            "reads, or 'gc' of its work files); run the job again"
+        ) from None
+    except (OSError, ValueError) as e:  # network error, not Parquet (ArrowInvalid)
         why = " ".join(str(e).split())  # pyarrow's messages span lines
         raise AugsvcError(f"{display(ref)}: cannot read it ({why}); run 'augsvc verify' on its version") from None
 

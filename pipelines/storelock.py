@@ -1,11 +1,17 @@
 """Inter-process locks for a local store's staging folders (``fcntl.flock`` on small lock files).
 
-Two kinds of lock, both on ``<store>/<dataset>/.staging/<key>.lock``:
+Four kinds of lock, on ``<store>/<dataset>/.staging/<key>.lock`` (the first two) and
+``<store>/<dataset>/.locks/<key>.lock`` (the last two):
 
 - an **exclusive** lock per keyed job (``build-<version>``): a second identical build waits for the first, then
   finds the version published ("up to date") or resumes its finished work;
 - a **liveness** lock per ``.staging/<uuid>/`` folder (ingest, split): held while the folder is in use, so
-  :func:`reclaim_stale` removes only folders whose writer is gone (killed or crashed: the kernel drops its locks).
+  :func:`reclaim_stale` removes only folders whose writer is gone (killed or crashed: the kernel drops its locks);
+  ``gc`` tries the same lock (and the keyed one) before it removes a staging folder;
+- a **reader** lock per version a job derives from (``read-<version>``, shared): held by a running build or split
+  from its first read to its publish, so ``rm`` (which takes it exclusively) refuses a version that is being read;
+- a **tags** lock per dataset (``tags``): tag writes, ``rm`` and ``gc``'s removal of dangling tags take it, so a tag
+  never lands on a version that is being removed.
 
 ``flock`` locks belong to the open file, so they vanish when the process dies, however it dies. Lock files of keyed
 jobs are never deleted (deleting a lock file another process may be about to lock is a race); they are empty.
@@ -54,14 +60,15 @@ class Lock:
             pass
 
 
-def acquire(path: Path, *, wait: bool = True) -> Lock | None:
-    """Take the exclusive lock on ``path`` (created if missing); ``None`` when ``wait`` is false and it is taken.
+def acquire(path: Path, *, wait: bool = True, shared: bool = False) -> Lock | None:
+    """Take the exclusive (``shared``: a shared) lock on ``path`` (created if missing); ``None`` when ``wait`` is
+    false and it is taken.
 
     Raises ``OSError`` when the lock file cannot be created (read-only store, missing folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):

@@ -107,13 +107,24 @@ def _with_decoder_warnings(fn):
     return out, lines[0] if lines else ""
 
 
+def check_opaque(arr: np.ndarray) -> None:
+    """ImageDecodeError when an HWC array with 4 channels has transparent pixels (alpha below its maximum): the
+    colour they hide would become training pixels when the alpha channel is dropped."""
+    if arr.ndim == 3 and arr.shape[2] == 4 and arr.size:
+        top = np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.integer) else 1.0
+        if arr[:, :, 3].min() < top:
+            raise ImageDecodeError("has transparent pixels (alpha below opaque): flatten it onto a background first")
+
+
 def probe_file_bytes(data: bytes, *, strict: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Decode (validating the whole file) and return the raw OpenCV array plus the stored (h, w, c) shape.
 
     Cheaper than ``decode_file_bytes`` when the file will be stored as it is: no colour conversion or copy.
-    ``strict``: a JPEG decoder warning (corrupt entropy-coded data) raises ImageDecodeError too.
+    ``strict``: a JPEG decoder warning (corrupt entropy-coded data) raises ImageDecodeError too. An image with
+    transparent pixels raises ImageDecodeError (:func:`check_opaque`).
     """
     arr = _imdecode(data, strict=strict and sniff_format(data) == "jpeg")
+    check_opaque(arr)
     if arr.ndim == 2:
         return arr, (arr.shape[0], arr.shape[1], 1)
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4) and arr.dtype == np.uint8:
@@ -278,8 +289,10 @@ def validate_jpeg(data: bytes, shape: tuple[int, int, int] | None = None) -> tup
 def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
     """Any 2-D/3-D image array -> contiguous uint8 HWC with 1 (grey) or 3 (RGB) channels.
 
-    Integers are clipped to 0-255 (16-bit: scaled); floats in [0, 1] are scaled by 255. Raises ImageDecodeError
-    for other pixel types (complex, strings, objects), NaN or infinite pixels, and unsupported shapes.
+    16-bit integers are scaled; other integers must lie in 0-255 and floats in [0, 1] (scaled by 255) or [0, 255].
+    Raises ImageDecodeError for values outside those ranges (they would be clipped, silently), other pixel types
+    (complex, strings, objects), NaN or infinite pixels, and unsupported shapes. An alpha channel is dropped (images
+    entering the store are checked to be opaque first: :func:`check_opaque`).
     """
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
@@ -291,6 +304,11 @@ def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
                 raise ImageDecodeError("image has NaN or infinite pixel values")
             if arr.size and float(arr.max()) <= 1.0:
                 arr = arr * 255.0
+        if arr.size and (float(arr.min()) < 0 or float(arr.max()) > 255):
+            raise ImageDecodeError(
+                f"pixel values {arr.min()}..{arr.max()} lie outside 0-255 ({arr.dtype}); scale them to 0-255 (or "
+                "floats to 0-1) before ingest"
+            )
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -18,10 +18,11 @@ stages:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError, model_validator
 
 from schemas.errors import AugsvcError
 from schemas.validation import read_mapping, validation_message
@@ -30,6 +31,9 @@ RECIPE_SCHEMA_VERSION = 1
 # stage kinds whose key always appears in a stage's definition (null when absent): the build ids of recipes written
 # before the stage-kind registry depend on it
 LEGACY_KINDS = ("op", "mix", "generator", "teacher")
+
+
+MAX_TARGET = 100_000_000  # rows per class a target may ask for (a plan holds one entry per row)
 
 
 class Stage(BaseModel):
@@ -43,7 +47,7 @@ class Stage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str | None = Field(None, description="label for logs and lineage (default: stage-<index>)")
-    copies: int = Field(1, ge=0, le=1000, description="augmented copies per selected row")
+    copies: StrictInt = Field(1, ge=0, le=1000, description="augmented copies per selected row (true is not a number)")
     keep_originals: bool = Field(True, description="keep the stage's input rows in its output")
     classes: list[str] | None = Field(None, description="only rows of these classes get copies")
     target_per_class: int | dict[str, int] | None = Field(
@@ -73,6 +77,8 @@ class Stage(BaseModel):
         bad = [targets] if isinstance(targets, int) else list((targets or {}).values())
         if any(t < 0 for t in bad):
             raise ValueError(f"target_per_class must be rows >= 0, got {targets}")
+        if any(t > MAX_TARGET for t in bad):
+            raise ValueError(f"target_per_class must be at most {MAX_TARGET:,} rows per class, got {max(bad):,}")
         return self
 
     @property
@@ -117,7 +123,9 @@ class Recipe(BaseModel):
     input: str = Field(description="source dataset: NAME, NAME@VERSION or NAME@TAG")
     output: str = Field(description="name of the dataset the build publishes")
     seed: int = Field(0, ge=0, description="root of every random draw")
-    splits: list[str] = Field(default_factory=lambda: ["train"], description="splits that are augmented")
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"], min_length=1, description="splits that are augmented (at least one)"
+    )
     output_image_format: Literal["auto", "raw", "jpeg", "png", "webp"] = Field(
         "auto", description="codec of augmented images (auto: raw up to 64x64 pixels, else jpeg)"
     )
@@ -126,6 +134,17 @@ class Recipe(BaseModel):
         0.2, ge=0, le=1, description="text: most words edited per copy, as a fraction (EDA); null: no cap"
     )
     stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _not_its_own_moving_input(self) -> Recipe:
+        name, _, sel = self.input.partition("@")
+        if name == self.output and not re.fullmatch(r"[0-9a-f]{16}", sel):
+            raise ValueError(
+                f"output {self.output!r} is also the input ({self.input!r}) without a pinned version: every rerun "
+                f"would build on its own last output and move 'latest' under every other reader; pin the input "
+                f"(input: {name}@<version id>) or choose another output name"
+            )
+        return self
 
     def definition(self) -> dict[str, Any]:
         """What the build's bytes depend on (the output name is not part of it); stages must be bound."""

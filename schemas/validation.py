@@ -17,12 +17,30 @@ from pydantic import BaseModel, ValidationError
 from schemas.errors import AugsvcError
 from schemas.suggest import did_you_mean
 
+MAX_DEPTH = 64  # recipes and specs are a few levels deep; deeper input is refused before anything recurses into it
+
+
+def nesting_depth(data: object, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of lists and mappings in ``data``, counted without recursion (stops past ``limit``)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        x, d = todo.pop()
+        if isinstance(x, dict | list | tuple):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            todo.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
 
 def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[dict[str, Any], str]:
-    """(mapping, where) from a YAML file path or a dict; ``expected`` says what the mapping holds."""
+    """(mapping, where) from a YAML file path or a dict; ``expected`` says what the mapping holds. AugsvcError for
+    bad YAML, text that is not UTF-8, and anything nested deeper than ``MAX_DEPTH`` levels."""
     import yaml
 
     if isinstance(source, dict):
+        if nesting_depth(source) > MAX_DEPTH:
+            raise AugsvcError(f"{kind}: nested deeper than {MAX_DEPTH} levels (a {kind} is a few levels deep)")
         return source, kind
     path = Path(source)
     if not path.is_file():
@@ -34,8 +52,14 @@ def read_mapping(source: str | Path | dict, kind: str, expected: str) -> tuple[d
         if mark is not None and problem:
             raise AugsvcError(f"{path}:{mark.line + 1}: not valid YAML: {problem}") from None
         raise AugsvcError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except UnicodeDecodeError as e:
+        raise AugsvcError(f"{path}: not UTF-8 text (byte {e.start}); save the {kind} as UTF-8") from None
+    except RecursionError:
+        raise AugsvcError(f"{path}: nested too deeply to be a {kind} (a {kind} is a few levels deep)") from None
     if data is None:  # an empty file: report the missing keys, not a type
         data = {}
+    if nesting_depth(data) > MAX_DEPTH:
+        raise AugsvcError(f"{path}: nested deeper than {MAX_DEPTH} levels (a {kind} is a few levels deep)")
     if not isinstance(data, dict):
         raise AugsvcError(f"{path}: a {kind} is a mapping with {expected}, got {type(data).__name__}")
     return data, str(path)

@@ -361,7 +361,8 @@ def test_npz_one_hot_and_soft_labels(tmp_path: Path) -> None:
     store, rep = run(tmp_path / "h.npz", tmp_path)
     m = store.manifest(*store.resolve("ds"))
     assert m.class_names == ["0", "1", "2"] and m.rows_per_class == {"0": 1, "1": 0, "2": 2}
-    assert rep.notes == ["y: one-hot rows of 3 classes read as class indices (argmax)"] and not m.soft_labels
+    assert rep.notes[0] == "y: one-hot rows of 3 classes read as class indices (argmax)" and not m.soft_labels
+    assert "class(es) '1' have no rows" in rep.notes[1]  # a class with no rows is named, never kept silently
     assert [r["soft_label"] for r in rows_of(store)] == [None] * 3
     soft = np.array([[0.1, 0.9], [0.5, 0.5], [1.0, 0.0], [0.7, 0.7]], np.float32)
     np.savez(tmp_path / "s.npz", x=np.zeros((4, 4, 4), np.uint8), y=soft)

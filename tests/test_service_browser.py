@@ -67,8 +67,17 @@ def test_page_lists_dataset_preview_and_finished_build(server: str, tmp_path: Pa
     assert 'class="version" data-dataset="src"' in dom  # the dataset table lists the ingested version
     assert 'class="version" data-dataset="aug"' in dom
     assert 'class="build" data-state="succeeded"' in dom and b["id"] in dom  # the finished build
-    assert 'id="preview-img"' in dom and 'src="blob:' in dom  # the preview grid rendered from the recipe box
+    # the link's recipe fills the box, but nothing runs until the user asks (a link is not a request)
+    assert 'id="recipe-msg">recipe from the link' in dom and 'src="blob:' not in dom
     shot = tmp_path / "page.png"
     chromium(["--virtual-time-budget=20000", "--window-size=1200,1400", f"--screenshot={shot}", url],
              tmp_path / "profile2")  # fmt: skip
     assert shot.is_file() and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_page_without_a_token_says_so_and_keeps_polling(server: str, tmp_path: Path) -> None:
+    r = chromium(["--virtual-time-budget=12000", "--dump-dom", f"{server}/"], tmp_path / "profile")
+    dom = r.stdout
+    assert "<html" in dom, r.stderr[-2000:]
+    assert 'class="muted">loading...' not in dom
+    assert 'id="datasets" class="muted">enter a token above' in dom and 'id="builds" class="muted">enter a token' in dom

@@ -194,7 +194,10 @@ def test_smote_preview_shows_synthetic_rows(tmp_path: Path) -> None:
 
 def test_smote_names_the_column_and_row_of_an_infinite_value(tmp_path: Path) -> None:
     rows = [f"{i},{i % 5},neg" for i in range(20)] + [f"{i},{i},pos" for i in range(5)] + ["inf,1,pos"]
-    store = tabular_store(tmp_path, "a,b,Class", rows)
+    # ingest refuses the infinite cell itself (issue 30); SMOTE's own check guards versions written before that
+    with pytest.raises(AugsvcError, match=r"t.csv:27: column 'a': 'inf' is not a finite number"):
+        tabular_store(tmp_path, "a,b,Class", rows)
+    store = tabular_store(tmp_path, "a,b,Class", rows[:-1] + [",1,pos"])  # a missing value is a null: SMOTE names it
     recipe = load_recipe(
         {"input": "t", "output": "b", "stages": [{"generator": {"method": "smote", "k_neighbors": 2}}]}
     )

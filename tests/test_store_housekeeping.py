@@ -71,18 +71,21 @@ def test_rm_of_latest_moves_latest_to_newest_remaining(tmp_path):
 def test_gc_removes_orphans_and_old_staging_but_not_fresh_work(tmp_path):
     s = Store(tmp_path)
     v = _publish(s, [1, 2])
-    old = s.staging("ds").dir
-    (old / "shards" / "x.parquet").write_bytes(b"x")
+    dead, live, fresh = s.staging("ds"), s.staging("ds"), s.staging("ds").dir
+    old, held = dead.dir, live.dir
+    dead.release()  # its writer is gone; ``live`` is an old folder whose job still runs (its lock is held)
     past = time.time() - 7200
-    for p in [old, old / "shards", old / "shards" / "x.parquet"]:
-        os.utime(p, (past, past))
-    fresh = s.staging("ds").dir
+    for d in (old, held):
+        (d / "shards" / "x.parquet").write_bytes(b"x")
+        for p in [d, d / "shards", d / "shards" / "x.parquet"]:
+            os.utime(p, (past, past))
     (tmp_path / "ds" / v / "shards" / "stray.parquet").write_bytes(b"y")
     (tmp_path / "ds" / "tags" / "gone").write_text("0123456789abcdef\n")
     assert len(s.gc(dry_run=True)) == 3 and old.exists()
     removed = s.gc()
     assert len(removed) == 3
-    assert not old.exists() and fresh.exists()
+    assert not old.exists() and fresh.exists() and held.exists()
+    assert all(p.exists() for p in (tmp_path / "ds" / ".staging").glob("*.lock"))  # never a lock file
     assert not (tmp_path / "ds" / v / "shards" / "stray.parquet").exists()
     assert "gone" not in s.tags("ds") and s.verify("ds", v) == []
 

@@ -51,7 +51,7 @@ def serve(
         raise AugsvcError(f"--no-auth serves only on loopback, not {host}: give tokens to listen on other addresses")
     address = address or os.environ.get("RAY_ADDRESS") or None
     cfg = ServiceConfig(store=store, db=db, tokens=tokens, workers=workers, address=address, build_threads=builds,
-                        max_body=max_body, resume=not no_resume)  # fmt: skip
+                        max_body=max_body, resume=not no_resume, allowed_hosts=[host])  # fmt: skip
     app = create_app(cfg)
     svc = app.state.service
     typer.echo(f"augsvc serve: store {svc.store.shown}, builds in {svc.db.path}, "

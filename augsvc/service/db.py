@@ -1,8 +1,10 @@
 """Build state in an embedded SQLite database: one row per (output dataset, version id), plus its log lines.
 
-States: ``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``. The database is the only state the
-service keeps, so a restart loses nothing (:meth:`BuildDB.recover`). One connection shared by threads under a lock
-(stdlib ``sqlite3``, WAL journal).
+States (:class:`augsvc.service.models.BuildState`): ``queued`` -> ``running`` -> ``succeeded`` | ``failed`` |
+``cancelled``. The database is the only state the service keeps, so a restart loses nothing (:meth:`BuildDB.recover`).
+One connection shared by threads under a lock (stdlib ``sqlite3``, WAL journal). One live service per database: the
+database's lock file (``<db>.lock``, ``flock``) is held while it is open, so a second ``augsvc serve`` on it is refused
+before it could queue again the builds the first one runs.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running", "succeeded")
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+from augsvc.service.models import BuildState
+
+LIVE = (BuildState.queued, BuildState.running)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS builds (
@@ -51,11 +54,28 @@ def build_id(dataset: str, version: str) -> str:
 
 
 class BuildDB:
-    """Builds and their logs in SQLite at ``path`` (created with its folder if missing)."""
+    """Builds and their logs in SQLite at ``path`` (created with its folder if missing), held by this object until
+    :meth:`close`; ``AugsvcError`` when another live service holds it."""
 
     def __init__(self, path: str | Path) -> None:
+        import fcntl
+        import os
+
+        from schemas.errors import AugsvcError
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # flock: the kernel drops it when this process ends, however it ends
+        self._held: int | None = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._held)
+            self._held = None
+            raise AugsvcError(
+                f"build database {self.path} is in use by another 'augsvc serve' (one database, one live service): "
+                "stop that one, or give this one another --db"
+            ) from None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -66,6 +86,11 @@ class BuildDB:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._held is not None:
+            import os
+
+            os.close(self._held)  # closing the descriptor drops the flock
+            self._held = None
 
     def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -76,9 +101,11 @@ class BuildDB:
         rows = self._exec("SELECT * FROM builds WHERE id = ?", (bid,))
         return _public(rows[0]) if rows else None
 
-    def list(self, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def list(self, state: BuildState | str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         if state:
-            rows = self._exec("SELECT * FROM builds WHERE state = ? ORDER BY submitted DESC LIMIT ?", (state, limit))
+            rows = self._exec(
+                "SELECT * FROM builds WHERE state = ? ORDER BY submitted DESC LIMIT ?", (BuildState(state).value, limit)
+            )
         else:
             rows = self._exec("SELECT * FROM builds ORDER BY submitted DESC LIMIT ?", (limit,))
         return [_public(r) for r in rows]
@@ -109,26 +136,29 @@ class BuildDB:
     def submit(self, dataset: str, version: str, input_ref: str, recipe: dict, *, done: bool = False
                ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """Queue a build of ``dataset@version`` (``done``: the version already exists, record it as succeeded).
-        Returns (build, duplicate): an identical queued, running or succeeded build is returned as it is; a failed
-        or cancelled one is queued again."""
+        Returns (build, duplicate): an identical queued or running build is returned as it is, and so is a
+        succeeded one while its version exists (``done``); a succeeded build whose version was removed since, and a
+        failed or cancelled one, are queued again."""
         bid = build_id(dataset, version)
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute("SELECT state FROM builds WHERE id = ?", (bid,)).fetchone()
-                if row is not None and row["state"] in ACTIVE:
+                if row is not None and (row["state"] in LIVE or (row["state"] == BuildState.succeeded and done)):
                     self._db.execute("COMMIT")
                     duplicate = True
                 else:
-                    state = "succeeded" if done else "queued"
+                    state = BuildState.succeeded if done else BuildState.queued
                     self._db.execute(
                         "INSERT OR REPLACE INTO builds (id, dataset, version, input, recipe, state, submitted, "
                         "started, finished, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (bid, dataset, version, input_ref, json.dumps(recipe), state, now, now if done else None,
+                        (bid, dataset, version, input_ref, json.dumps(recipe), state.value, now, now if done else None,
                          now if done else None, 0),
                     )  # fmt: skip
                     line = "version already in the store: nothing to build" if done else "queued"
+                    if row is not None and row["state"] == BuildState.succeeded and not done:
+                        line = "queued again: the version it built is no longer in the store"
                     self._db.execute("INSERT INTO log (build_id, t, line) VALUES (?, ?, ?)", (bid, now, line))
                     self._db.execute("COMMIT")
                     duplicate = False
@@ -157,13 +187,13 @@ class BuildDB:
     def progress(self, bid: str, tasks_done: int) -> None:
         self._exec("UPDATE builds SET tasks_done = ? WHERE id = ?", (tasks_done, bid))
 
-    def finish(self, bid: str, state: str, *, error: str | None = None, rows_out: int | None = None,
+    def finish(self, bid: str, state: BuildState, *, error: str | None = None, rows_out: int | None = None,
                reused_tasks: int | None = None) -> None:  # fmt: skip
-        assert state in STATES
+        state = BuildState(state)  # ValueError for anything else
         self._exec(
             "UPDATE builds SET state = ?, error = ?, finished = ?, rows_out = COALESCE(?, rows_out), "
             "reused_tasks = COALESCE(?, reused_tasks) WHERE id = ?",
-            (state, error, time.time(), rows_out, reused_tasks, bid),
+            (state.value, error, time.time(), rows_out, reused_tasks, bid),
         )
 
     def request_cancel(self, bid: str) -> dict[str, Any] | None:
@@ -193,7 +223,9 @@ class BuildDB:
                 self.append_log(bid, "service restarted during the build: queued again, finished tasks are reused")
             else:
                 self.append_log(bid, "service restarted during the build: marked failed")
-                self.finish(bid, "failed", error="the service restarted during the build (run with resume to retry)")
+                self.finish(
+                    bid, BuildState.failed, error="the service restarted during the build (run with resume to retry)"
+                )
         return ids
 
 

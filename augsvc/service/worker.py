@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from augsvc.service.db import BuildDB
+from augsvc.service.models import BuildState
 
 log = logging.getLogger("augsvc.service")
 
@@ -68,7 +69,9 @@ class BuildWorker:
             rep = build(job["recipe"], store=self.store, workers=self.workers, address=self.address, progress=progress)
         except Cancelled:
             self.db.append_log(bid, "cancelled")  # the log line first: a client that sees the state sees it
-            self.db.finish(bid, "cancelled", error="cancelled while running (finished tasks are kept for a rerun)")
+            self.db.finish(
+                bid, BuildState.cancelled, error="cancelled while running (finished tasks are kept for a rerun)"
+            )
             return True
         except AugsvcError as e:
             self._fail(bid, str(e))
@@ -82,9 +85,9 @@ class BuildWorker:
         how = "already in the store" if rep.up_to_date else f"published {rep.rows_out} rows in {rep.seconds:.1f} s"
         reused = f", reused {rep.reused_tasks} finished task(s)" if rep.reused_tasks else ""
         self.db.append_log(bid, f"succeeded: {job['dataset']}@{rep.version} {how}{reused}")
-        self.db.finish(bid, "succeeded", rows_out=rep.rows_out, reused_tasks=rep.reused_tasks)
+        self.db.finish(bid, BuildState.succeeded, rows_out=rep.rows_out, reused_tasks=rep.reused_tasks)
         return True
 
     def _fail(self, bid: str, msg: str) -> None:
         self.db.append_log(bid, f"failed: {msg}")
-        self.db.finish(bid, "failed", error=msg)
+        self.db.finish(bid, BuildState.failed, error=msg)

@@ -96,10 +96,35 @@ def _nothing_usable(path: Path, bad: list[Bad]) -> str:
     )
 
 
+def _not_utf8(text: object) -> bool:
+    """True for a str that cannot be written as UTF-8 (a lone surrogate: a file name that is not UTF-8, read
+    with Python's surrogateescape, or a JSON escape such as \\ud800 without its pair)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(text: str) -> str:
+    """``text`` with anything UTF-8 cannot hold written as escapes (for messages and the manifest)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _accepted(item: Record | Bad, opts: IngestOptions) -> Bad | None:
-    """None when a record is usable, else why not (a bad item, or a label outside ``--classes``)."""
+    """None when a record is usable, else why not (a bad item, a name or text UTF-8 cannot hold, or a label
+    outside ``--classes``)."""
     if isinstance(item, Bad):
-        return item
+        return item if not _not_utf8(item.source) else Bad(_shown(item.source), item.line, item.reason)
+    if _not_utf8(item.source):
+        return Bad(_shown(item.source), item.line, "the file name is not valid UTF-8; rename the file")
+    values = item.payload.values() if isinstance(item.payload, dict) else (
+        item.payload if isinstance(item.payload, tuple) else (item.payload,))  # fmt: skip
+    if _not_utf8(item.label) or any(_not_utf8(v) for v in values):
+        return Bad(item.source, item.line, "text holds a lone surrogate (an unpaired \\ud800-style escape or "
+                   "bytes that are not UTF-8); fix that row")  # fmt: skip
     if opts.classes is not None and item.label is not None and item.label not in opts.classes:
         return Bad(item.source, item.line, f"label {item.label!r} is not one of --classes")
     return None
@@ -236,7 +261,8 @@ def ingest(
         if store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
-            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, src.notes)
+            notes = src.notes + _empty_class_notes(m)
+            return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, notes)
         records = _pass2_records(src, opts, digests, keep)
         expected = sum(keep)
 
@@ -246,7 +272,20 @@ def ingest(
     on_cluster = bool(address or os.environ.get("RAY_ADDRESS"))
     n_workers, ray_s = start_workers(workers if on_cluster else n_chosen, address, why)  # on a cluster: its CPUs
     class_index = {c: i for i, c in enumerate(class_names)}
-    staging = store.staging(name)
+    try:
+        staging = store.staging(name)
+    except OSError:
+        if not streaming:
+            raise
+        # a read-only store: hash the input (as the two-pass mode does) to report a version that is already there
+        scanned, _, _ = _scan(src, opts)
+        vid = version_id(definition | {"content_sha256": scanned.content(), "class_names": class_names})
+        if not store.exists(name, vid):
+            raise
+        store.mark_latest(name, vid)
+        m = store.manifest(name, vid)
+        notes = src.notes + _empty_class_notes(m)
+        return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, notes)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
     # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
     chunk_dir = staging.dir / "chunks"
@@ -304,4 +343,15 @@ def ingest(
         staging.discard()
         raise
     m = result.manifest
-    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, src.notes)
+    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates,
+                        src.notes + _empty_class_notes(m))  # fmt: skip
+
+
+def _empty_class_notes(m: Manifest) -> list[str]:
+    """A note naming the classes that have no rows (kept in ``class_names``, with 0 in ``rows_per_class``)."""
+    empty = [c for c in m.class_names if not m.rows_per_class.get(c)]
+    if not empty:
+        return []
+    shown = ", ".join(map(repr, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    return [f"class(es) {shown} have no rows: kept in class_names (0 in rows_per_class) so label ids stay put; "
+            "give --classes without them to drop them"]  # fmt: skip

@@ -111,6 +111,7 @@ def _image_cell(rec: Record, data: bytes | None, opts: IngestOptions) -> tuple[b
         arr = np.asarray(payload)
         if arr.ndim >= 2:
             imagecodec.check_pixels(arr.shape[0], arr.shape[1], opts.max_pixels)
+        imagecodec.check_opaque(arr)
         img = imagecodec.normalise(arr)
     if opts.resize is not None:
         img = imagecodec.resize(img, *opts.resize)

@@ -156,6 +156,10 @@ def _class_folders(root: Path, base: Path, split: str) -> Iterator[Record | Bad]
             if ext not in IMAGE_EXTS:
                 yield Bad(rel, None, f"not an image file (extension {ext or 'none'}; expected {_exts()})")
                 continue
+            why = _not_a_file(os.path.join(cdir_s, name))
+            if why is not None:
+                yield Bad(rel, None, why)
+                continue
             yield Record(rel, split, cdir.name, FileRef(os.path.join(cdir_s, name)))
 
 
@@ -165,6 +169,10 @@ def _unlabelled(base: Path, prefix: str, split: str) -> Iterator[Record | Bad]:
         ext = _ext(name)
         if ext not in IMAGE_EXTS:
             yield Bad(f"{prefix}{name}", None, f"not an image file (extension {ext or 'none'}; expected {_exts()})")
+            continue
+        why = _not_a_file(os.path.join(str(base), name))
+        if why is not None:
+            yield Bad(f"{prefix}{name}", None, why)
             continue
         yield Record(f"{prefix}{name}", split, None, FileRef(os.path.join(str(base), name)))
 
@@ -180,9 +188,18 @@ def _listing(d: str, prefix: str = "", recurse: bool = True) -> list[str]:
             if e.is_dir():
                 if recurse:
                     out += _listing(e.path, f"{prefix}{e.name}/")
-            elif e.is_file():
+            else:  # files, and what is not one (a broken symlink, a FIFO): the readers report those, never skip them
                 out.append(prefix + e.name)
     return sorted(out)
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why ``path`` (listed in a folder) cannot be read as an image file, or None when it is a regular file."""
+    if os.path.isfile(path):
+        return None
+    if os.path.islink(path) and not os.path.exists(path):
+        return "a symlink to a missing file"
+    return "not a regular file (a FIFO, socket or device)"
 
 
 def _flat(root: Path, labels: dict[str, str], split: str) -> Iterator[Record | Bad]:

@@ -146,6 +146,10 @@ def source(root: Path, opts: IngestOptions) -> Source:
             k: (None if row[k] is None else (float(row[k]) if kind == "numeric" else str(row[k])))
             for k, kind in features.items()
         }
+        bad = next((k for k, v in vals.items() if isinstance(v, float) and not math.isfinite(v)), None)
+        if bad is not None:  # as in tabular CSV: a NaN or infinite feature is never kept silently
+            why = f"column {bad!r}: {vals[bad]} is not a finite number; use a null for a missing value"
+            return Bad(rel, row_no, why)
         return Record(ref, split, lab, vals, row_no)
 
     return Source(modality, items, features=features)

@@ -24,6 +24,20 @@ def _is_number(v: str) -> bool:
     return True
 
 
+def _number(v: str, column: str) -> float | str:
+    """``float(v)``, or why it is refused: NaN, infinities and values beyond float64's range (``1e400`` would
+    become inf) are not silently kept."""
+    import math
+
+    x = float(v)
+    if math.isfinite(x):
+        return x
+    shown = v if len(v) <= 24 else f"{v[:12]}...({len(v)} characters)"
+    if v.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+        return f"column {column!r}: {shown!r} is not a finite number; use an empty cell for a missing value"
+    return f"column {column!r}: {shown!r} is beyond the float64 range; rescale the column"
+
+
 def check_feature_names(path: Path, features: list[str]) -> None:
     """Feature columns become Arrow columns: names must be unique, non-empty and not a reserved row column."""
     from schemas.arrow import COMMON_FIELDS
@@ -63,6 +77,9 @@ def source(path: Path, opts: IngestOptions) -> Source:
     else:
         label_i = next((i for i, h in enumerate(header) if LABEL_NAMES.match(h)), len(header) - 1)
     ncols = len(header)
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:  # a second column named like the label would otherwise become a feature, silently
+        raise AugsvcError(f"{path}: column {twice[0]!r} appears twice in the header; rename one")
     features = [h for i, h in enumerate(header) if i != label_i]
     check_feature_names(path, features)
     ok_rows = [(n, r) for n, r in parsed if len(r) == ncols]
@@ -86,12 +103,22 @@ def source(path: Path, opts: IngestOptions) -> Source:
             if not label:
                 yield Bad(rel, n, "missing label")
                 continue
-            values = {}
+            if any("\x00" in c for c in row):
+                yield Bad(rel, n, "a cell holds a NUL character (binary data, or UTF-16 read as another encoding)")
+                continue
+            values, why = {}, None
             for i, h in enumerate(header):
                 if i == label_i:
                     continue
                 v = row[i].strip()
-                values[h] = None if v == "" else (float(v) if kinds[h] == "numeric" else v)
+                x = None if v == "" else (_number(v, h) if kinds[h] == "numeric" else v)
+                if kinds[h] == "numeric" and isinstance(x, str):
+                    why = x
+                    break
+                values[h] = x
+            if why is not None:
+                yield Bad(rel, n, why)
+                continue
             yield Record(f"{rel}:{n}", split, label, values, n)
 
     return Source("tabular", items, features={h: kinds[h] for h in features})

@@ -37,6 +37,23 @@ def _decode_error(rel: str, n: int, raw: bytes, e: UnicodeDecodeError, encoding:
     )
 
 
+_WIDE_BOMS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16", b"\xff\xfe\x00\x00": "utf-32"}
+
+
+def _refuse_wide(rel: str, head: bytes, encoding: str) -> None:
+    """AugsvcError when a file read with an ASCII-compatible ``encoding`` is UTF-16/32 (a byte-order mark, or NUL
+    bytes between most characters): read that way its text would be interleaved with NULs, silently."""
+    head = head[:4096]
+    bom = next((enc for b, enc in sorted(_WIDE_BOMS.items(), key=lambda kv: -len(kv[0])) if head.startswith(b)), None)
+    if bom is None and head and head.count(0) * 4 >= len(head):
+        bom = "utf-16"
+    if bom is not None:
+        raise AugsvcError(
+            f"{rel}: looks like {bom.upper()} text (a byte-order mark or NUL bytes between characters), not "
+            f"{encoding}; pass --encoding {bom}"
+        )
+
+
 def decoded_lines(path: Path, encoding: str, rel: str, *, keepends: bool = False) -> Iterator[tuple[int, str | Bad]]:
     """(line number, text or Bad) for every physical line (split at ``\\n``), in order.
 
@@ -85,6 +102,8 @@ def decoded_lines(path: Path, encoding: str, rel: str, *, keepends: bool = False
                 data, rest = data[:cut], data[cut:]
             if n == 0 and strip_bom and data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]
+            if n == 0:
+                _refuse_wide(rel, data, name)
             if data:
                 raws = data.split(b"\n")
                 ends_with_newline = raws[-1] == b""

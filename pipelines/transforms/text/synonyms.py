@@ -106,7 +106,8 @@ def read_thesaurus(path: str | Path, encoding: str = "utf-8") -> dict[str, list[
         word, tab, syns = line.partition("\t")
         if not tab or not word.strip():
             raise AugsvcError(
-                f"thesaurus file {path}, line {lineno}: expected 'word<TAB>syn1,syn2,...', got {line[:60]!r}"
+                f"thesaurus file {path}, line {lineno}: expected 'word<TAB>syn1,syn2,...', got a line of "
+                f"{len(line)} characters {'without a TAB' if not tab else 'with no word before its TAB'}"
             )
         mapping.setdefault(word.strip(), []).extend(s.strip() for s in syns.split(","))
     return mapping

@@ -111,7 +111,7 @@ def _parse_data(files: _Files, pos: str) -> dict[tuple[str, int], list[str]]:
                 words = [fields[4 + 2 * i] for i in range(count)]
             except (ValueError, IndexError):
                 where = f"{files.path}/{part}, line {lineno}"
-                raise AugsvcError(f"{where}: not a WordNet data line: {line[:60]!r}") from None
+                raise AugsvcError(f"{where}: not a WordNet data line ({len(fields)} fields)") from None
             synsets[(pos, offset)] = [re.sub(r"\(.*\)$", "", w) for w in words]  # drop adjective markers (a)
     return synsets
 
@@ -130,7 +130,8 @@ def _parse_index(files: _Files, pos: str) -> dict[str, list[int]]:
             n_synsets, n_pointers = int(fields[2]), int(fields[3])
             offsets = [int(x) for x in fields[6 + n_pointers : 6 + n_pointers + n_synsets]]
         except (ValueError, IndexError):
-            raise AugsvcError(f"{files.path}/{name}, line {lineno}: not a WordNet index line: {line[:60]!r}") from None
+            where = f"{files.path}/{name}, line {lineno}"
+            raise AugsvcError(f"{where}: not a WordNet index line ({len(fields)} fields)") from None
         out[fields[0]] = offsets
     return out
 
