@@ -285,7 +285,12 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
         base = read_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
     prep = Prep(m.modality, base["prep"]) if base else Prep(m.modality)
     if base is None:
-        fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
+        hf_path = None
+        if cfg.hf_path:  # a folder, or a packaged model name (minilm): the resolved folder is what the run records
+            from generators.textgen.sources import resolve_model
+
+            hf_path = str(resolve_model(cfg.hf_path, what="hf_path"))
+        fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=hf_path)
     if backbone is not None:
         prep.state["backbone"] = {"info": backbone.to_state(), "head": cfg.head, "dropout": cfg.head_dropout,
                                   "image_size": list(cfg.resize)}  # fmt: skip
