@@ -280,6 +280,9 @@ def test_train_config_checked_against_the_version_before_ray(store, tmp_path) ->
 
     with pytest.raises(AugsvcError, match=r"train.model: text_cnn reads text versions; squares@\w+ is image \(use cnn"):
         tune_search(load_space({**SPACE, "train": {"model": "text_cnn"}}), tmp_path / "o", store=store.uri)
+    with pytest.raises(AugsvcError, match=r"pretrained: .*missing.pth: no such weights file"):  # a backbone's weights
+        space = {**SPACE, "train": {"model": "efficientnet_lite0", "pretrained": str(tmp_path / "missing.pth")}}
+        tune_search(load_space(space), tmp_path / "o", store=store.uri)
     rows = [{"sample_id": f"{i:016x}", "label": None, "soft_label": None, "split": "train" if i < 4 else "val",
              "source": f"gen:{i}", "lineage": None, "image": _image(0, np.random.default_rng(i)).tobytes(),
              "image_format": "raw", "height": 12, "width": 12, "channels": 3} for i in range(6)]  # fmt: skip
@@ -350,6 +353,26 @@ def test_cli_seeds_zero_refused(tmp_path) -> None:
     cmd = [sys.executable, "-m", "augsvc", "tune", str(space), "--test", "test", "--seeds", "0", "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "--seeds" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_search_with_a_frozen_pretrained_backbone(store, tmp_path, ray_module, monkeypatch) -> None:
+    """`train.model` a pretrained backbone: every trial trains a head on the frozen EfficientNet-Lite0 (its
+    features cached per offline copy) and the search ranks the recipes on that model."""
+    from augsvc.tune.search import tune_search
+    from generators.nets.backbones import lite0_weights_file
+
+    if lite0_weights_file() is None:
+        pytest.skip("extra 'pretrained' not installed")
+    monkeypatch.setenv("AUGSVC_FEATURE_CACHE", str(tmp_path / "cache"))  # trial workers may use the default cache
+    space = {**SPACE, "epochs": 1, "grace_period": 1, "augment": ["offline"], "offline_copies": 1,
+             "policies": ["none", {"fixed": {"name": "flip", "stages": [{"op": [{"op": "hflip", "p": 1.0}]}]}}],
+             "train": {"model": "efficientnet_lite0", "freeze_backbone": True, "resize": [32, 32], "batch_size": 16,
+                       "lr": 0.01}}  # fmt: skip
+    summary = tune_search(load_space(space), tmp_path / "out", store=store.uri, echo=lambda line: None)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
+    assert summary["trials"] == 2 and {r["status"] for r in rows} == {"completed"}
+    assert {r["recipe"] for r in rows} == {"none", "flip, offline x1"}
+    assert all(0.0 <= float(r["val_acc"]) <= 1.0 for r in rows)
 
 
 class _Result:

@@ -79,9 +79,18 @@ def check_model(cfg: TrainConfig, ref: str, manifest: Any, *, prefix: str = "") 
     """The model kind ``cfg`` trains on ``manifest``'s version (``model``, else the modality's default), checked:
     it reads the modality, and an ``hf_path`` is a usable classifier folder. Keys are named ``prefix + key``
     (``train.model`` in a tune space). Returns the kind; AugsvcError (one line) otherwise."""
-    from generators.nets.prep import default_kind
+    from generators.nets.prep import default_kind, is_backbone_kind
 
     kind = cfg.model or default_kind(manifest.modality)
+    if is_backbone_kind(kind):  # a pretrained image backbone: an image version, and its weights file is there
+        if manifest.modality != "image":
+            raise AugsvcError(f"{prefix}model: {kind} is an image backbone; {ref} is {manifest.modality}")
+        from generators.nets.backbones import weights_path
+
+        if cfg.pretrained == "hub" and not cfg.allow_download:
+            raise AugsvcError(f"{prefix}pretrained: hub downloads weights; set allow_download: true to allow it")
+        weights_path(kind, cfg.pretrained)
+        return kind
     check_model_kind(kind, manifest.modality, ref, key=f"{prefix}model")
     if kind == "hf" and cfg.hf_path:
         check_hf_path(cfg.hf_path, manifest.modality, key=f"{prefix}hf_path")

@@ -43,12 +43,14 @@ def scores(
     max_len: int = 64,
     resize: tuple[int, int] | None = None,
     class_names: list[str] | None = None,
+    features: Any = None,
 ) -> dict[str, Any]:
     """Score ``model`` on one split of a version (images resized to ``resize`` (h, w) when given): ``accuracy``,
     ``macro_f1`` (the unweighted mean over classes) and ``per_class`` (class name -> ``precision``, ``recall``,
     ``f1``, ``support`` in rows), from scikit-learn's ``precision_recall_fscore_support`` over every class of the
     model (a class absent from the split has support 0 and scores 0). Rows without a label are skipped.
-    Raises AugsvcError when the split has no labelled rows."""
+    ``features`` (a :class:`augsvc.trainer.features.FeatureTable` of that split) feeds cached frozen-backbone
+    output to the model's head instead of images. Raises AugsvcError when the split has no labelled rows."""
     import torch
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -57,8 +59,13 @@ def scores(
     model.eval()
     preds, labels = [], []
     with torch.no_grad():
-        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize):
-            pred = model(to_device(prep.inputs(b, max_len), device)).argmax(1).cpu().numpy()
+        cols = ["label"] if features is not None else None
+        for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=batch_size, resize=resize,
+                        columns=cols):  # fmt: skip
+            if features is not None:
+                pred = model.classify(features.take(b["sample_id"]).to(device)).argmax(1).cpu().numpy()
+            else:
+                pred = model(to_device(prep.inputs(b, max_len), device)).argmax(1).cpu().numpy()
             known = b["label"] >= 0
             preds.append(pred[known])
             labels.append(b["label"][known])
@@ -118,12 +125,14 @@ def _optimizer(cfg: TrainConfig, model):
     """Param groups per layer group; differential learning rates when fine-tuning a pretrained base."""
     from augsvc.trainer.finetune import make_optimizer
 
-    scale = cfg.base_lr_scale if cfg.pretrained else None
+    scale = cfg.base_lr_scale if cfg.fine_tuning else None
     return make_optimizer(model, lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, base_lr_scale=scale)
 
 
 def _trainable_from(cfg: TrainConfig, epoch: int, n_groups: int) -> int:
-    if not cfg.pretrained:
+    if cfg.freeze_backbone:
+        return n_groups - 1
+    if not cfg.fine_tuning:
         return 0
     if epoch < cfg.freeze_epochs:
         return n_groups - 1
@@ -224,7 +233,7 @@ def train(
 
 
 def train_streams(
-    cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None, curriculum: Any = None
+    cfg: TrainConfig, ref: str, store: Store, epoch: int, mix: dict | None, curriculum: Any = None, cached: Any = None
 ) -> list[Any]:
     """The training streams of one epoch: one stream with a fresh augmented view per epoch, or with
     ``augment_copies`` k, k + 1 passes (the originals, then copy c seeded by c alone, the same every epoch), or
@@ -237,6 +246,8 @@ def train_streams(
     kw = dict(store=store, split=cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, mix=mix,
               shuffle_window=cfg.shuffle_window,
               resize=epoch_resize(cfg.progressive_resize, cfg.resize, epoch), curriculum=curriculum)  # fmt: skip
+    if cached is not None:  # cached backbone features: the stream only gives the order and the labels
+        kw["columns"] = ["label", *(["teacher_logits"] if cfg.distill else [])]
     if cfg.augment_copies is None:
         return [Stream(ref, epoch=epoch, recipe=cfg.augment, **kw)]
     views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies)]
@@ -255,9 +266,15 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     from augsvc.trainer.finetune import load_base, set_trainable
     from augsvc.trainer.losses import classification_loss, distillation_loss
     from augsvc.trainer.schedule import make_curriculum
+    from generators.nets.backbones import describe_backbone, is_backbone_kind, open_backbone
     from generators.nets.classifiers import count_parameters
 
     ref, m, val_ref, kind = plan.ref, plan.manifest, plan.val_ref, plan.kind
+    trunk, backbone = None, None
+    if is_backbone_kind(kind):  # plan_run checked the modality and that the weights file exists
+        trunk, backbone = open_backbone(kind, cfg.pretrained, allow_download=cfg.allow_download)
+        if cfg.resize is None:  # the backbone's pretrained input size (timm's resolve_data_config)
+            cfg = cfg.model_copy(update={"resize": tuple(backbone.input_size[1:])})
     # Layer init and dropout only draw from torch's default generator, seeded with cfg.seed by train()'s
     # seeded_session, which restores the caller's state afterwards (tested).
     if cfg.pretrain is not None:
@@ -274,13 +291,18 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
 
             hf_path = str(resolve_model(cfg.hf_path, what="hf_path"))
         fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=hf_path)
+    if backbone is not None:
+        prep.state["backbone"] = {"info": backbone.to_state(), "head": cfg.head, "dropout": cfg.head_dropout,
+                                  "image_size": list(cfg.resize)}  # fmt: skip
+        if progress:
+            print(describe_backbone(backbone, cfg), file=sys.stderr)
     channels = 3
     if m.modality == "image":
         first = next(
             iter(Stream(ref, store=store, split=cfg.train_split, batch_size=1, shuffle=False, resize=cfg.resize))
         )
         channels = first["image"].shape[-1]
-    model = build_model(kind, len(m.class_names), prep, cfg.width, channels)
+    model = build_model(kind, len(m.class_names), prep, cfg.width, channels, trunk=trunk)
     if base is not None:
         src = "pretrain encoder" if cfg.pretrain is not None else f"finetune_from {cfg.finetune_from}"
         src += f" (model {base.get('kind')}, width {base.get('width')}; this run: model {kind}, width {cfg.width})"
@@ -303,6 +325,16 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     passes = 1 if cfg.augment_cycle else 1 + (cfg.augment_copies or 0)  # stream passes per epoch
     steps = -(-n_train // cfg.batch_size) * passes
     curriculum = make_curriculum(cfg, store, ref, out, progress)  # None unless cfg.curriculum (trainer/schedule.py)
+    cached, val_features = None, None  # frozen backbone: features computed once, the head trains on them
+    if cfg.freeze_backbone and not cfg.progressive_resize:
+        from augsvc.trainer.features import split_features
+
+        val_features = split_features(model, store, val_ref, cfg.val_split, cfg.resize, device, progress=progress)
+        # training rows too, unless they change every epoch (on-the-fly views, mixing); fixed copies are cached
+        if not mix and (cfg.augment is None or cfg.augment_copies is not None):
+            views = [(None, None)] + [(cfg.augment, c) for c in range(cfg.augment_copies or 0)]
+            cached = [split_features(model, store, ref, cfg.train_split, cfg.resize, device, progress=progress,
+                                     recipe=r, augment_epoch=c) for r, c in views]  # fmt: skip
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:
@@ -313,11 +345,16 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
             model.train()
             t0, loss_sum, n_seen, correct, n_known, n_steps = time.perf_counter(), 0.0, 0, 0, 0, 0
             task = bar.epoch(epoch)
-            for b in (b for s in train_streams(cfg, ref, store, epoch, mix, curriculum) for b in s):
-                x = to_device(prep.inputs(b, cfg.max_len), device)
+            streams = train_streams(cfg, ref, store, epoch, mix, curriculum, cached)
+            # which cached view each stream is: the originals (0) or fixed copy v - 1; augment_cycle: one per epoch
+            vids = [epoch % len(cached)] if cached and cfg.augment_cycle else list(range(len(streams)))
+            for v, b in ((v, b) for v, s in zip(vids, streams, strict=True) for b in s):
                 y = torch.from_numpy(b["label"]).to(device)
                 soft = torch.from_numpy(b["soft_label"]).to(device) if "soft_label" in b else None
-                logits = model(x)
+                if cached is not None:
+                    logits = model.classify(cached[v].take(b["sample_id"]).to(device))
+                else:
+                    logits = model(to_device(prep.inputs(b, cfg.max_len), device))
                 if cfg.distill:
                     d = cfg.distill
                     tl = _teacher_logits(b, ref, cfg.train_split).to(device)
@@ -337,7 +374,7 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
                 correct += int((logits.argmax(1) == target)[known].sum())
                 bar.step(task, loss_sum / n_seen, correct / max(n_known, 1))
             val = scores(model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize,
-                         class_names=m.class_names)  # fmt: skip
+                         class_names=m.class_names, features=val_features)  # fmt: skip
             val_acc = val["accuracy"]
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "train_acc": correct / max(n_known, 1),
                    "val_acc": val_acc, "val_macro_f1": val["macro_f1"], "seconds": round(time.perf_counter() - t0, 2),
@@ -361,6 +398,8 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     summary = {"run": str(out), "best_val_acc": best, "best_epoch": best_epoch, "epochs": len(history),
                "parameters": count_parameters(model), "data": ref, "model": kind, "width": cfg.width,
                "distilled": cfg.distill is not None, "device": str(device),
+               **({"backbone": {"arch": backbone.arch, "weights": backbone.weights, "sha256": backbone.sha256,
+                                "frozen": cfg.freeze_backbone, "head": cfg.head}} if backbone else {}),
                "best_val_macro_f1": best_val["macro_f1"] if best_val else None,
                "best_val_per_class": best_val["per_class"] if best_val else None}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
