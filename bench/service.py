@@ -139,7 +139,12 @@ async def load_listing(base: str, clients: int, total: int, seconds: float, vers
             t0 = time.perf_counter()
             try:
                 r = await c.get("/api/datasets")
-                if r.status_code != 200 or len(r.json()[0]["versions"]) != versions:
+                # the body is parsed for 1 request in 50 (parsing 32 concurrent listings would load the shared cores
+                # that the service needs); the rest are checked by status and length
+                ok = r.status_code == 200 and len(r.content) > 2
+                if ok and issued % 50 == 1:
+                    ok = len(r.json()[0]["versions"]) == versions
+                if not ok:
                     errors.append(f"status {r.status_code}")
                 lat.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counted, reported
