@@ -132,6 +132,15 @@ def test_checkpoint_bytes_are_torch_saves_and_rng_travels(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "c.pt"]  # no temporary file left
 
 
+def test_text_model_checkpoints_of_before_restore_their_torch_rng(tmp_path: Path) -> None:
+    with seeded_session(6):
+        torch.save({"step": 3, "torch_rng": torch.get_rng_state()}, tmp_path / "state.pt")  # the old text-model form
+        nxt = float(torch.rand(1))
+    with seeded_session(0):
+        assert load_checkpoint(tmp_path / "state.pt", restore_rng=torch.device("cpu"))["step"] == 3
+        assert float(torch.rand(1)) == nxt
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "last.pt"
     save_checkpoint(p, {"epoch": 1})

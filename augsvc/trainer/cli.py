@@ -1,4 +1,4 @@
-"""``augsvc train`` and ``augsvc compare``, added to the main typer app by ``register(app)``.
+"""``augsvc train``, ``augsvc evaluate`` and ``augsvc compare``, added to the main typer app by ``register(app)``.
 
 Only typer is imported here; torch and the trainer load inside the commands, so ``augsvc --help`` stays fast.
 """
@@ -13,13 +13,18 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``train`` and ``compare`` commands to ``app``."""
+    """Add the ``train``, ``evaluate`` and ``compare`` commands to ``app``."""
 
     @app.command()
     def train(
         config: Annotated[str, typer.Argument(metavar="CONFIG.yaml", help="Training config (see docs/trainer.md).")],
         out: Annotated[str | None, typer.Option("--out", help="Run directory (default: runs/CONFIG-NAME).")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue the run in OUT (refused if the config changed).")
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Start the run in OUT again (its files are removed).")
+        ] = False,
         store: Annotated[str | None, typer.Option("--store", help="Store root.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary, no progress bar.")] = False,
     ):
@@ -29,7 +34,9 @@ def register(app: typer.Typer) -> None:
         from augsvc.trainer.loop import train as run_train
 
         run_dir = out or str(Path("runs") / Path(config).stem)
-        summary = run_train(load_config(config), open_store(store), run_dir, resume=resume, progress=not as_json)
+        summary = run_train(
+            load_config(config), open_store(store), run_dir, resume=resume, overwrite=overwrite, progress=not as_json
+        )
         if as_json:
             typer.echo(json.dumps(summary))
         elif "best_val_acc" not in summary:  # epochs: 0 with pretrain: pretraining alone
@@ -42,6 +49,25 @@ def register(app: typer.Typer) -> None:
                 "(best.pt holds that epoch) "
                 f"({summary['parameters']:,} parameters); run in {run_dir}"
             )
+
+    @app.command()
+    def evaluate(
+        run: Annotated[str, typer.Argument(metavar="RUN", help="Run directory of 'augsvc train' (its best.pt).")],
+        split: Annotated[str, typer.Option("--split", help="Split to score on.")] = "test",
+        data: Annotated[
+            str | None, typer.Option("--data", help="Version to score on (default: the one the run trained on).")
+        ] = None,
+        store: Annotated[str | None, typer.Option("--store", help="Store root.")] = None,
+        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable scores.")] = False,
+    ):
+        """Score a finished run's best checkpoint on a split: accuracy, macro-F1 and per-class precision/recall."""
+        from augsvc.api import open_store
+        from augsvc.trainer.loop import score_run
+        from augsvc.trainer.reports import format_scores
+
+        result = score_run(run, open_store(store), data, split, device=device)
+        typer.echo(json.dumps(result) if as_json else format_scores(result))
 
     @app.command()
     def compare(

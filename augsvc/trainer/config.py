@@ -67,6 +67,12 @@ class TrainConfig(BaseModel):
         "per row plus the original (every epoch passes over all of them; nothing is written) instead of a fresh "
         "augmented view per epoch",
     )
+    augment_cycle: bool = Field(
+        False,
+        description="with augment_copies: each epoch passes over one of the k + 1 fixed views in turn (the "
+        "originals, then copy 0, 1, ...; all of them every k + 1 epochs) instead of all of them, so an epoch has as "
+        "many optimizer steps as one without copies (how augsvc tune compares offline and on-the-fly candidates)",
+    )
     mix: MixConfig | None = None
     resize: tuple[int, int] | None = Field(
         None, description="images: [height, width] every image is resized to while streaming (several sizes)"
@@ -103,6 +109,8 @@ class TrainConfig(BaseModel):
             raise ValueError("hf_path is only used with model: hf")
         if self.augment_copies is not None and self.augment is None:
             raise ValueError("augment_copies needs augment (the recipe whose fixed copies to train on)")
+        if self.augment_cycle and self.augment_copies is None:
+            raise ValueError("augment_cycle needs augment_copies (the fixed views to cycle through)")
         if self.distill and (self.mix or self.augment):
             raise ValueError(
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "

@@ -44,9 +44,12 @@ def register(app: typer.Typer) -> None:
                               seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip
         if as_json:
             typer.echo(json.dumps(summary, default=str))
-            return
-        best = summary["best"]
-        typer.echo(f"best: {best['recipe']}: val acc {best['val_acc']:.4f} after {best['epochs']} epoch(s) "
-                   f"({summary['trials']} trials in {summary['seconds']:.0f} s)")  # fmt: skip
-        for k, f in summary["files"].items():
-            typer.echo(f"  {k}: {f}")
+        else:
+            best = summary["best"]
+            what = "best so far (PARTIAL search, see above)" if summary["partial"] else "best"
+            typer.echo(f"{what}: {best['recipe']}: val acc {best['val_acc']:.4f} after {best['epochs']} epoch(s) "
+                       f"({summary['trials']} trials in {summary['seconds']:.0f} s)")  # fmt: skip
+            for k, f in summary["files"].items():
+                typer.echo(f"  {k}: {f}")
+        if summary["interrupted"]:  # 128 + SIGINT, as a shell reports an interrupted command
+            raise typer.Exit(130)

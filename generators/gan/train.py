@@ -209,9 +209,12 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     if resume and (out / "last.pt").is_file():
         st = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
                              fix="delete it to start again without --resume")  # fmt: skip
-        if st["data_sha256"] != data_sha or st["config"] != cfg.model_dump(exclude={"epochs", "device", "threads"}):
-            raise AugsvcError(f"{out / 'last.pt'}: the data or the config differ from the run being resumed; "
-                              "use another --out or drop --resume")  # fmt: skip
+        from schemas.resume import config_changes, refuse_changed
+
+        old = {"data_sha256": st["data_sha256"], **st["config"]}
+        new = {"data_sha256": data_sha, **cfg.model_dump(exclude={"epochs", "device", "threads"})}
+        refuse_changed(out, config_changes(old, new, ignore=("epochs", "device", "threads")), what="GAN training",
+                       advice="use the same data and config, another --out, or drop --resume")  # fmt: skip
         G.load_state_dict(st["G"])
         D.load_state_dict(st["D"])
         G_ema.load_state_dict(st["G_ema"])
