@@ -35,7 +35,12 @@ def check_hf_path(path: str, modality: str, *, key: str = "hf_path") -> None:
     """Refuse (AugsvcError, one line naming ``key``) a folder ``transformers`` could not load as a classifier of
     ``modality``: not a folder, no ``config.json``, a config transformers cannot read, an architecture with no
     sequence (text) or image classification head, no weights file (``HF_WEIGHTS``), or (text) no tokenizer.
-    Reads only the folder's small files (config, tokenizer); never downloads."""
+    Reads only the folder's small files (config, tokenizer); never downloads. A packaged model's name (``minilm``)
+    stands for its folder (``generators.textgen.sources.PACKAGED``; refused naming the pip command if missing)."""
+    from generators.textgen.sources import PACKAGED, packaged_path
+
+    if path in PACKAGED:
+        path = str(packaged_path(path, key))
     p = Path(path)
     what = "a local Hugging Face model folder (config.json, weights" + (", tokenizer)" if modality == "text" else ")")
     if not p.is_dir():

@@ -12,6 +12,19 @@ from typing import Annotated
 import typer
 
 
+def kept_by_run(run: Path, epochs: int) -> str:
+    """What an interrupted ``augsvc train`` leaves in ``run``: the last finished epoch (``last.pt``, written after
+    every epoch), or how far pretraining got (``pretrain/last.pt``)."""
+    from augsvc.interrupt import checkpoint_epoch
+
+    if (run / "last.pt").is_file() and (e := checkpoint_epoch(run / "last.pt")) is not None:
+        return f"{run / 'last.pt'} holds epoch {e + 1} of {epochs} (best.pt: the best so far)"
+    pre = run / "pretrain" / "last.pt"
+    if pre.is_file() and (e := checkpoint_epoch(pre)) is not None:
+        return f"{pre} holds pretraining epoch {e + 1}; no fine-tuning epoch had finished"
+    return f"no epoch had finished, nothing to resume from in {run}"
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``train``, ``evaluate`` and ``compare`` commands to ``app``."""
 
@@ -30,13 +43,16 @@ def register(app: typer.Typer) -> None:
     ):
         """Train a classifier on a version; writes metrics, best checkpoint and a validation plot to OUT."""
         from augsvc.api import open_store
+        from augsvc.interrupt import on_interrupt
         from augsvc.trainer.loop import load_config
         from augsvc.trainer.loop import train as run_train
 
         run_dir = out or str(Path("runs") / Path(config).stem)
-        summary = run_train(
-            load_config(config), open_store(store), run_dir, resume=resume, overwrite=overwrite, progress=not as_json
-        )
+        cfg = load_config(config)
+        with on_interrupt(lambda: kept_by_run(Path(run_dir), cfg.epochs)):
+            summary = run_train(
+                cfg, open_store(store), run_dir, resume=resume, overwrite=overwrite, progress=not as_json
+            )
         if as_json:
             typer.echo(json.dumps(summary))
         elif "best_val_acc" not in summary:  # epochs: 0 with pretrain: pretraining alone

@@ -41,7 +41,8 @@ class TrainConfig(BaseModel):
     val_split: str = "val"
     model: str | None = Field(None, description="classifier kind: cnn, text_cnn, mlp, hf or another registered in "
                               "generators.nets.prep.CLASSIFIERS (default by modality)")  # fmt: skip
-    hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
+    hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder, or `minilm` "
+                                   "(the packaged all-MiniLM-L6-v2); never downloaded")  # fmt: skip
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
     max_len: int = Field(64, ge=1, description="text: tokens per example")
     epochs: int = Field(10, ge=0, description="0: only pretrain (needs pretrain)")

@@ -268,7 +268,12 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
         base = read_checkpoint(cfg.finetune_from) if cfg.finetune_from else None
     prep = Prep(m.modality, base["prep"]) if base else Prep(m.modality)
     if base is None:
-        fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=cfg.hf_path)
+        hf_path = None
+        if cfg.hf_path:  # a folder, or a packaged model name (minilm): the resolved folder is what the run records
+            from generators.textgen.sources import resolve_model
+
+            hf_path = str(resolve_model(cfg.hf_path, what="hf_path"))
+        fit_prep(prep, store, ref, cfg.train_split, m.features, hf_path=hf_path)
     channels = 3
     if m.modality == "image":
         first = next(
@@ -297,7 +302,7 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
     n_train = m.rows_per_split.get(cfg.train_split, m.rows) if m.rows_per_split else m.rows
     passes = 1 if cfg.augment_cycle else 1 + (cfg.augment_copies or 0)  # stream passes per epoch
     steps = -(-n_train // cfg.batch_size) * passes
-    curriculum = make_curriculum(cfg, store, ref)  # None unless cfg.curriculum (augsvc/trainer/schedule.py)
+    curriculum = make_curriculum(cfg, store, ref, out, progress)  # None unless cfg.curriculum (trainer/schedule.py)
     meta = {"kind": kind, "width": cfg.width, "class_names": m.class_names, "modality": m.modality,
             "channels": channels, "max_len": cfg.max_len, "data": ref, "resize": cfg.resize}  # fmt: skip
     with _Progress(progress, cfg.epochs, steps) as bar:

@@ -40,8 +40,12 @@ def register(app: typer.Typer) -> None:
         space = load_space(space_path)
         out_dir = out if out is not None else str(Path("tune") / Path(space_path).stem)
         echo = (lambda s: None) if as_json else typer.echo
-        summary = tune_search(space, out_dir, store=store, address=address, resume=resume, test_split=test,
-                              seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip
+        from augsvc.interrupt import on_interrupt
+
+        kept = f"the search so far is kept in {Path(out_dir) / 'search'} (finished trials, each trial's last.pt)"
+        with on_interrupt(lambda: kept):
+            summary = tune_search(space, out_dir, store=store, address=address, resume=resume, test_split=test,
+                                  seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip
         if as_json:
             typer.echo(json.dumps(summary, default=str))
         else:
