@@ -210,6 +210,22 @@ def build(
     )  # fmt: skip
 
 
+def build_work(recipe: Any, *, store: StoreArg = None) -> tuple[str, str, int, bool]:
+    """Where a build of ``recipe`` keeps its finished tasks until it publishes (an interrupted build resumes from
+    them when run again): (version id, work folder, finished tasks there, published already). Cheap: the version id
+    comes from the recipe and the input's id alone, no row is read."""
+    from pipelines.runner import build_definition
+    from schemas.hashing import version_id
+
+    r = load_recipe(recipe)
+    s = open_store(store)
+    ds, v = s.resolve(r.input)
+    vid = version_id(build_definition(r, f"{ds}@{v}"))
+    work = s.root / r.output / ".staging" / f"build-{vid}" / "work"
+    done = len(list(work.glob("*.json"))) if work.is_dir() else 0
+    return vid, str(work), done, s.exists(r.output, vid)
+
+
 def show(ref: str, *, store: Any = None) -> Manifest:
     """The manifest of ``ref`` (``NAME``, ``NAME@VERSION`` or ``NAME@TAG``)."""
     s = open_store(store)

@@ -214,6 +214,17 @@ def split_cmd(
         typer.echo(line)
 
 
+def _build_kept(s, recipe) -> str:
+    """What an interrupted build leaves: nothing published, its finished tasks in the keyed staging folder (the
+    same command reuses them)."""
+    from augsvc.api import build_work
+
+    vid, work, done, published = build_work(recipe, store=s)
+    if published:
+        return f"{recipe.output}@{vid} had been published already"
+    return f"nothing was published; {done} finished task(s) kept in {work}"
+
+
 @app.command()
 def build(
     recipe_path: Annotated[str, typer.Argument(metavar="RECIPE.yaml", help="Recipe file.")],
@@ -239,8 +250,11 @@ def build(
     if not as_json and (note := leak_note(s.manifest(*s.resolve(recipe.input)), list(recipe.splits))):
         typer.echo(note, err=True)
     before = latest_before(s, recipe.output)
-    with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
-        rep = run_build(recipe, store=s, workers=workers, address=address, dry_run=dry_run, progress=bar)
+    from augsvc.interrupt import on_interrupt
+
+    with on_interrupt(lambda: _build_kept(s, recipe), rerun=True):
+        with _progress(f"build {recipe.output}", as_json or dry_run) as bar:
+            rep = run_build(recipe, store=s, workers=workers, address=address, dry_run=dry_run, progress=bar)
     if not dry_run and not as_json and (note := latest_note(s, recipe.output, before, rep.version)):
         typer.echo(note, err=True)
     rows_out = rep.rows_out
@@ -260,8 +274,11 @@ def build(
         show = {"-": "unlabelled" if len(classes) > 1 else "rows"}  # only "-": pairs, which have no labels
         per = ", ".join(f"{show.get(c, c)} {a.get(c, 0)}->{b.get(c, 0)}" for c in classes)
         typer.echo(f"  {sp}: {sum(a.values())} -> {sum(b.values())} rows ({per})")
+    from augsvc.stage_reports import report_lines
+
     for stage, report in rep.stage_reports.items():
-        typer.echo(f"  {stage}: {json.dumps(report)}")
+        for line in report_lines(stage, report):
+            typer.echo(line)
     if dry_run:
         typer.echo("dry run: nothing built" + (" (this version already exists)" if rep.up_to_date else ""))
         return

@@ -219,3 +219,45 @@ def model_difficulty(
     if not logits:
         return np.zeros(0)
     return difficulty_from_logits(np.concatenate(logits), np.concatenate(labels), measure)
+
+
+def curriculum_report(
+    scores: np.ndarray, pacing: Pacing, epochs: int, labels: np.ndarray | None = None, class_names: list[str] = ()
+) -> dict[str, Any]:
+    """What a curriculum does, for the run's output and ``curriculum.json``: the difficulty distribution (rows,
+    mean, min, quantiles 10/25/50/75/90, max; per class: rows and mean difficulty when ``labels`` (int (n,), -1:
+    unlabelled) are given) and the pacing per epoch (``[{epoch, fraction, rows}]`` for epochs 1..``epochs``, 1-based
+    as the trainer counts them), with ``full_from_epoch`` (1-based: the first epoch that sees every row)."""
+    s = np.asarray(scores, np.float64)
+    n = len(s)
+    q = np.quantile(s, [0.1, 0.25, 0.5, 0.75, 0.9]) if n else np.zeros(5)
+    dist = {"rows": n, "mean": round(float(s.mean()), 4) if n else None, "min": round(float(s.min()), 4) if n else None,
+            **{f"p{k}": round(float(v), 4) for k, v in zip((10, 25, 50, 75, 90), q, strict=True)},
+            "max": round(float(s.max()), 4) if n else None}  # fmt: skip
+    per_class: dict[str, dict[str, Any]] = {}
+    if labels is not None and len(labels) == n:
+        lab = np.asarray(labels, np.int64)
+        for i, c in enumerate(class_names):
+            m = lab == i
+            if m.any():
+                per_class[c] = {"rows": int(m.sum()), "mean_difficulty": round(float(s[m].mean()), 4)}
+    pace = [
+        {"epoch": e + 1, "fraction": round(pacing.fraction(e), 4), "rows": pacing.size(e, n)} for e in range(epochs)
+    ]
+    return {"difficulty": dist, "difficulty_per_class": per_class, "pacing": {**pacing.__dict__},
+            "full_from_epoch": pacing.full_from() + 1, "epochs": pace}  # fmt: skip
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """:func:`curriculum_report` as a few lines for the run's output."""
+    d = report["difficulty"]
+    qs = ", ".join(f"{k} {d[k]}" for k in ("min", "p10", "p25", "p50", "p75", "p90", "max"))
+    out = [f"curriculum: difficulty of {d['rows']:,} rows: mean {d['mean']}, {qs}"]
+    if report["difficulty_per_class"]:
+        per = ", ".join(f"{c} {v['mean_difficulty']}" for c, v in report["difficulty_per_class"].items())
+        out.append(f"curriculum: mean difficulty per class: {per}")
+    p = report["pacing"]
+    steps = ", ".join(f"{e['epoch']}: {e['rows']:,} ({e['fraction']:.0%})" for e in report["epochs"])
+    out.append(f"curriculum: {p['kind']} pacing (start {p['start']}, inc {p['inc']}, step_length {p['step_length']}); "
+               f"rows per epoch {steps}; every row from epoch {report['full_from_epoch']}")  # fmt: skip
+    return out

@@ -132,7 +132,7 @@ def run_demo(workdir: str | Path, *, workers: int | None = None, echo: Callable[
     n_test = sum(sp.manifest.splits["test"].values())
     for name, data, epochs in (("baseline", "digits", base_epochs), ("augmented", "digits_aug", aug_epochs)):
         results[name] = train(load_config(base_cfg | {"data": data, "epochs": epochs}), store, runs / name,
-                              progress=False)  # fmt: skip
+                              overwrite=True, progress=False)  # fmt: skip
         acc = evaluate_run(runs / name, store, "digits", "test")
         lo, hi = accuracy_interval(acc, n_test)
         results[name]["test_acc"] = acc

@@ -7,8 +7,9 @@ download MB/s beside a plain file copy of the same shards, errors (must be 0). B
 
 ``--listing`` (issue 30): a store with ``--versions`` small versions of one dataset, ``--clients`` clients on
 ``GET /api/datasets`` only; p50/p99 beside the target (p99 < 50 ms at 32 clients with 100 versions on an idle
-machine), and, measured in this process, one listing read through the service's manifest cache against one that
-parses and validates every manifest (what the service did before), as a ratio.
+machine), the service process's CPU per request (from /proc: independent of what else shares the cores), and,
+measured in this process, one listing read through the service's manifest cache against one that parses and
+validates every manifest (what the service did before), as a ratio.
 
 Data: flowers5 from the shared data folder (ingested into a temporary store); ``--quick`` makes 300 synthetic
 images instead. The service runs as ``augsvc serve`` in its own process (1 build worker, workers=1).
@@ -143,7 +144,12 @@ async def load_listing(base: str, clients: int, total: int, seconds: float, vers
             t0 = time.perf_counter()
             try:
                 r = await c.get("/api/datasets")
-                if r.status_code != 200 or len(r.json()[0]["versions"]) != versions:
+                # the body is parsed for 1 request in 50 (parsing 32 concurrent listings would load the shared cores
+                # that the service needs); the rest are checked by status and length
+                ok = r.status_code == 200 and len(r.content) > 2
+                if ok and issued % 50 == 1:
+                    ok = len(r.json()[0]["versions"]) == versions
+                if not ok:
                     errors.append(f"status {r.status_code}")
                 lat.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counted, reported
@@ -159,6 +165,12 @@ async def load_listing(base: str, clients: int, total: int, seconds: float, vers
     return {"requests": len(lat), "seconds": round(wall, 2), "req_per_s": round(len(lat) / wall, 1),
             "errors": len(errors), "error_examples": errors[:5], "list_p50_ms": pct(lat, 50),
             "list_p99_ms": pct(lat, 99)}  # fmt: skip
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def listing_bench(a: argparse.Namespace) -> dict:
@@ -209,7 +221,10 @@ def listing_bench(a: argparse.Namespace) -> dict:
                 if time.monotonic() > t_end or proc.poll() is not None:
                     raise SystemExit("the service did not start")
                 time.sleep(0.2)
+            cpu0 = _cpu_s(proc.pid)
             res = asyncio.run(load_listing(base, clients, total, seconds, a.versions))
+            # the service's own CPU per request: what the listing costs, whatever else shares the cores
+            res["server_cpu_ms_per_request"] = round((_cpu_s(proc.pid) - cpu0) / max(res["requests"], 1) * 1000, 3)
         finally:
             proc.terminate()
             try:

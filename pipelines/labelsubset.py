@@ -70,6 +70,13 @@ def label_subset(
     if unlabelled == "drop" and unlabelled_keep != 1.0:
         raise AugsvcError("--unlabelled-keep thins the rows kept without labels; with --unlabelled drop none are kept")
     dataset, version = store.resolve(ref)
+    with store.reading(dataset, version):  # a reader of its parent until published: 'augsvc rm' refuses it meanwhile
+        return _label_subset(store, dataset, version, labelled=labelled, seed=seed, split=split,
+                             unlabelled=unlabelled, unlabelled_keep=unlabelled_keep, output=output)  # fmt: skip
+
+
+def _label_subset(store: Store, dataset: str, version: str, *, labelled: float, seed: int, split: str,
+                  unlabelled: str, unlabelled_keep: float, output: str | None) -> PublishResult:  # fmt: skip
     m = store.verified_manifest(dataset, version)
     if m.modality == "translation":
         raise AugsvcError(f"{dataset}@{version}: translation pairs have no class labels to subsample")

@@ -1,5 +1,7 @@
 """``augsvc preview``: what a recipe makes, before building 100,000 rows: originals beside what each stage derived
 from them (copies, mixed pairs, synthetic rows), as a PNG grid for images or a table for text and tabular rows.
+Rows a generator drew from its model without a parent (GAN, LAMBADA) get lines of their own, one per class, whose
+first cell says "no parent".
 
 The rows go through every stage with the same code and generators as a build (``StageKind.apply_rows``: copy ``c``
 of a row draws from ``rng_for(seed, stage, c, sample_id)``), so what you see is what the build makes. Mixing pairs
@@ -25,6 +27,8 @@ from schemas import imagecodec
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
 from schemas.recipe import Recipe
+
+NO_PARENT = "_no_parent"  # marks the stand-in "original" of a line of rows generated without a parent
 
 
 def _preview_recipe(recipe: Recipe, copies: int) -> Recipe:
@@ -72,7 +76,9 @@ def _no_tasks(*_: Any) -> dict:
 
 def preview_lines(recipe: Recipe, store: Store, *, n: int = 16, copies: int = 4) -> tuple[Manifest, list[tuple]]:
     """Run the recipe in memory on a few rows: (manifest, [(original row, [derived rows])]) for up to ``n`` originals,
-    each with up to ``copies`` rows derived from it (through any stage: op copies, mixes, synthetic rows)."""
+    each with up to ``copies`` rows derived from it (through any stage: op copies, mixes, synthetic rows). Rows
+    generated without a parent among the previewed rows (a GAN or LAMBADA draws from its model) come last, one line
+    per class, behind a stand-in original ``{"label": class, NO_PARENT: True}``."""
     recipe = _preview_recipe(recipe, copies)
     kinds = [stages.kind_of(recipe, k) for k in range(len(recipe.stages))]
     every = any(k.key == "generator" for k in kinds)
@@ -87,6 +93,7 @@ def preview_lines(recipe: Recipe, store: Store, *, n: int = 16, copies: int = 4)
         ctx.step = k
         rows = kind.apply_rows(ctx, k, rows)
     children: dict[str, list[dict]] = {}
+    orphans: dict[Any, list[dict]] = {}  # label -> generated rows with no parent among the previewed rows
     for r in rows:
         if not r.get("lineage"):
             continue
@@ -94,15 +101,24 @@ def preview_lines(recipe: Recipe, store: Store, *, n: int = 16, copies: int = 4)
         parent = first.get("parent") or (first.get("parents") or [None])[0]
         if parent in originals:
             children.setdefault(parent, []).append(r)
+        else:  # drawn from a model (GAN, LAMBADA: no parent) or from rows outside the preview
+            orphans.setdefault(r.get("label"), []).append(r)
     order = [sid for sid in originals if sid in children]
     if not every:
-        order = [sid for sid in originals if sid in children or not children][:n]
-    return m, [(originals[sid], children.get(sid, [])[:copies]) for sid in order[:n]]
+        order = [sid for sid in originals if sid in children or not (children or orphans)][:n]
+    lines = [(originals[sid], children.get(sid, [])[:copies]) for sid in order[:n]]
+    for lab in sorted(orphans, key=str):  # one line per class: a "no parent" cell, then the generated rows
+        if len(lines) >= n:
+            break
+        lines.append(({"label": lab, NO_PARENT: True}, orphans[lab][:copies]))
+    return m, lines
 
 
 def _caption(row: dict, m: Manifest) -> str:
     """Short text under a cell: class (or soft label) and the last step's kind."""
     name = m.class_names[row["label"]] if row.get("label") is not None and m.class_names else "-"
+    if row.get(NO_PARENT):
+        return f"{name} (no parent)"
     if not row.get("lineage"):
         return name
     step = json.loads(row["lineage"])[-1]
@@ -113,7 +129,11 @@ def _caption(row: dict, m: Manifest) -> str:
     return name
 
 
-def _image_of(row: dict) -> np.ndarray:
+def _image_of(row: dict, like: np.ndarray | None = None) -> np.ndarray:
+    """The row's pixels; a light grey square for the stand-in original of generated rows (the size of ``like``)."""
+    if row.get(NO_PARENT):
+        shape = like.shape if like is not None else (8, 8, 3)
+        return np.full(shape, 235, np.uint8)
     if row.get("_img") is not None:
         return row["_img"]
     return imagecodec.decode(row["image"], row["image_format"], row["height"], row["width"], row["channels"])
@@ -152,7 +172,8 @@ def render_preview(
     width = (cell + pad) * (copies + 1) + pad * 3
     grid_rows = []
     for orig, kids in lines:
-        cells = [_fit(_image_of(orig), cell, _caption(orig, m))] + [
+        first = _image_of(kids[0]) if kids else None
+        cells = [_fit(_image_of(orig, first), cell, _caption(orig, m))] + [
             _fit(_image_of(r), cell, _caption(r, m)) for r in kids
         ]
         line = np.full((cells[0].shape[0], width, 3), 255, np.uint8)
@@ -179,6 +200,8 @@ def render_preview(
 
 
 def _cells(row: dict, m: Manifest) -> list[str]:
+    if row.get(NO_PARENT):
+        return ["(generated without a parent)"]
     if m.modality == "text":
         return [row["text"]]
     if m.modality == "translation":

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import store_housekeeping, storefs, storelock
+from pipelines import storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
 from pipelines.storeshards import ShardProblem, Tally, check_shard
@@ -329,7 +329,7 @@ class Store(StoreHousekeeping):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            store_housekeeping.rename("replace", Path(tmp), target)
+            storefs.rename("replace", Path(tmp), target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -721,7 +721,7 @@ class Store(StoreHousekeeping):
                 os.fsync(f.fileno())
             target = self.version_dir(dataset, vid)
             try:
-                store_housekeeping.rename("publish", staging.dir, target)
+                storefs.rename("publish", staging.dir, target)
             except OSError:
                 if not self.exists(dataset, vid):
                     raise

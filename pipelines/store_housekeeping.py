@@ -6,7 +6,6 @@ A mixin of :class:`pipelines.store.Store` (it uses the store's ``tags``, ``versi
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -14,18 +13,6 @@ from typing import Any
 
 from pipelines import storefs, storelock
 from schemas.errors import AugsvcError
-
-#: a fault-injection hook called with (what, src, dst) before every rename the store makes to publish a version,
-#: replace a tag or small file, remove a version or collect garbage (``what``: publish, replace, rm, gc); tests set it
-#: to raise or to race another process at that moment
-before_rename: Any = None
-
-
-def rename(what: str, src: Path, dst: Path) -> None:
-    """``os.replace(src, dst)`` after the :data:`before_rename` hook (the one place the store renames)."""
-    if before_rename is not None:
-        before_rename(what, src, dst)
-    os.replace(src, dst)
 
 
 class StoreHousekeeping:
@@ -126,7 +113,7 @@ class StoreHousekeeping:
         if self.local:
             aside = self.root / dataset / ".staging" / f"rm-{version}-{uuid.uuid4().hex[:8]}"
             aside.parent.mkdir(parents=True, exist_ok=True)
-            rename("rm", self.root / dataset / version, aside)  # atomic: the version disappears whole
+            storefs.rename("rm", self.root / dataset / version, aside)  # atomic: the version disappears whole
             shutil.rmtree(aside, ignore_errors=True)
         else:
             fs, path = storefs.resolve(self.ref(dataset, version, "manifest.json"))
@@ -177,7 +164,7 @@ class StoreHousekeeping:
                     aside = self.root / p.relative_to(self.root).parts[0] / ".staging" / f"gc-{uuid.uuid4().hex[:12]}"
                     aside.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    rename("gc", p, aside)
+                    storefs.rename("gc", p, aside)
                 except OSError:
                     return  # gone or moved meanwhile (a publish, another gc): not ours to delete
                 shutil.rmtree(aside, ignore_errors=True)

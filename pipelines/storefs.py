@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.errors import AugsvcError
 
@@ -26,6 +26,20 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 _NATIVE = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+#: a fault-injection hook called with (what, src, dst) before every rename a local store makes: ``publish`` (a
+#: staging folder becomes a version), ``replace`` (a tag or small file), ``adopt`` (a worker's shard into staging),
+#: ``work`` (a build's work file), ``rm`` and ``gc`` (a folder renamed aside). Tests set it to raise, or to race gc,
+#: rm or tag at that instant (``tests/test_store_races.py``).
+before_rename: Any = None
+
+
+def rename(what: str, src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``os.replace(src, dst)`` after the :data:`before_rename` hook: every rename of a local store goes here."""
+    if before_rename is not None:
+        before_rename(what, src, dst)
+    os.replace(src, dst)
 
 
 def is_local(ref: str) -> bool:

@@ -7,7 +7,6 @@ work file or input shard) and never names a shard file or builds a ``ShardInfo``
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,7 @@ class Staging:
 
         The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible."""
         rel = self._next()
-        os.replace(path, self.dir / rel)
+        storefs.rename("adopt", path, self.dir / rel)
         return self._add(rel, str(self.dir / rel), rows, split, sha256, nbytes)
 
     def add_file(self, ref: str) -> ShardInfo | None:
@@ -85,7 +84,7 @@ class Staging:
             return None
         rel = self._next()
         if storefs.is_local(ref) and Path(ref).is_relative_to(self.dir):
-            os.replace(ref, self.dir / rel)
+            storefs.rename("adopt", ref, self.dir / rel)
         else:
             (self.dir / rel).write_bytes(data)
         return self._add(rel, data, None, None, sha256_bytes(data), len(data), derive=True)

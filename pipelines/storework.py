@@ -10,7 +10,6 @@ store (``--address``), a prefix in that store so that tasks on any node read the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -31,7 +30,7 @@ class WorkFiles:
             return
         tmp = Path(self.root) / f".{name}.tmp"
         tmp.write_bytes(data)
-        os.replace(tmp, Path(self.root) / name)
+        storefs.rename("work", tmp, Path(self.root) / name)
 
     def done(self, key: str) -> tuple[list[str], dict | None] | None:
         """(files, report) of the task ``key`` when it finished in this or an earlier run (sidecar and every

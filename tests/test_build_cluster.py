@@ -114,7 +114,7 @@ def test_service_build_on_cluster_matches_local(cluster, tmp_path: Path) -> None
     local = build(load_recipe(spec | {"output": "local"}), store, workers=0)
     app = create_app(ServiceConfig(store=store, db=tmp_path / "db.sqlite3", workers=2, address=cluster.address,
                                    poll_s=0.05))  # fmt: skip
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # no tokens: the service answers loopback Hosts only
         sub = c.post("/api/builds", json=spec).json()
         assert sub["version"] == local.version
         t_end = time.monotonic() + 120

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from augsvc.curriculum import Curriculum, Pacing, difficulty_from_logits, teacher_difficulty
+from augsvc.curriculum import Curriculum, Pacing, difficulty_from_logits, report_lines, teacher_difficulty
 from augsvc.stream import Stream
 from augsvc.trainer.config import load_config
 from augsvc.trainer.loop import train
@@ -219,6 +219,16 @@ def test_trainer_curriculum_and_progressive_resize(store: Store, tmp_path: Path,
     hist = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [h["samples"] for h in hist] == [30, 45, 60]
     assert sizes == [(8, 8), (8, 8), (8, 8)]
+    # issue 26: the run reports what the curriculum did (curriculum.json; the same lines on stderr with progress)
+    rep = json.loads((tmp_path / "run" / "curriculum.json").read_text())
+    assert [(e["epoch"], e["rows"]) for e in rep["epochs"]] == [(1, 30), (2, 45), (3, 60)]
+    assert rep["full_from_epoch"] == 3 and rep["source"] == "teacher" and rep["pacing"]["kind"] == "linear"
+    want = teacher_difficulty("squares", store=store)
+    assert rep["difficulty"]["rows"] == N_TRAIN and rep["difficulty"]["p50"] == round(float(np.median(want)), 4)
+    assert {c: v["rows"] for c, v in rep["difficulty_per_class"].items()} == {"top_left": 30, "bottom_right": 30}
+    lines = report_lines(rep)
+    assert lines[0].startswith(f"curriculum: difficulty of {N_TRAIN} rows: mean ")
+    assert "rows per epoch 1: 30 (50%), 2: 45 (75%), 3: 60 (100%); every row from epoch 3" in lines[-1]
     ck = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert ck["resize"] == (12, 12) or list(ck["resize"]) == [12, 12]
     # resume continues identically
@@ -256,6 +266,11 @@ def test_transfer_set_teacher_logits_on_unlabelled_rows_and_copies_then_a_studen
                       {"teacher": {"checkpoint": str(teacher)}}]}  # fmt: skip
     out = build(load_recipe(rec), store, workers=0).manifest
     assert out.rows_per_split["train"] == 2 * N_TRAIN  # unlabelled rows got their copy too
+    # issue 26: the teacher stage reports rows scored, agreement with the labels it could check, confidence, entropy
+    rep = out.stage_reports["stage-1"]["train"]
+    assert rep["rows_scored"] == 2 * N_TRAIN and rep["labelled"] == 2 * 12
+    assert 0 <= rep["agreement"] <= 1 and 0.5 <= rep["mean_confidence"] <= 1 and 0 <= rep["mean_entropy"] <= np.log(2)
+    assert set(rep["agreement_per_class"]) == {"top_left", "bottom_right"}
     assert store.verify("few_teach", out.version) == []
     cols = ["label", "teacher_logits", "lineage", "image"]
     s = Stream("few_teach", store=store, split="train", shuffle=False, columns=cols)

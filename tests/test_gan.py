@@ -107,7 +107,7 @@ def test_training_is_deterministic_resumable_and_leaves_global_rng(tmp_path: Pat
     ms = [train_gan(X, y, CLASSES, tmp_path / f"ms{i}", GanTrainConfig(**TINY | {"diversity_weight": 1.0}),
                     progress=False)["content_sha256"] for i in range(2)]  # fmt: skip
     assert ms[0] == ms[1] != again["content_sha256"]  # the mode-seeking term is deterministic too
-    with pytest.raises(AugsvcError, match="differ from the run being resumed"):
+    with pytest.raises(AugsvcError, match=r"cannot resume GAN training .*: its config changed \(data_sha256: "):
         train_gan(X[::-1].copy(), y, CLASSES, tmp_path / "resumed", GanTrainConfig(**TINY | {"epochs": 3}),
                   resume=True, progress=False)  # fmt: skip
 
@@ -175,11 +175,13 @@ def test_same_seed_same_images_whatever_the_batch(trained: dict) -> None:
 
 def test_quality_gate_threshold_and_report(trained: dict) -> None:
     X, y = trained["X"], trained["y"]
-    scored = GanParams(checkpoint=str(trained["gan"]), gate_checkpoint=str(trained["gate"]), device="cpu")
+    scored = GanParams(
+        checkpoint=str(trained["gan"]), gate_checkpoint=str(trained["gate"]), device="cpu", min_intended_fraction=0
+    )  # (a 2-epoch GAN: its rows are not yet their class)
     conf = [r["gate_confidence"] for r in scored.fit(fitdata(X, y)).generate(1, 40, np.random.default_rng(0)).info]
     threshold = float(np.quantile(conf, 0.7))  # about 30% of the candidates pass
     gen = GanParams(checkpoint=str(trained["gan"]), gate_checkpoint=str(trained["gate"]), min_confidence=threshold,
-                    device="cpu", max_candidates_factor=20)  # fmt: skip
+                    device="cpu", max_candidates_factor=20, min_intended_fraction=0)  # fmt: skip
     assert set(gen.identity()) == {"checkpoint_sha256", "gate_sha256"}
     gen.check_data("image", CLASSES, {})
     fitted = gen.fit(fitdata(X, y))
@@ -195,6 +197,40 @@ def test_quality_gate_threshold_and_report(trained: dict) -> None:
                        device="cpu", max_candidates_factor=1)  # fmt: skip
     with pytest.raises(AugsvcError, match="reach min_confidence 1.0"):
         strict.fit(fitdata(X, y)).generate(0, 4, np.random.default_rng(0))
+
+
+def biased_gate(path: Path, trained: dict, favour: int = 0) -> Path:
+    """A gate that calls every image class ``favour`` (the trained gate with its head replaced by a constant)."""
+    ck = torch.load(Path(trained["gate"]) / "best.pt", weights_only=False)
+    ck["model"]["head.weight"] = torch.zeros_like(ck["model"]["head.weight"])
+    ck["model"]["head.bias"] = torch.tensor([50.0 if c == favour else 0.0 for c in range(len(CLASSES))])
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(ck, path / "best.pt")
+    return path
+
+
+def test_gate_refuses_a_class_it_calls_another_unless_overridden(tmp_path: Path, trained: dict) -> None:
+    """Issue 26: rows the gate scores at 0% intended are refused by default; min_intended_fraction 0 publishes them
+    with a warning in the report; a class the gate agrees with has none."""
+    X, y = trained["X"], trained["y"]
+    gate = biased_gate(tmp_path / "biased", trained)  # every image is 'bar'
+    gen = GanParams(checkpoint=str(trained["gan"]), gate_checkpoint=str(gate), device="cpu")
+    fitted = gen.fit(fitdata(X, y))
+    assert len(fitted.generate(0, 5, np.random.default_rng(0))) == 5  # 'bar': 100% intended
+    with pytest.raises(AugsvcError, match=r"class 'dot': the quality gate assigns 0% of its 5 rows to 'dot' \(5 look "
+                       r"like 'bar'\), below min_intended_fraction 0.5.*min_intended_fraction: 0"):  # fmt: skip
+        fitted.generate(1, 5, np.random.default_rng(0))
+    loose = GanParams(checkpoint=str(trained["gan"]), gate_checkpoint=str(gate), device="cpu", min_intended_fraction=0)
+    fitted = loose.fit(fitdata(X, y))
+    fitted.generate(0, 5, np.random.default_rng(0))
+    assert len(fitted.generate(1, 5, np.random.default_rng(0))) == 5
+    rep = fitted.report()
+    assert rep["classes"]["dot"]["intended_fraction"] == 0 and rep["classes"]["bar"]["intended_fraction"] == 1
+    assert len(rep["warnings"]) == 1 and rep["warnings"][0].startswith("class 'dot': the gate assigns only 0% of its 5")
+    assert "bar 5" in rep["warnings"][0]
+    ungated = GanParams(checkpoint=str(trained["gan"]), device="cpu").fit(fitdata(X, y))
+    ungated.generate(1, 2, np.random.default_rng(0))
+    assert "not checked" in ungated.report()["note"] and "warnings" not in ungated.report()
 
 
 def test_frechet_distance_is_zero_for_same_and_grows_with_shift() -> None:
@@ -313,6 +349,7 @@ def test_gan_stage_in_a_build_with_gate_report_and_identity(tmp_path: Path, trai
         "checkpoint": str(trained["gan"]),
         "n_per_class": 4,
         "gate_checkpoint": str(trained["gate"]),
+        "min_intended_fraction": 0,  # a 2-epoch GAN: what the gate thinks of its rows is tested below
     }
     spec = {"input": "shapes", "output": "aug", "seed": 1, "stages": [{"name": "gan", "generator": gen}]}
     dry = build(load_recipe(spec), store, dry_run=True)
@@ -330,3 +367,41 @@ def test_gan_stage_in_a_build_with_gate_report_and_identity(tmp_path: Path, trai
     assert "stage_identity" in rep.manifest.definition
     again = build(load_recipe(spec | {"output": "aug2"}), store, workers=0)
     assert again.version == rep.version
+
+
+def test_build_output_shows_the_gate_report_as_a_table_and_warns(tmp_path: Path, trained: dict) -> None:
+    """`augsvc build` prints the gate's report as a table (not one JSON line), flags an off-class class with a
+    WARNING line, and by default refuses to publish it (exit 2, nothing published)."""
+    import yaml
+
+    from augsvc.cli import app
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.store import Store
+
+    X, y = trained["X"], trained["y"]
+    src = tmp_path / "raw"
+    src.mkdir()
+    np.savez(src / "train.npz", x=X[..., 0], y=np.array(CLASSES)[y])
+    store = Store(tmp_path / "store")
+    ingest(src / "train.npz", name="shapes", store=store, options=IngestOptions(format="npz"), workers=0)
+    gate = biased_gate(tmp_path / "biased", trained)
+    gen = {"method": "gan", "checkpoint": str(trained["gan"]), "n_per_class": 3, "gate_checkpoint": str(gate)}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"input": "shapes", "output": "aug", "stages": [{"name": "gan", "generator": gen}]})
+    )
+    args = ["build", str(recipe), "--workers", "0", "--store", str(tmp_path / "store")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "below min_intended_fraction 0.5" in str(res.exception or res.output)
+    assert not store.datasets() or "aug" not in store.datasets()
+    recipe.write_text(yaml.safe_dump({"input": "shapes", "output": "aug", "stages": [
+        {"name": "gan", "generator": gen | {"min_intended_fraction": 0}}]}))  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.strip().startswith("stage gan, split train:"))
+    assert lines[head + 1].split()[:3] == ["classes", "candidates", "kept"]
+    assert [ln.split()[0] for ln in lines[head + 2 : head + 5]] == CLASSES
+    warn = [ln.strip() for ln in lines if "WARNING" in ln]
+    assert len(warn) == 2 and all(w.startswith("WARNING stage gan, split train: class '") for w in warn)
+    assert not any(ln.strip().startswith("{") or ': {"' in ln for ln in lines)  # no raw JSON

@@ -135,6 +135,6 @@ def test_config_refusals(store: Store, tmp_path: Path) -> None:
 def test_worked_examples_validate() -> None:
     root = Path(__file__).resolve().parents[1] / "examples"
     simclr = load_config(root / "train_flowers_simclr.yaml")
-    assert simclr.pretrain is not None and simclr.pretrain.split == "train" and simclr.pretrained
+    assert simclr.pretrain is not None and simclr.pretrain.split == "train" and simclr.fine_tuning
     probe = load_config(root / "train_flowers_linear_probe.yaml")
     assert probe.unfreeze_groups == 0 and probe.finetune_from == "runs/simclr/pretrain"

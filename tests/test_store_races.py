@@ -1,5 +1,5 @@
 """Housekeeping racing live jobs (issue 30, items 10-12 and 15): ``gc``, ``rm`` and ``tag`` hit at chosen moments
-through the store's rename hook (``store_housekeeping.before_rename``) or a build's progress callback; links and
+through the store's rename hook (``storefs.before_rename``) or a build's progress callback; links and
 FIFOs inside a store; names that read as something else."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines import store_housekeeping
+from pipelines import storefs
 from pipelines.store import Store
 from schemas.errors import AugsvcError
 
@@ -31,7 +31,7 @@ def hook(monkeypatch: pytest.MonkeyPatch):
     """Install ``fn(what, src, dst)`` as the rename hook for one test."""
 
     def install(fn) -> None:
-        monkeypatch.setattr(store_housekeeping, "before_rename", fn)
+        monkeypatch.setattr(storefs, "before_rename", fn)
 
     return install
 

@@ -23,6 +23,7 @@ from generators import build_generator, generator_class  # noqa: E402
 from generators.base import FitData  # noqa: E402
 from generators.textgen import backtranslate as bt_mod  # noqa: E402
 from generators.textgen import lambada as lb_mod  # noqa: E402
+from generators.textgen import lm as tg_models  # noqa: E402
 from schemas.errors import AugsvcError  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def test_lambada_counts_labels_lineage(models) -> None:
     data = split_data()
     gen.check_data("text", data.class_names, {})
     assert gen.targets({"neg": 8, "pos": 8}) == {"neg": 3, "pos": 3}
-    assert gen.identity()["model_sha256"] == lb_mod.model_sha256(models["lm"])
+    assert gen.identity()["model_sha256"] == tg_models.model_sha256(models["lm"])
     fitted = gen.fit(data, gen.load())
     train = {lb_mod.text_key(t) for t in data.X}
     for label in (0, 1):
@@ -95,9 +96,14 @@ def test_lambada_filter_drops_copies_duplicates_and_wrong_labels(models, monkeyp
     fitted = gen.fit(data, gen.load())
     out = fitted.generate(1, 8, np.random.default_rng(0))
     assert set(out.X) == set(novel_pos)  # the three new positive sentences, each once
-    st = fitted.report()["lambada"]["pos"]
+    st = dict(fitted.report()["lambada"]["pos"])
+    fates = st.pop("fates")
     assert st == {"asked": 8, "candidates": 8, "empty": 1, "duplicates": 1, "training_copies": 1,
-                  "wrong_label": 2, "below_min_score": 0, "kept": 3}  # fmt: skip
+                  "wrong_label": 2, "below_min_score": 0, "not_needed": 0, "kept": 3}  # fmt: skip
+    # every candidate's fate, in the order drawn, with the classifier's score where it was scored
+    assert [f[1] for f in fates] == ["empty", "training_copies", "kept", "duplicates", "kept", "wrong_label",
+                                     "wrong_label", "kept"]  # fmt: skip
+    assert [f[2] is None for f in fates] == [True, True, False, True, False, False, False, False]
     probs = fitted.score(list(out.X))
     assert (probs.argmax(axis=1) == 1).all()
     assert [i["score"] for i in out.info] == pytest.approx(sorted(probs[:, 1], reverse=True), abs=1e-6)
@@ -168,6 +174,46 @@ def test_lambada_class_without_text(models) -> None:
         fitted.generate(2, 3, np.random.default_rng(0))
 
 
+def test_lambada_records_and_warns_when_its_filter_cannot_reject(models) -> None:
+    """Issue 26: with one class (in the version, or in the split for the bag-of-words classifier) the classifier
+    filter cannot reject a candidate: the report says `classifier_filter: off` and carries a one-line warning."""
+    texts, y, names = fx.labelled_sentences(per_class=6)
+    pos = [t for t, c in zip(texts, y, strict=True) if c == 1]
+    one = FitData(np.array(pos, dtype=object), np.zeros(len(pos), np.int64), ["pos"], "text")
+    gen = lambada(models, finetune_steps=0, max_rounds=1)
+    fitted = gen.fit(one, gen.load())
+    fitted.generate(0, 2, np.random.default_rng(0))
+    rep = fitted.report()
+    assert rep["classifier_filter"] == "off: the version has one class ('pos')"
+    assert rep["warnings"][0].startswith("classifier filter off: the version has one class ('pos'), so no classifier")
+    assert "\n" not in rep["warnings"][0]
+    split_one = FitData(np.array(pos, dtype=object), np.ones(len(pos), np.int64), names, "text")
+    rep = gen.fit(split_one, gen.load()).report()
+    assert rep["classifier_filter"] == "off: the split's texts are all of one class ('pos')"
+    both = gen.fit(split_data(), gen.load())
+    assert both.report()["classifier_filter"] == "on" and "warnings" not in both.report()
+
+
+def test_lambada_fine_tune_reports_progress_inside_the_build_task(models, store) -> None:
+    """Issue 26: a build's display shows the fine-tune's steps (not `0/1` until the task ends)."""
+    import io
+
+    from augsvc.progress import PlainProgress
+    from pipelines.recipes import load_recipe
+    from pipelines.runner import build
+
+    lam = {"method": "lambada", "model": str(models["lm"]), "finetune_steps": 6, "device": "cpu", "n_per_class": 1,
+           "max_rounds": 1}  # fmt: skip
+    spec = {"input": "tiny", "output": "tiny_progress", "seed": 5, "stages": [{"name": "lam", "generator": lam}]}
+    buf = io.StringIO()
+    with PlainProgress("build tiny_progress", every=0, out=buf) as bar:
+        build(load_recipe(spec), store, workers=0, progress=bar)
+    lines = buf.getvalue().splitlines()
+    steps = [ln for ln in lines if ln.startswith("build tiny_progress: lambada fine-tune: step ")]
+    assert [ln.split()[5] for ln in steps] == [f"{s}/6" for s in range(1, 7)] and "loss" in steps[0]
+    assert any(ln.startswith("build tiny_progress: lambada ") and "kept" in ln for ln in lines)  # sampling rounds
+
+
 # -- backtranslate -------------------------------------------------------------------------------------------------
 
 
@@ -195,20 +241,23 @@ def test_backtranslate_paraphrases_keep_label_and_parents(models) -> None:
 def test_backtranslate_drops_empty_outputs_and_copies(models, monkeypatch) -> None:
     data = split_data(per_class=3)
 
-    def fake(loaded, texts, decoding, seed):
-        if loaded is fake_models["forward"]:
+    def fake(loaded, texts, decoding, seed, **kw):
+        if loaded is fake_models["forward"].inner.loaded:
             return [f"pivot {t}" for t in texts]
         return ["" if i % 3 == 0 else (t.removeprefix("pivot ") if i % 3 == 1 else "new words") for i, t in
                 enumerate(texts)]  # fmt: skip
 
     gen = backtranslate(models, max_rounds=2)
     fake_models = gen.load()
-    monkeypatch.setattr(bt_mod, "translate", fake)
+    monkeypatch.setattr(tg_models, "translate", fake)
     fitted = gen.fit(data, fake_models)
     out = fitted.generate(1, 3, np.random.default_rng(0))
     # pass 1: 3 rows -> empty, copy, kept; pass 2: 2 rows -> empty, copy, then the last row -> empty
     assert list(out.X) == ["new words"]
-    assert fitted.report() == {"backtranslate": {"pos": {"asked": 3, "made": 1, "tried": 6}}}
+    report = fitted.report()
+    assert report["backtranslate"] == {"pos": {"asked": 3, "made": 1, "tried": 6}}
+    # sampling: nothing is cached; 6 rows went through each direction
+    assert report["throughput"]["forward"]["sentences"] == 6 and report["throughput"]["forward"]["cache_hits"] == 0
 
 
 def test_backtranslate_parallel_text_monolingual_rows(models) -> None:
@@ -517,3 +566,31 @@ def test_monolingual_rows_downstream(models, store, mixed, tmp_path) -> None:
 
     with pytest.raises(AugsvcError, match="no classifier for translation versions"):
         train(TrainConfig(data=mixed, epochs=1), store, tmp_path / "run")
+
+
+def test_hf_translator_language_codes(models, monkeypatch) -> None:
+    """Many-to-many models: the source code goes on the tokenizer, the target code's token is forced first."""
+    from generators.textgen.translators import CachedTranslator, HFTranslator
+
+    gen = backtranslate(models, do_sample=False)
+    loaded = gen.load()["forward"].inner.loaded
+    with pytest.raises(AugsvcError, match="one-direction model"):
+        HFTranslator(loaded, gen.decoding, "en", "xx")
+    tok = loaded.tokenizer
+    tok.add_tokens(["__xx__"])
+    tok.src_lang = None  # what an M2M/NLLB tokenizer has
+    seen = {}
+
+    def fake(ld, texts, decoding, seed, **kw):
+        seen.update(kw, src=ld.tokenizer.src_lang)
+        return [t.upper() for t in texts]
+
+    monkeypatch.setattr(tg_models, "translate", fake)
+    tr = CachedTranslator(HFTranslator(loaded, gen.decoding, "en", "__xx__"))
+    assert tr.translate(["a b", "a b", "c"], 0) == ["A B", "A B", "C"]
+    assert seen == {"forced_bos_token_id": tok.convert_tokens_to_ids("__xx__"), "src": "en"}
+    assert tr.translate(["c"], 1) == ["C"] and tr.stats()["cache_hits"] == 2  # greedy: cached by content
+    with pytest.raises(AugsvcError, match="language code 'zz' is not in its vocabulary"):
+        HFTranslator(loaded, gen.decoding, "en", "zz")
+    with pytest.raises(AugsvcError, match="give both source_lang and pivot_lang"):
+        backtranslate(models, source_lang="en")

@@ -99,6 +99,11 @@ def test_search_writes_table_plot_and_recipe(search) -> None:
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["best"]["recipe"] == rows[0]["recipe"]
     assert any("rank" in line and "recipe" in line for line in lines)  # the printed table
+    assert summary["complete"] and summary["partial"] is None and not summary["interrupted"]
+    assert not any(line.startswith("PARTIAL") for line in lines)
+    assert all(r["status"] in ("completed", "stopped (ASHA)") for r in rows)
+    assert all(int(r["steps"]) == 3 * int(r["epochs"]) for r in rows)  # 40 rows, batches of 16: 3 steps an epoch
+    assert "PARTIAL" not in (out / "best_train.yaml").read_text()
     test = summary["test"]
     assert test["split"] == "test" and len(test["seeds"]) == 2
     for res in test["recipes"].values():
@@ -133,6 +138,8 @@ def test_resume_of_a_finished_search_reuses_its_trials(search, store) -> None:
     assert again["best"]["val_acc"] == summary["best"]["val_acc"]
     with pytest.raises(AugsvcError, match="already holds a search"):
         tune_search(load_space(SPACE), out, store=store.uri, echo=lambda s: None)
+    with pytest.raises(AugsvcError, match=r"cannot resume the search in .*: its config changed \(epochs: 2 -> 3\)"):
+        tune_search(load_space({**SPACE, "epochs": 3}), out, store=store.uri, resume=True, echo=lambda s: None)
 
 
 @pytest.mark.parametrize(
@@ -181,6 +188,7 @@ def test_candidates_from_a_space() -> None:
                               "copies": 3, "keep_originals": True}]  # fmt: skip
     cfg = train_config(space, ra, "squares@0123456789abcdef", seed=5)
     assert cfg.augment_copies == 3 and cfg.seed == 5 and cfg.epochs == 2 and cfg.width == 0.25
+    assert cfg.augment_cycle  # one fixed view per epoch: as many optimizer steps per epoch as on the fly
     mixed = candidate(space, {"policy": 3, "p3.severity": 4.5, "mix": 1, "mix1.alpha": 0.5, "label_smoothing": 0.1,
                               "augment": "on_the_fly", "offline_copies": 2})  # fmt: skip
     assert mixed["label"] == "augmix(severity=4.5) + cutmix(0.5) + ls 0.1"
@@ -272,6 +280,9 @@ def test_train_config_checked_against_the_version_before_ray(store, tmp_path) ->
 
     with pytest.raises(AugsvcError, match=r"train.model: text_cnn reads text versions; squares@\w+ is image \(use cnn"):
         tune_search(load_space({**SPACE, "train": {"model": "text_cnn"}}), tmp_path / "o", store=store.uri)
+    with pytest.raises(AugsvcError, match=r"pretrained: .*missing.pth: no such weights file"):  # a backbone's weights
+        space = {**SPACE, "train": {"model": "efficientnet_lite0", "pretrained": str(tmp_path / "missing.pth")}}
+        tune_search(load_space(space), tmp_path / "o", store=store.uri)
     rows = [{"sample_id": f"{i:016x}", "label": None, "soft_label": None, "split": "train" if i < 4 else "val",
              "source": f"gen:{i}", "lineage": None, "image": _image(0, np.random.default_rng(i)).tobytes(),
              "image_format": "raw", "height": 12, "width": 12, "channels": 3} for i in range(6)]  # fmt: skip
@@ -342,3 +353,115 @@ def test_cli_seeds_zero_refused(tmp_path) -> None:
     cmd = [sys.executable, "-m", "augsvc", "tune", str(space), "--test", "test", "--seeds", "0", "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "--seeds" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_search_with_a_frozen_pretrained_backbone(store, tmp_path, ray_module, monkeypatch) -> None:
+    """`train.model` a pretrained backbone: every trial trains a head on the frozen EfficientNet-Lite0 (its
+    features cached per offline copy) and the search ranks the recipes on that model."""
+    from augsvc.tune.search import tune_search
+    from generators.nets.backbones import lite0_weights_file
+
+    if lite0_weights_file() is None:
+        pytest.skip("extra 'pretrained' not installed")
+    monkeypatch.setenv("AUGSVC_FEATURE_CACHE", str(tmp_path / "cache"))  # trial workers may use the default cache
+    space = {**SPACE, "epochs": 1, "grace_period": 1, "augment": ["offline"], "offline_copies": 1,
+             "policies": ["none", {"fixed": {"name": "flip", "stages": [{"op": [{"op": "hflip", "p": 1.0}]}]}}],
+             "train": {"model": "efficientnet_lite0", "freeze_backbone": True, "resize": [32, 32], "batch_size": 16,
+                       "lr": 0.01}}  # fmt: skip
+    summary = tune_search(load_space(space), tmp_path / "out", store=store.uri, echo=lambda line: None)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
+    assert summary["trials"] == 2 and {r["status"] for r in rows} == {"completed"}
+    assert {r["recipe"] for r in rows} == {"none", "flip, offline x1"}
+    assert all(0.0 <= float(r["val_acc"]) <= 1.0 for r in rows)
+
+
+class _Result:
+    """What ``outcome`` reads of a Ray Tune ``Result``."""
+
+    def __init__(self, trial: str, curve: list[float], error: str | None = None) -> None:
+        self.path = f"/x/search/trial_{trial}"
+        self.error = error
+        m = {"trial_id": trial, "curve": json.dumps(curve), "label": f"r{trial[-1]}", "steps": 3 * len(curve),
+             "candidate": json.dumps(baseline())}  # fmt: skip
+        self.metrics = m if curve else {}
+
+
+def test_cut_and_never_run_trials_make_a_search_partial_never_asha_stopped() -> None:
+    from augsvc.tune.results import outcome
+
+    grid = [_Result("a_00000", [0.5, 0.6, 0.7]), _Result("a_00001", [0.4]), _Result("a_00002", [0.8]),
+            _Result("a_00003", []), _Result("a_00004", [], error="boom")]  # fmt: skip
+    rows, partial, interrupted = outcome(grid, 3, 5, {"a_00001"}, None, 10.0)
+    status = {r["trial"]: r["status"] for r in rows}
+    assert status == {"a_00000": "completed", "a_00001": "stopped (ASHA)", "a_00002": "interrupted",
+                      "a_00003": "not run", "a_00004": "error"}  # fmt: skip
+    assert interrupted and partial == (
+        "the search was interrupted: of 5 trials 1 completed, 1 stopped (ASHA), 1 cut short, 1 error, 1 not run; "
+        "the best is among the trials that ran"
+    )
+    rows, partial, interrupted = outcome(grid[:3], 3, 6, {"a_00001"}, 5.0, 5.2)  # the budget, and 3 never created
+    assert not interrupted and {r["status"] for r in rows} == {"completed", "stopped (ASHA)", "cut (budget)"}
+    assert partial.startswith(
+        "the budget (5 s) ran out: of 6 trials 1 completed, 1 stopped (ASHA), 1 cut short, 3 not run"
+    )
+    rows, partial, interrupted = outcome(grid[:2], 3, 2, {"a_00001"}, 5.0, 9.0)  # all done (after the budget, too)
+    assert partial is None and not interrupted
+
+
+def test_a_partial_search_says_so_in_its_outputs_and_the_cli_exits_non_zero(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import augsvc.tune.search as search
+    from augsvc.cli import app
+    from augsvc.tune.results import outcome, write_outputs
+
+    space = load_space(SPACE)
+    rows, partial, _ = outcome([_Result("a_00000", [0.5]), _Result("a_00001", [])], 2, 2, set(), None, 1.0)
+    write_outputs(space, "squares@0123456789abcdef", rows, tmp_path, partial=partial)
+    assert "# PARTIAL SEARCH: the search was interrupted" in (tmp_path / "best_train.yaml").read_text()
+
+    def fake_search(space, out, echo, **kw):
+        echo(f"PARTIAL SEARCH: {partial}; continue it with --resume")
+        return {"best": rows[0], "trials": 2, "seconds": 1.0, "files": {}, "partial": partial, "interrupted": True}
+
+    monkeypatch.setattr(search, "tune_search", fake_search)
+    res = CliRunner().invoke(app, ["tune", str(_space_file(tmp_path, SPACE)), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 130 and "best so far (PARTIAL search" in res.output and "PARTIAL SEARCH:" in res.output
+
+
+def test_recording_asha_records_only_the_trials_it_stops_early(tmp_path) -> None:
+    from augsvc.tune.asha import RecordingASHA
+    from augsvc.tune.results import asha_stopped
+
+    class T:
+        def __init__(self, tid: str) -> None:
+            self.trial_id = tid
+
+    asha = RecordingASHA(record=tmp_path / "rec.txt", time_attr="epoch", metric="val_acc", mode="max", max_t=2,
+                         grace_period=1, reduction_factor=2)  # fmt: skip
+    trials = [T("a_00000"), T("a_00001"), T("a_00002")]
+    for t in trials:
+        asha.on_trial_add(None, t)
+    accs = [0.9, 0.8, 0.1]
+    decisions = [asha.on_trial_result(None, t, {"epoch": 1, "val_acc": a}) for t, a in zip(trials, accs, strict=True)]
+    assert decisions == ["CONTINUE", "STOP", "STOP"]  # below the rung's top half
+    assert asha_stopped(tmp_path / "rec.txt") == {"a_00001", "a_00002"}
+    assert asha.on_trial_result(None, trials[0], {"epoch": 2, "val_acc": 0.95}) == "STOP"  # max_t: completed
+    assert asha_stopped(tmp_path / "rec.txt") == {"a_00001", "a_00002"}
+
+
+def test_live_table_tells_asha_stops_from_cut_and_never_run_trials(tmp_path, capsys) -> None:
+    from augsvc.tune.search import live_callback
+
+    class T:
+        def __init__(self, tid: str) -> None:
+            self.trial_id = tid
+
+    (tmp_path / "rec.txt").write_text("a_00001\n")
+    cb = live_callback(4, 3, tmp_path / "rec.txt")
+    cb.tty = False
+    for tid, epoch in (("a_00000", 3), ("a_00001", 1), ("a_00002", 2)):
+        cb.on_trial_result(0, [], T(tid), {"epoch": epoch, "val_acc": 0.5, "label": tid})
+    for tid in ("a_00000", "a_00001", "a_00002", "a_00003"):
+        cb.on_trial_complete(0, [], T(tid))
+    assert [r["status"] for r in cb.rows.values()] == ["done", "stopped (ASHA)", "cut short", "not run"]

@@ -55,6 +55,17 @@ def load_images(store: Any, ref: str, split: str = "train") -> tuple[np.ndarray,
     return np.stack(imgs), y.astype(np.int64), list(m.class_names), full
 
 
+def _kept(out: str, epochs: int) -> str:
+    """What an interrupted ``train-gan`` leaves: the last finished epoch in ``OUT/last.pt``."""
+    from augsvc.interrupt import checkpoint_epoch
+
+    last = Path(out) / "last.pt"
+    epoch = checkpoint_epoch(last) if last.is_file() else None
+    if epoch is None:
+        return f"no epoch had finished, nothing kept in {out}"
+    return f"{last} holds epoch {epoch + 1} of {epochs} (gan.pt: the last sample grid's epoch)"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train-gan`` to the ``augsvc models`` sub-app."""
 
@@ -105,8 +116,15 @@ def register(app: typer.Typer) -> None:
         except ValidationError as e:
             err = e.errors()[0]
             raise AugsvcError(f"train-gan: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        from augsvc.interrupt import on_interrupt
+        from augsvc.progress import step_progress
+
         X, y, names, ref = load_images(store, version, split)
-        summary = train_gan(X, y, names, out, cfg, resume=resume, progress=not as_json, data_ref=ref)
+        hint = (
+            "fewer --epochs, a smaller --split or a GPU (--device cuda) shortens it; Ctrl-C keeps every finished epoch"
+        )
+        with on_interrupt(lambda: _kept(out, epochs)), step_progress("train-gan", quiet=as_json, hint=hint) as report:
+            summary = train_gan(X, y, names, out, cfg, resume=resume, progress=report, data_ref=ref)
         if as_json:
             typer.echo(json.dumps(summary))
         else:

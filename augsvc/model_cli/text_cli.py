@@ -1,8 +1,10 @@
 """``augsvc models train-lm`` and ``augsvc models train-translator``: the small text models of the text generators.
 
 Both read one split of a version from the store, train a tokenizer with ``tokenizers`` and a small transformer
-(``generators/textgen/lm.py``), show a progress bar, checkpoint every ``--checkpoint-every`` steps (``--resume``
-continues from the last one), and write into ``--out`` a model directory that ``lambada`` / ``backtranslate`` load
+(``generators/textgen/lm.py``), show progress (a bar on a terminal; plain lines with the loss, elapsed time and
+ETA every 10 s otherwise, and one line up front when the first steps say the run will be long), checkpoint every
+``--checkpoint-every`` steps (``--resume`` continues from the last one; Ctrl-C exits 130 saying which step is kept
+and the command that resumes), and write into ``--out`` a model directory that ``lambada`` / ``backtranslate`` load
 by path, plus ``training.json`` (settings, data hash, parameter count, loss history) and ``loss.png``.
 """
 
@@ -51,27 +53,30 @@ def _languages(m: Any) -> tuple[str | None, str | None]:
     return opts.get("src_lang"), opts.get("tgt_lang")
 
 
-class _Bar:
-    def __init__(self, label: str, quiet: bool) -> None:
-        self.label, self.quiet, self.p = label, quiet, None
+def _kept(out: Path, steps: int) -> str:
+    """What an interrupted training leaves: the step of ``OUT/checkpoint`` (written every --checkpoint-every)."""
+    from augsvc.interrupt import checkpoint_epoch
 
-    def __enter__(self) -> _Bar:
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    state = out / "checkpoint" / "state.pt"
+    step = checkpoint_epoch(state, "step") if state.is_file() else None
+    if step is None:
+        return f"no checkpoint had been written yet (every --checkpoint-every steps), nothing kept in {out}"
+    return f"{out / 'checkpoint'} holds step {step:,} of {steps:,}"
 
-            loss = TextColumn("loss {task.fields[loss]}")
-            self.p = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), loss, TimeElapsedColumn())
-            self.p.__enter__()
-            self.task = self.p.add_task(self.label, total=None, loss="-")
-        return self
 
-    def __call__(self, step: int, total: int, loss: float) -> None:
-        if self.p is not None:
-            self.p.update(self.task, completed=step, total=total, loss=f"{loss:.3f}")
+def _train_with_progress(M: Any, label: str, quiet: bool, out: Path, steps: int, model: Any, tok: Any,
+                         examples: list, settings: Any, resume: bool, dev: Any, meta: dict,
+                         threads: int = 0) -> list[dict]:  # fmt: skip
+    """``M.train`` with a step display (a bar on a terminal, plain lines with ETA otherwise) and Ctrl-C handling."""
+    from augsvc.interrupt import on_interrupt
+    from augsvc.progress import step_progress
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.p is not None:
-            self.p.__exit__(*exc)
+    hint = "fewer --steps, a smaller model or a GPU (--device cuda) shortens it; Ctrl-C keeps the last checkpoint"
+    with on_interrupt(lambda: _kept(out, steps)), step_progress(label, quiet=quiet, hint=hint) as report:
+        _, history = M.train(model, tok, examples, settings, out=out, resume=resume, device=dev, meta=meta,
+                             threads=threads or None,
+                             on_step=lambda step, total, loss: report(step, total, loss=loss))  # fmt: skip
+    return history
 
 
 def _finish(out: Path, history: list[dict], started: float, what: str) -> None:
@@ -137,9 +142,9 @@ def register(app: typer.Typer) -> None:
         settings = M.TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "class_names": m.class_names, "sep": M.LM_SEP}
-        with _Bar("train-lm", quiet) as bar:
-            _, history = M.train(model, tok, lines, settings, out=out, resume=resume, device=dev,
-                                 threads=threads or None, on_step=bar, meta=meta)  # fmt: skip
+        history = _train_with_progress(
+            M, "train-lm", quiet, out, steps, model, tok, lines, settings, resume, dev, meta, threads
+        )
         _finish(out, history, started, "lm")
 
     @app.command("train-translator")
@@ -215,7 +220,8 @@ def register(app: typer.Typer) -> None:
         settings = M.TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "src": src, "tgt": tgt, "pairs": len(pairs)}
-        with _Bar(f"train-translator {src}->{tgt}", quiet) as bar:
-            _, history = M.train(model, tok, pairs, settings, out=out, resume=resume, device=dev,
-                                 threads=threads or None, on_step=bar, meta=meta)  # fmt: skip
+        label = f"train-translator {src}->{tgt}"
+        history = _train_with_progress(
+            M, label, quiet, out, steps, model, tok, pairs, settings, resume, dev, meta, threads
+        )
         _finish(out, history, started, f"{src}-{tgt}")

@@ -32,7 +32,8 @@ def need(role: str) -> Any:
     """A dependency that lets the request through when it carries a token of ``role`` (a build token also reads):
     401 without a known token, 403 for a read token on a build route; everything passes with ``--no-auth``."""
 
-    def dep(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    async def dep(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        # async: a few comparisons, run on the event loop instead of a worker thread per request
         tokens = service_of(request).cfg.tokens
         if not tokens:
             return "build"

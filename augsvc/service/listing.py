@@ -94,14 +94,22 @@ class Listing:
         root = str(self.store.root)
         return (st(root), *((st(f"{root}/{d}"), st(f"{root}/{d}/tags")) for d in names))
 
+    def cached_json(self) -> bytes | None:
+        """The kept listing JSON while it is still valid (a few ``stat`` calls: cheap enough for the event loop),
+        else None (then :meth:`datasets_json` reads it again)."""
+        doc = self._doc
+        if doc is not None and time.monotonic() - doc[2] < self.ttl_s and self._fingerprint(doc[1]) == doc[0]:
+            return doc[3]
+        return None
+
     def datasets_json(self) -> bytes:
         """:meth:`datasets` as JSON bytes, kept while the store's fingerprint holds (see the module doc)."""
         if not self.store.local:
             return json.dumps(self.datasets()).encode()
-        doc = self._doc
+        kept = self.cached_json()
+        if kept is not None:
+            return kept
         now = time.monotonic()
-        if doc is not None and now - doc[2] < self.ttl_s and self._fingerprint(doc[1]) == doc[0]:
-            return doc[3]
         names = api.datasets(self.store)
         before = self._fingerprint(names)
         body = json.dumps(self.datasets()).encode()

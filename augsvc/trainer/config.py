@@ -39,9 +39,31 @@ class TrainConfig(BaseModel):
     train_split: str = "train"
     val_data: str | None = Field(None, description="validation version (default: the training version)")
     val_split: str = "val"
-    model: str | None = Field(None, description="classifier kind: cnn, text_cnn, mlp, hf or another registered in "
-                              "generators.nets.prep.CLASSIFIERS (default by modality)")  # fmt: skip
-    hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder (never downloaded)")
+    model: str | None = Field(
+        None,
+        min_length=1,
+        description="cnn, text_cnn, mlp, hf, or a pretrained image backbone: efficientnet_lite0 (offline weights, "
+        "extra 'pretrained') or any timm architecture; default by modality",
+    )
+    pretrained: str | None = Field(
+        None,
+        description="backbone weights: a local file or a folder holding one, 'hub' (download; needs "
+        "allow_download), or 'none' (random init); efficientnet_lite0 defaults to the package's ImageNet weights",
+    )
+    allow_download: bool = Field(False, description="let pretrained: hub download weights (never by default)")
+    head: Literal["linear", "flatten"] = Field(
+        "linear",
+        description="backbone head: linear (global average pool + dropout + linear) or flatten "
+        "(Flatten + Dropout + Dense over the feature map, the Keras tutorials' head)",
+    )
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the backbone head's linear layer")
+    freeze_backbone: bool = Field(
+        False,
+        description="train only the head on a frozen backbone (linear probing / feature extraction); "
+        "without augment or mix the features are computed once and cached",
+    )
+    hf_path: str | None = Field(None, description="model: hf -> local Hugging Face model folder, or `minilm` "
+                                   "(the packaged all-MiniLM-L6-v2); never downloaded")  # fmt: skip
     width: float = Field(1.0, gt=0, description="width multiplier (teacher and student of one family)")
     max_len: int = Field(64, ge=1, description="text: tokens per example")
     epochs: int = Field(10, ge=0, description="0: only pretrain (needs pretrain)")
@@ -67,6 +89,12 @@ class TrainConfig(BaseModel):
         "per row plus the original (every epoch passes over all of them; nothing is written) instead of a fresh "
         "augmented view per epoch",
     )
+    augment_cycle: bool = Field(
+        False,
+        description="with augment_copies: each epoch passes over one of the k + 1 fixed views in turn (the "
+        "originals, then copy 0, 1, ...; all of them every k + 1 epochs) instead of all of them, so an epoch has as "
+        "many optimizer steps as one without copies (how augsvc tune compares offline and on-the-fly candidates)",
+    )
     mix: MixConfig | None = None
     resize: tuple[int, int] | None = Field(
         None, description="images: [height, width] every image is resized to while streaming (several sizes)"
@@ -89,20 +117,34 @@ class TrainConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_kind(cls, v: str | None) -> str | None:
-        from generators.nets.prep import CLASSIFIERS
+        from generators.nets.prep import CLASSIFIERS, timm_architecture
 
-        if v is not None and v not in CLASSIFIERS:
-            raise ValueError(CLASSIFIERS.unknown_message(v))
+        if v is not None and v not in CLASSIFIERS and not timm_architecture(v):
+            raise ValueError(CLASSIFIERS.unknown_message(v) + " (nor a timm architecture where timm imports)")
         return v
 
     @model_validator(mode="after")
     def _hf_needs_path(self) -> TrainConfig:
+        from generators.nets.prep import is_backbone_kind
+
+        backbone = self.model is not None and is_backbone_kind(self.model)
+        if not backbone:
+            used = [k for k in ("pretrained", "freeze_backbone", "head_dropout") if getattr(self, k)]
+            if self.head != "linear":
+                used.append("head")
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to a pretrained backbone (model: efficientnet_lite0 "
+                                 "or a timm architecture)")  # fmt: skip
+        elif self.finetune_from or self.pretrain is not None:
+            raise ValueError(f"model {self.model!r} loads its own pretrained weights: drop finetune_from / pretrain")
         if self.model == "hf" and not self.hf_path:
             raise ValueError("model: hf needs hf_path (a local Hugging Face model folder)")
         if self.hf_path and self.model != "hf":
             raise ValueError("hf_path is only used with model: hf")
         if self.augment_copies is not None and self.augment is None:
             raise ValueError("augment_copies needs augment (the recipe whose fixed copies to train on)")
+        if self.augment_cycle and self.augment_copies is None:
+            raise ValueError("augment_cycle needs augment_copies (the fixed views to cycle through)")
         if self.distill and (self.mix or self.augment):
             raise ValueError(
                 "distill cannot be combined with mix or augment: the teacher_logits belong to the stored rows; "
@@ -116,9 +158,14 @@ class TrainConfig(BaseModel):
         return self
 
     @property
-    def pretrained(self) -> bool:
-        """Fine-tuning: a pretrained base (a previous run, a Hugging Face model, or ``pretrain``) under a new head."""
-        return self.finetune_from is not None or self.model == "hf" or self.pretrain is not None
+    def fine_tuning(self) -> bool:
+        """Fine-tuning: a pretrained base (a previous run, a Hugging Face model, a backbone, or ``pretrain``) under
+        a new head."""
+        return (
+            self.finetune_from is not None
+            or self.model not in (None, "cnn", "text_cnn", "mlp")
+            or self.pretrain is not None
+        )
 
 
 def load_config(source: str | Path | dict) -> TrainConfig:

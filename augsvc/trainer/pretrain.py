@@ -205,13 +205,10 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
     if resume and (out / "last.pt").is_file():
         ck = load_checkpoint(out / "last.pt", map_location=device, what="pretraining checkpoint",
                              fix="delete it to start again without --resume")  # fmt: skip
-        if ck.get("settings") != settings:
-            old = (ck.get("settings") or {}).get("pretrain", {})
-            diff = sorted(k for k in {**settings["pretrain"], **old} if settings["pretrain"].get(k) != old.get(k))
-            raise AugsvcError(
-                f"cannot resume pretraining in {out}: its settings changed ({', '.join(diff) or 'data/model/width'}); "
-                "use the same config, or start again without --resume"
-            )
+        from schemas.resume import config_changes, refuse_changed
+
+        refuse_changed(out, config_changes(ck.get("settings") or {}, settings), what="pretraining",
+                       advice="use the same config, or start again without --resume")  # fmt: skip
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, step, history, steps_log = ck["epoch"] + 1, ck["step"], ck["history"], ck["steps"]

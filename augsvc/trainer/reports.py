@@ -59,20 +59,43 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     return path
 
 
+def read_history(run: Path) -> list[dict]:
+    """A run's per-epoch rows (``metrics.json``), checked: a non-empty list of mappings with a numeric ``val_acc``.
+    AugsvcError (one line naming the folder) for a folder that is not a run of ``augsvc train``."""
+    f = run / "metrics.json"
+    hint = "pass the --out folder of 'augsvc train'"
+    if not f.is_file():
+        raise AugsvcError(f"{run}: not a run directory (no metrics.json); {hint}")
+    try:
+        hist = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AugsvcError(f"{f}: not JSON ({e}); {hint}") from None
+    if not isinstance(hist, list) or not hist:
+        what = "an empty list" if isinstance(hist, list) else f"a JSON {type(hist).__name__}"
+        raise AugsvcError(f"{f} holds {what}, not per-epoch rows of a run of 'augsvc train'; {hint}")
+    for i, h in enumerate(hist):
+        if not isinstance(h, dict) or not isinstance(h.get("val_acc"), int | float):
+            raise AugsvcError(f"{f}: row {i} has no numeric val_acc, so this is not a run of 'augsvc train'; {hint}")
+    return hist
+
+
 def compare(run_dirs: list[str | Path], out_png: str | Path, *, table: bool = False) -> list[dict]:
     """One plot of validation accuracy per epoch over several runs (baseline vs augmented vs distilled) and one
-    row per run; ``table=True`` also prints the rows."""
+    row per run (best val accuracy, the macro-F1 of that epoch when recorded, epochs, parameters, data);
+    ``table=True`` also prints the rows. AugsvcError (one line) for a folder that is not a run."""
     rows, curves = [], {}
     for d in run_dirs:
         d = Path(d)
-        if not (d / "metrics.json").is_file():
-            raise AugsvcError(f"{d}: not a run directory (no metrics.json); pass the --out folder of 'augsvc train'")
-        hist = json.loads((d / "metrics.json").read_text())
+        hist = read_history(d)
         summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
+        if not isinstance(summary, dict):
+            summary = {}
         name = d.name if d.name not in curves else f"{d.parent.name}/{d.name}#{len(rows) + 1}"
         curves[name] = [h["val_acc"] for h in hist]
-        rows.append({"run": name, "best_val_acc": max(h["val_acc"] for h in hist), "epochs": len(hist),
-                     "parameters": summary.get("parameters"), "data": summary.get("data")})  # fmt: skip
+        best = max(hist, key=lambda h: h["val_acc"])
+        rows.append({"run": name, "best_val_acc": best["val_acc"], "val_macro_f1": best.get("val_macro_f1"),
+                     "epochs": len(hist), "parameters": summary.get("parameters"),
+                     "data": summary.get("data")})  # fmt: skip
     plot_curves(curves, out_png)
     if table:
         print(format_table(rows))
@@ -81,9 +104,21 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, *, table: bool = Fa
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table of :func:`compare` rows."""
-    lines = [f"{'run':24s} {'best val acc':>12s} {'epochs':>6s} {'params':>9s}  data"]
+    lines = [f"{'run':24s} {'best val acc':>12s} {'macro-F1':>8s} {'epochs':>6s} {'params':>9s}  data"]
     for r in rows:
+        f1 = f"{r['val_macro_f1']:8.4f}" if r.get("val_macro_f1") is not None else f"{'-':>8s}"
         lines.append(
-            f"{r['run']:24s} {r['best_val_acc']:12.4f} {r['epochs']:6d} {r['parameters'] or 0:9d}  {r['data'] or ''}"
+            f"{r['run']:24s} {r['best_val_acc']:12.4f} {f1} {r['epochs']:6d} {r['parameters'] or 0:9d}  "
+            f"{r['data'] or ''}"
         )
+    return "\n".join(lines)
+
+
+def format_scores(result: dict) -> str:
+    """``augsvc evaluate``'s text: accuracy and macro-F1, then precision, recall, F1 and support per class."""
+    lines = [f"{result['run']} on {result['data']} split {result['split']} ({result['rows']} rows): "
+             f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}",
+             f"{'class':20s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>7s}"]  # fmt: skip
+    for name, c in result["per_class"].items():
+        lines.append(f"{name[:20]:20s} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} {c['support']:7d}")
     return "\n".join(lines)

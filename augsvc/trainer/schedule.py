@@ -9,8 +9,12 @@ and validation and checkpoints always, use ``resize`` (the full size; null: the 
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from augsvc.curriculum import Curriculum, Pacing
@@ -92,16 +96,41 @@ def epoch_resize(steps: list[ResizeStep] | None, full: tuple[int, int] | None, e
     return size
 
 
-def make_curriculum(cfg: Any, store: Any, ref: str) -> Curriculum | None:
+def make_curriculum(cfg: Any, store: Any, ref: str, out: Path | None = None, echo: bool = False) -> Curriculum | None:
     """The run's :class:`Curriculum` (None when ``cfg.curriculum`` is off): difficulty of every row of
-    ``cfg.train_split`` of ``ref`` from the teacher logits or the first model, and the configured pacing."""
+    ``cfg.train_split`` of ``ref`` from the teacher logits or the first model, and the configured pacing.
+
+    With ``out`` (the run folder) it writes ``curriculum.json`` (``augsvc.curriculum.curriculum_report``: the
+    difficulty distribution overall and per class, the rows of every epoch); with ``echo`` it prints the same in
+    three lines on stderr."""
     c = cfg.curriculum
     if c is None:
         return None
-    from augsvc.curriculum import model_difficulty, teacher_difficulty
+    from augsvc.curriculum import curriculum_report, model_difficulty, report_lines, teacher_difficulty
 
     if c.difficulty == "teacher":
         scores = teacher_difficulty(ref, store=store, split=cfg.train_split, measure=c.measure)
     else:
         scores = model_difficulty(ref, c.difficulty, store=store, split=cfg.train_split, measure=c.measure)
-    return Curriculum(scores, c.to_pacing())
+    cur = Curriculum(scores, c.to_pacing())
+    if out is not None or echo:
+        m = store.manifest(*store.resolve(ref))
+        rep = curriculum_report(cur.scores, cur.pacing, cfg.epochs, _labels(store, ref, cfg.train_split), m.class_names)
+        rep["source"] = c.difficulty
+        rep["measure"] = c.measure
+        if out is not None:
+            (Path(out) / "curriculum.json").write_text(json.dumps(rep, indent=1))
+        if echo:
+            for line in report_lines(rep):
+                print(line, file=sys.stderr, flush=True)
+    return cur
+
+
+def _labels(store: Any, ref: str, split: str) -> np.ndarray:
+    """Labels of ``split`` in storage order (the order of the difficulty scores), -1 for unlabelled rows."""
+    from augsvc.stream import Stream
+
+    parts = [
+        b["label"] for b in Stream(ref, store=store, split=split, shuffle=False, batch_size=4096, columns=["label"])
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -135,7 +135,11 @@ def train_config(space: TuneSpace, cand: dict[str, Any], ref: str, seed: int) ->
     d.update(data=ref, train_split=space.train_split, val_split=space.val_split, epochs=space.epochs, seed=seed,
              label_smoothing=cand["label_smoothing"], augment=recipe_of(space, cand, ref))  # fmt: skip
     if cand["augment"] == "offline" and d["augment"] is not None:
+        # equal optimizer steps per epoch for every candidate: an offline epoch passes over one of the k + 1 fixed
+        # views in turn (all of them every k + 1 epochs), not over all k + 1 (which would be (k + 1)x the steps at
+        # every ASHA rung and in the --test retraining against the baseline)
         d["augment_copies"] = cand["copies"]
+        d["augment_cycle"] = True
     if cand["mix"] != "none":
         d["mix"] = {"method": cand["mix"], "alpha": cand["alpha"]}
     return TrainConfig.model_validate(d)

@@ -40,13 +40,20 @@ def register(app: typer.Typer) -> None:
         space = load_space(space_path)
         out_dir = out if out is not None else str(Path("tune") / Path(space_path).stem)
         echo = (lambda s: None) if as_json else typer.echo
-        summary = tune_search(space, out_dir, store=store, address=address, resume=resume, test_split=test,
-                              seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip
+        from augsvc.interrupt import on_interrupt
+
+        kept = f"the search so far is kept in {Path(out_dir) / 'search'} (finished trials, each trial's last.pt)"
+        with on_interrupt(lambda: kept):
+            summary = tune_search(space, out_dir, store=store, address=address, resume=resume, test_split=test,
+                                  seeds=seeds, time_budget_s=budget, echo=echo)  # fmt: skip
         if as_json:
             typer.echo(json.dumps(summary, default=str))
-            return
-        best = summary["best"]
-        typer.echo(f"best: {best['recipe']}: val acc {best['val_acc']:.4f} after {best['epochs']} epoch(s) "
-                   f"({summary['trials']} trials in {summary['seconds']:.0f} s)")  # fmt: skip
-        for k, f in summary["files"].items():
-            typer.echo(f"  {k}: {f}")
+        else:
+            best = summary["best"]
+            what = "best so far (PARTIAL search, see above)" if summary["partial"] else "best"
+            typer.echo(f"{what}: {best['recipe']}: val acc {best['val_acc']:.4f} after {best['epochs']} epoch(s) "
+                       f"({summary['trials']} trials in {summary['seconds']:.0f} s)")  # fmt: skip
+            for k, f in summary["files"].items():
+                typer.echo(f"  {k}: {f}")
+        if summary["interrupted"]:  # 128 + SIGINT, as a shell reports an interrupted command
+            raise typer.Exit(130)

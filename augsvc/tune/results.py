@@ -13,15 +13,27 @@ from augsvc.tune.candidates import METRIC, recipe_of, train_config
 from augsvc.tune.space import TuneSpace
 from schemas.errors import AugsvcError
 
+ASHA_RECORD = "asha_stopped.txt"  # in OUT: ids of the trials ASHA stopped early (augsvc/tune/asha.py writes it)
+NOT_RUN = "not run"
 
-def check_rows(rows: list[dict[str, Any]], time_budget_s: float | None) -> None:
-    """AugsvcError (one line) when no trial reported an epoch: every trial failed (the first error), or the
-    ``--budget`` ran out before any trial finished an epoch."""
+
+def asha_stopped(record: str | Path) -> set[str]:
+    """Trial ids ASHA stopped early, from the record file (empty when there is none)."""
+    p = Path(record)
+    return set(p.read_text().split()) if p.is_file() else set()
+
+
+def check_rows(rows: list[dict[str, Any]], time_budget_s: float | None, *, interrupted: bool = False) -> None:
+    """AugsvcError (one line) when no trial reported an epoch: every trial failed (the first error), the search was
+    interrupted, or the ``--budget`` ran out before any trial finished an epoch."""
     if any(r["curve"] for r in rows):
         return
     errors = [r["error"] for r in rows if r["status"] == "error"]
     if rows and len(errors) == len(rows):
         raise AugsvcError(f"every trial failed; the first: {errors[0] or 'no error text'}")
+    if interrupted:
+        raise AugsvcError("the search was interrupted before any trial finished an epoch; nothing was written "
+                          "(continue it with --resume)")  # fmt: skip
     if time_budget_s is not None:
         raise AugsvcError(f"no trial finished within the budget ({time_budget_s:g} s, {len(rows)} trial(s) started, "
                           f"none finished an epoch); give a larger --budget")  # fmt: skip
@@ -34,20 +46,67 @@ def trial_index(trial_id: str) -> int:
     return int(tail) if tail.isdigit() else 10**9
 
 
-def collect(grid: Any, epochs: int) -> list[dict[str, Any]]:
-    """One row per trial from the ResultGrid, ranked by best validation accuracy (errors last)."""
+def _trial_id(res: Any) -> str:
+    m = res.metrics or {}
+    return str(m.get("trial_id") or Path(str(res.path)).name.removeprefix("trial_"))
+
+
+def collect(grid: Any, epochs: int, asha: set[str] | None = None, cut: str = "stopped early") -> list[dict[str, Any]]:
+    """One row per trial from the ResultGrid, ranked by best validation accuracy (errors last). Status: error,
+    completed (``epochs`` epochs), stopped (ASHA) (its id in ``asha``), not run (no epoch reported), else ``cut``
+    (what stopped it: ``cut (budget)``, ``interrupted``)."""
     rows = []
+    asha = asha or set()
     for res in grid:
         m = res.metrics or {}
-        trial = m.get("trial_id") or Path(str(res.path)).name
+        trial = _trial_id(res)
         curve = json.loads(m["curve"]) if m.get("curve") else []
-        status = "error" if res.error else ("completed" if len(curve) >= epochs else "stopped (ASHA)")
+        if res.error:
+            status = "error"
+        elif len(curve) >= epochs:
+            status = "completed"
+        elif trial in asha:
+            status = "stopped (ASHA)"
+        else:
+            status = cut if curve else NOT_RUN
         rows.append({"trial": trial, "recipe": m.get("label", ""), "val_acc": max(curve) if curve else float("nan"),
                      "last_val_acc": curve[-1] if curve else float("nan"), "epochs": len(curve),
-                     "seconds": m.get("seconds", 0.0), "status": status, "curve": curve,
+                     "steps": m.get("steps", 0), "seconds": m.get("seconds", 0.0), "status": status, "curve": curve,
                      "candidate": m.get("candidate", ""),
                      "error": error_line(res.error) if res.error else ""})  # fmt: skip
     return rank(rows)
+
+
+def outcome(
+    grid: Any, epochs: int, n_trials: int, asha: set[str], time_budget_s: float | None, elapsed: float
+) -> tuple[list[dict[str, Any]], str | None, bool]:
+    """(ranked rows, partial note or None, interrupted) of a finished ``Tuner.fit``.
+
+    Ray Tune ends a search for three reasons: every trial finished (ASHA's stops included), the budget ran out, or
+    SIGINT/SIGUSR1 (it stops the running trials and saves the experiment). It marks the trials TERMINATED in all
+    three, so a trial counts as finished here only if it completed ``epochs``, failed, or ASHA's record (``asha``)
+    names it. Anything else (a trial cut short, one that never reported an epoch, fewer trials than ``n_trials``)
+    makes the search partial: cut by the budget when ``elapsed`` reached ``time_budget_s``, else interrupted."""
+    budget_hit = time_budget_s is not None and elapsed >= time_budget_s
+    rows = collect(grid, epochs, asha, cut="cut (budget)" if budget_hit else "interrupted")
+    if len(rows) >= n_trials and not any(r["status"] in ("cut (budget)", "interrupted", NOT_RUN) for r in rows):
+        return rows, None, False
+    why = f"the budget ({time_budget_s:g} s) ran out" if budget_hit else "the search was interrupted"
+    return rows, partial_note(rows, n_trials, why), not budget_hit
+
+
+def partial_note(rows: list[dict[str, Any]], expected: int, reason: str) -> str:
+    """One line saying why and how far a search is partial: ``reason`` (e.g. "the budget (60 s) ran out"), then
+    the trials completed, stopped by ASHA, cut short, failed and never run (of ``expected``)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r["status"] if r["status"] in ("completed", "stopped (ASHA)", "error", NOT_RUN) else "cut short"
+        counts[key] = counts.get(key, 0) + 1
+    counts[NOT_RUN] = counts.get(NOT_RUN, 0) + max(0, expected - len(rows))
+    parts = [
+        f"{counts[k]} {k}" for k in ("completed", "stopped (ASHA)", "cut short", "error", NOT_RUN) if counts.get(k)
+    ]
+    return f"{reason}: of {expected} trials {', '.join(parts)}; the best is among the trials that ran"
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,23 +118,28 @@ def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The ranked table as text."""
-    lines = [f"{'rank':>4} {'val acc':>7} {'epochs':>6} {'seconds':>7}  {'status':15} recipe"]
+    lines = [f"{'rank':>4} {'val acc':>7} {'epochs':>6} {'steps':>6} {'seconds':>7}  {'status':15} recipe"]
     for i, r in enumerate(rows, 1):
-        lines.append(f"{i:4d} {r['val_acc']:7.4f} {r['epochs']:6d} {r['seconds']:7.0f}  {r['status']:15} "
-                     f"{r['recipe'] or r['error']}")  # fmt: skip
+        lines.append(f"{i:4d} {r['val_acc']:7.4f} {r['epochs']:6d} {r.get('steps', 0):6d} {r['seconds']:7.0f}  "
+                     f"{r['status']:15} {r['recipe'] or r['error']}")  # fmt: skip
     return "\n".join(lines)
 
 
-def write_outputs(space: TuneSpace, ref: str, rows: list[dict[str, Any]], out: Path) -> dict[str, str]:
-    """trials.csv, curves.png, best_recipe.yaml (when the winner augments) and best_train.yaml."""
+def write_outputs(
+    space: TuneSpace, ref: str, rows: list[dict[str, Any]], out: Path, partial: str | None = None
+) -> dict[str, str]:
+    """trials.csv, curves.png, best_recipe.yaml (when the winner augments) and best_train.yaml; a ``partial`` note
+    (:func:`partial_note`) heads both YAML files, so a best of a cut search never reads as the search's answer."""
     import yaml
 
     with open(out / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "trial", "recipe", "val_acc", "last_val_acc", "epochs", "seconds", "status", "curve"])
+        w.writerow(["rank", "trial", "recipe", "val_acc", "last_val_acc", "epochs", "steps", "seconds", "status",
+                    "curve"])  # fmt: skip
         for i, r in enumerate(rows, 1):
             w.writerow([i, r["trial"], r["recipe"] or r["error"], f"{r['val_acc']:.4f}", f"{r['last_val_acc']:.4f}",
-                        r["epochs"], r["seconds"], r["status"], " ".join(f"{v:.4f}" for v in r["curve"])])  # fmt: skip
+                        r["epochs"], r.get("steps", 0), r["seconds"], r["status"],
+                        " ".join(f"{v:.4f}" for v in r["curve"])])  # fmt: skip
     plot_curves(rows, out / "curves.png")
     files = {"table": str(out / "trials.csv"), "plot": str(out / "curves.png")}
     best = json.loads(rows[0]["candidate"])
@@ -83,6 +147,8 @@ def write_outputs(space: TuneSpace, ref: str, rows: list[dict[str, Any]], out: P
     train_cfg = train_config(space, best, ref, space.seed).model_dump(mode="json", exclude_none=True)
     head = (f"# found by `augsvc tune` ({rows[0]['recipe']}): best val acc {rows[0]['val_acc']:.4f} on "
             f"{ref} split {space.val_split}\n")  # fmt: skip
+    if partial:
+        head += f"# PARTIAL SEARCH: {partial}\n"
     if recipe is not None:
         (out / "best_recipe.yaml").write_text(
             head + "# build it: augsvc build best_recipe.yaml; or train with it on the fly: augsvc train "

@@ -6,7 +6,11 @@ applied on the fly by the stream (no version is built per trial) and reports val
 (``BasicVariantGenerator`` seeded with the space's seed): first every policy once at its defaults, then random
 draws. Every trial trains with the same seed, so trials differ only by the recipe. The experiment is stored under
 ``OUT/search`` and a stopped search continues with ``--resume`` (``Tuner.restore``); each trial checkpoints its
-``last.pt`` every epoch, so an interrupted trial resumes where it stopped.
+``last.pt`` every epoch, so an interrupted trial resumes where it stopped. Offline candidates (k fixed copies) cycle
+one fixed view per epoch (``augment_cycle``), so every candidate trains the same optimizer steps per epoch, at each
+ASHA rung and in the ``--test`` retraining. A search cut by ``--budget`` or interrupted (SIGINT) is marked partial
+(``results.outcome``): its table, files and summary say so, ``--test`` is skipped, and ASHA's own stops
+(``asha.RecordingASHA``) are told apart from trials that were cut or never ran.
 
 Outputs in ``OUT``: ``trials.csv`` (ranked), ``curves.png``, ``best_recipe.yaml`` (a recipe ``augsvc build``
 accepts and the trainer's ``augment:`` key takes), ``best_train.yaml`` (an ``augsvc train`` config using it),
@@ -37,11 +41,16 @@ from augsvc.tune.candidates import (  # noqa: F401  (re-exported: the search's p
     train_config,
 )
 from augsvc.tune.results import (  # noqa: F401
+    ASHA_RECORD,
+    NOT_RUN,
+    asha_stopped,
     check_rows,
     collect,
     error_line,
     format_table,
     mean_se,
+    outcome,
+    partial_note,
     plot_curves,
     rank,
     trial_index,
@@ -77,14 +86,18 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         resume = (run / "last.pt").is_file()
     curve = [h["val_acc"] for h in json.loads((run / "metrics.json").read_text())] if resume else []
     spent = [json.loads((run / "seconds.json").read_text()) if (run / "seconds.json").is_file() else 0.0]
+    steps = [json.loads((run / "steps.json").read_text()) if (run / "steps.json").is_file() else 0]
 
     def on_epoch(row: dict) -> None:
         curve.append(row["val_acc"])
         spent[0] += row["seconds"]
+        steps[0] += row["steps"]
         (run / "seconds.json").write_text(json.dumps(spent[0]))
+        (run / "steps.json").write_text(json.dumps(steps[0]))
         metrics = {METRIC: row["val_acc"], "epoch": row["epoch"], "train_loss": row["train_loss"],
                    "best_val_acc": max(curve), "seconds": round(spent[0], 2), "curve": json.dumps(curve),
-                   "label": cand["label"], "candidate": json.dumps(cand), "seed": seed}  # fmt: skip
+                   "steps": steps[0], "label": cand["label"], "candidate": json.dumps(cand),
+                   "seed": seed}  # fmt: skip
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run)))
 
     try:
@@ -92,6 +105,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         if setup.get("test_split"):
             acc = evaluate_run(run, store, setup["ref"], setup["test_split"], device=cfg.device)
             tune.report({METRIC: max(curve), "epoch": len(curve), "test_acc": acc, "seconds": round(spent[0], 2),
+                         "steps": steps[0],
                          "curve": json.dumps(curve), "label": cand["label"], "candidate": json.dumps(cand),
                          "best_val_acc": max(curve), "seed": seed})  # fmt: skip
     finally:
@@ -99,9 +113,10 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
 
 # -- the live table ----------------------------------------------------------------------------------------------
-def live_callback(total: int, epochs: int) -> Any:
+def live_callback(total: int, epochs: int, asha_record: str | Path | None = None) -> Any:
     """A Ray Tune callback that shows one row per trial (a rich live table on a terminal, else one line per
-    finished trial) and keeps the rows for the summary."""
+    finished trial) and keeps the rows for the summary. A trial that ends before ``epochs`` is "stopped (ASHA)"
+    only when ASHA's record (``asha_record``) names it, else "cut short" (a budget or an interruption)."""
     from ray import tune
 
     class LiveTable(tune.Callback):
@@ -147,8 +162,11 @@ def live_callback(total: int, epochs: int) -> Any:
 
         def _end(self, trial: Any, status: str) -> None:
             r = self.rows.setdefault(trial.trial_id, {})
-            if status == "done" and r.get("epoch", epochs) < epochs:
-                status = "stopped (ASHA)"
+            if status == "done" and r.get("epoch") is None:
+                status = NOT_RUN
+            elif status == "done" and r["epoch"] < epochs:
+                stopped = asha_record is not None and trial.trial_id in asha_stopped(asha_record)
+                status = "stopped (ASHA)" if stopped else "cut short"
             r["status"] = status
             self._refresh()
             if not self.tty and status == "error":
@@ -156,7 +174,7 @@ def live_callback(total: int, epochs: int) -> Any:
                 print(f"trial {trial.trial_id} failed: {why}", file=sys.stderr, flush=True)
             elif not self.tty:
                 print(f"trial {trial.trial_id} {status}: best val acc {r.get('best', float('nan')):.3f} after "
-                      f"{r.get('epoch')} epoch(s), {r.get('seconds', 0):.0f} s: {r.get('label', '')}",
+                      f"{r.get('epoch') or 0} epoch(s), {r.get('seconds', 0):.0f} s: {r.get('label', '')}",
                       file=sys.stderr, flush=True)  # fmt: skip
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -209,22 +227,14 @@ def _resolve(space: TuneSpace, store: Any) -> tuple[str, Any]:
 
 
 def _check_trainer(space: TuneSpace, ref: str, m: Any) -> None:
-    """What every trial's ``train()`` would refuse, checked once before Ray starts: the version has labels (the
-    trainer's ``require_labels``), the trainer has a model for its modality (``default_kind``) and ``train.model``
-    reads that modality. AugsvcError (one line) otherwise."""
-    from generators.nets.prep import CLASSIFIERS, default_kind
+    """What every trial's ``train()`` would refuse, checked once before Ray starts with the trainer's own checks
+    (``augsvc.trainer.checks``): the version has labels, ``train.model`` reads its modality and a
+    ``train.hf_path`` is a usable classifier folder. AugsvcError (one line) otherwise."""
+    from augsvc.trainer.checks import check_model
     from pipelines.unlabelled import require_labels
 
     require_labels(m, "augsvc tune (each trial trains a classifier on the labels of 'data')")
-    cfg = train_config(space, baseline(), ref, space.seed)
-    kind = cfg.model or default_kind(m.modality)
-    if kind not in CLASSIFIERS:
-        raise AugsvcError(f"train.model: {CLASSIFIERS.unknown_message(kind)}")
-    reads = CLASSIFIERS.get(kind).modalities
-    if m.modality not in reads:
-        fits = [k for k, c in CLASSIFIERS.load_all().items() if m.modality in c.modalities]
-        raise AugsvcError(f"train.model: {kind} reads {' or '.join(reads)} versions; {ref} is {m.modality} "
-                          f"(use {' or '.join(fits) or 'another version'}, or leave model out)")  # fmt: skip
+    check_model(train_config(space, baseline(), ref, space.seed), ref, m, prefix="train.")
 
 
 def tune_search(
@@ -246,9 +256,9 @@ def tune_search(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 snapshots
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
 
     from augsvc.api import open_store
+    from augsvc.tune.asha import RecordingASHA
     from pipelines import executor
 
     if time_budget_s is not None and not time_budget_s > 0:
@@ -277,22 +287,27 @@ def tune_search(
         raise AugsvcError(f"{out}: no search to resume (no {exp.name}/ folder)")
     stored = out / "space.json"
     if resume and stored.is_file():
+        from schemas.resume import config_changes, refuse_changed
+
         before = json.loads(stored.read_text())
-        search_keys = {"test_split", "seeds"}  # --test may be added when resuming
-        if (
-            before.get("space", {}) | dict.fromkeys(search_keys)
-            != space.model_dump(mode="json") | dict.fromkeys(search_keys)
-            or before.get("ref") != ref
-        ):
-            raise AugsvcError(f"{out} holds a search of another space or version ({before.get('ref')}); "
-                              "resume it with the same space file, or start a new search in another --out")  # fmt: skip
+        old = {**before.get("space", {}), "version": before.get("ref")}  # `data` pinned when the search started
+        new = {**space.model_dump(mode="json"), "version": ref}
+        refuse_changed(
+            out,
+            config_changes(old, new, ignore=("test_split", "seeds")),  # --test, --seeds may change on resume
+            what="the search",
+            advice="resume it with the same space file and data, or start a new search in another --out",
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "space.json").write_text(json.dumps({"ref": ref, "space": space.model_dump(mode="json")}, indent=2))
     executor.ensure_ray(None, address)
     setup = {"space": space.model_dump(mode="json"), "ref": ref, "store": st.uri}
     resources = {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
-    live = live_callback(space.n_trials(), space.epochs)
+    record = out / ASHA_RECORD
+    if not resume:
+        record.unlink(missing_ok=True)
+    live = live_callback(space.n_trials(), space.epochs, record)
     run_config = tune.RunConfig(name="search", storage_path=str(out), verbose=0,
                                 callbacks=[live, JsonLoggerCallback(), CSVLoggerCallback()],
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -302,7 +317,7 @@ def tune_search(
         if resume:
             tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
+            scheduler = RecordingASHA(record=record, time_attr="epoch", max_t=space.epochs, grace_period=space.grace(),
                                       reduction_factor=space.reduction_factor)  # fmt: skip
             search = search_alg(space)
             tuner = tune.Tuner(trainable, param_space=param_space(space), run_config=run_config,
@@ -321,13 +336,20 @@ def tune_search(
             quiet.setLevel(level)
     finally:
         live.stop()
-    rows = collect(grid, space.epochs)
-    check_rows(rows, time_budget_s)
-    files = write_outputs(space, ref, rows, out)
+    elapsed = time.perf_counter() - t0
+    rows, partial, interrupted = outcome(grid, space.epochs, space.n_trials(), asha_stopped(record), time_budget_s,
+                                         elapsed)  # fmt: skip
+    check_rows(rows, time_budget_s, interrupted=interrupted)
+    files = write_outputs(space, ref, rows, out, partial=partial)
     summary: dict[str, Any] = {"ref": ref, "out": str(out), "trials": len(rows), "best": rows[0],
-                               "seconds": round(time.perf_counter() - t0, 1), "files": files}  # fmt: skip
+                               "complete": partial is None, "partial": partial, "interrupted": interrupted,
+                               "seconds": round(elapsed, 1), "files": files}  # fmt: skip
     echo(format_table(rows))
-    if space.test_split:
+    if partial:
+        echo(f"PARTIAL SEARCH: {partial}" + ("; continue it with --resume" if interrupted else ""))
+    if space.test_split and partial:
+        echo(f"--test {space.test_split} skipped: the search is partial, its winner is not the search's answer")
+    elif space.test_split:
         summary["test"] = run_test(space, ref, st, json.loads(rows[0]["candidate"]), out, echo)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -43,7 +43,7 @@ DEFAULT_SEARCHED: dict[str, tuple[str, ...]] = {"rand_augment": ("n", "magnitude
 # Yun et al. 1.0 for CutMix
 DEFAULT_MIX_ALPHA = (0.1, 1.0)
 # keys of `augsvc train` that the search sets itself
-TUNED_KEYS = ("data", "train_split", "val_split", "epochs", "seed", "augment", "augment_copies", "mix",
+TUNED_KEYS = ("data", "train_split", "val_split", "epochs", "seed", "augment", "augment_copies", "augment_cycle", "mix",
               "label_smoothing", "patience")  # fmt: skip
 
 Number = int | float
@@ -251,7 +251,7 @@ def _parse_fixed(params: dict[str, Any], where: str) -> Policy:
         if not isinstance(st, dict) or "op" not in st:
             raise ValueError(f"{where}: fixed: stages[{j}]: an op stage ({{op: SPEC or [SPECS]}}) is needed")
     try:
-        load_recipe({"input": "x", "output": "x", "stages": stages})
+        load_recipe({"input": "x", "output": "y", "stages": stages})  # only the stages are checked here
     except AugsvcError as e:
         raise ValueError(f"{where}: fixed: {' '.join(str(e).split())}") from None
     name = str(params.get("name") or f"fixed{where[len('policies') :]}")

@@ -15,6 +15,13 @@ Recipe stage::
   the intended class (argmax), their mean confidence, and the Frechet distance between the classifier's
   penultimate features of the real rows and of the kept rows (FID's formula in a small CNN's feature space; with
   tens of rows per class it is noisy and biased upwards: compare runs on the same data, not across datasets).
+- **Off-class refusal**: with a gate, a class whose kept rows the gate assigns to the intended class (argmax) less
+  often than ``min_intended_fraction`` (default 0.5) fails the build, naming the class, its intended fraction and
+  the class the gate sees instead, so a build never publishes rows its own gate calls another class. Set
+  ``min_confidence`` (the gate then keeps only rows it confirms), train the GAN longer, or lower
+  ``min_intended_fraction`` (0: publish anyway). Any class below ``WARN_INTENDED_BELOW`` (0.8) that is published
+  gets a line in ``report()["warnings"]``, which ``augsvc build`` prints as ``WARNING``; without a gate the report
+  says that nothing was checked.
 - ``identity()`` holds the checkpoint's content sha256 (and the gate file's sha256), so another model gives another
   version id.
 """
@@ -30,8 +37,11 @@ from pydantic import Field, model_validator
 
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
+from generators.progress import task_progress
 from schemas.errors import AugsvcError
 from schemas.hashing import file_sha256
+
+WARN_INTENDED_BELOW = 0.8  # a published class below this intended fraction gets a warning in the report
 
 
 def latent(latent_seed: int, index: int, z_dim: int, scale: float = 1.0) -> np.ndarray:
@@ -68,6 +78,9 @@ class GanParams(Generator):
                                          "this probability of the intended class")  # fmt: skip
     max_candidates_factor: float = Field(8.0, ge=1, description="with min_confidence: draw at most this many "
                                          "candidates per row asked for, then fail")  # fmt: skip
+    min_intended_fraction: float = Field(0.5, ge=0, le=1, description="with a gate: fail the build when less than "
+                                         "this fraction of a class's rows are that class by the gate's argmax (0: "
+                                         "publish anyway, with a warning)")  # fmt: skip
 
     @model_validator(mode="after")
     def _gate(self) -> GanParams:
@@ -208,8 +221,10 @@ class _GanFitted(Fitted):
         info: list[dict] = []
         feats: list[np.ndarray] = []
         argmax_ok = 0
+        seen_as = np.zeros(len(self.data.class_names), np.int64)  # kept rows per gate argmax
         drawn = 0
         limit = int(np.ceil(n * (self.p.max_candidates_factor if self.p.min_confidence is not None else 1)))
+        report = task_progress(f"gan {self.data.class_names[label]}", unit="rows")
         while len(info) < n:
             if drawn >= limit:
                 rate = len(info) / max(drawn, 1)
@@ -232,6 +247,7 @@ class _GanFitted(Fitted):
                 if self.p.min_confidence is not None:
                     keep = np.flatnonzero(conf >= self.p.min_confidence)[: n - len(info)]
                 argmax_ok += int((probs[keep].argmax(1) == label).sum())
+                seen_as += np.bincount(probs[keep].argmax(1), minlength=len(seen_as))
                 if f is not None:
                     feats.append(f[keep])
             for j in keep:
@@ -241,21 +257,59 @@ class _GanFitted(Fitted):
                 info.append(row)
             kept.append(imgs[keep])
             drawn += m
+            report(len(info), n, candidates=drawn)  # rows kept of n
         X = np.concatenate(kept)
-        st = self.stats.setdefault(label, {"candidates": 0, "kept": 0, "argmax_ok": 0, "conf_sum": 0.0, "feats": []})
+        if self.m.gate is not None:
+            self._check_intended(label, argmax_ok, len(X), seen_as)
+        st = self.stats.setdefault(label, {"candidates": 0, "kept": 0, "argmax_ok": 0, "conf_sum": 0.0, "feats": [],
+                                           "seen_as": np.zeros(len(seen_as), np.int64)})  # fmt: skip
         st["candidates"] += drawn
         st["kept"] += len(X)
         if self.m.gate is not None:
             st["argmax_ok"] += argmax_ok
             st["conf_sum"] += float(sum(r["gate_confidence"] for r in info))
             st["feats"] += feats
+            st["seen_as"] += seen_as
         return Generated(X, [() for _ in range(len(X))], info)
+
+    def _check_intended(self, label: int, ok: int, kept: int, seen_as: np.ndarray) -> None:
+        """Refuse a class whose kept rows the gate mostly calls another class (below ``min_intended_fraction``)."""
+        frac = ok / max(kept, 1)
+        floor = self.p.min_intended_fraction
+        if kept and floor > 0 and frac < floor:
+            names = self.data.class_names
+            other = int(np.argmax(np.where(np.arange(len(seen_as)) == label, -1, seen_as)))
+            raise AugsvcError(
+                f"generator gan: class {names[label]!r}: the quality gate assigns {frac:.0%} of its {kept} rows to "
+                f"{names[label]!r} ({int(seen_as[other])} look like {names[other]!r}), below min_intended_fraction "
+                f"{floor}; nothing was published. Set min_confidence (e.g. 0.9) so the gate keeps only rows it "
+                "confirms, train the GAN longer, or set min_intended_fraction: 0 to publish them anyway (with a "
+                "warning)"
+            )
+
+    def _warnings(self) -> list[str]:
+        if self.m.gate is None:
+            return []
+        out = []
+        names = self.data.class_names
+        for label, st in sorted(self.stats.items()):
+            if not st["kept"]:
+                continue
+            frac = st["argmax_ok"] / st["kept"]
+            if frac < WARN_INTENDED_BELOW:
+                seen = {names[i]: int(c) for i, c in enumerate(st["seen_as"]) if c and i != label}
+                top = ", ".join(f"{c} {k}" for c, k in sorted(seen.items(), key=lambda kv: -kv[1])[:3])
+                out.append(f"class {names[label]!r}: the gate assigns only {frac:.0%} of its {st['kept']} generated "
+                           f"rows to {names[label]!r} (others: {top or '-'}); published because "
+                           f"min_intended_fraction is {self.p.min_intended_fraction}")  # fmt: skip
+        return out
 
     def report(self) -> dict[str, Any]:
         """Per class: candidates, kept, and with a gate: ``intended_fraction`` (kept rows whose argmax is the
         intended class), ``mean_confidence`` (mean probability of the intended class over kept rows),
         ``frechet_distance`` (real vs kept rows, gate's penultimate features; null without ``features`` or with
-        fewer than 2 rows on a side)."""
+        fewer than 2 rows on a side); ``warnings`` (published classes whose intended fraction is below
+        ``WARN_INTENDED_BELOW``), or ``note`` without a gate."""
         out: dict[str, Any] = {"checkpoint_sha256": self.m.meta["content_sha256"], "min_confidence":
                                self.p.min_confidence, "gate": self.p.gate_checkpoint, "classes": {}}  # fmt: skip
         for label, st in sorted(self.stats.items()):
@@ -265,6 +319,10 @@ class _GanFitted(Fitted):
                 row["mean_confidence"] = round(st["conf_sum"] / st["kept"], 4)
                 row["frechet_distance"] = self._frechet(label, st["feats"])
             out["classes"][self.data.class_names[label]] = row
+        if self.m.gate is None:
+            out["note"] = "no gate_checkpoint: the generated rows were not checked by a classifier"
+        if warnings := self._warnings():
+            out["warnings"] = warnings
         return out
 
     def _frechet(self, label: int, feats: list[np.ndarray]) -> float | None:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from generators.progress import PlainSteps, StepFn
 from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 from schemas.hashing import canonical_json
@@ -161,14 +162,16 @@ def train_gan(
     config: GanTrainConfig | None = None,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | StepFn = True,
     data_ref: str | None = None,
 ) -> dict:
     """Train the GAN on ``images`` uint8 (n, H, W, C) (C 1 or 3) with ``labels`` int (n,) in ``[0, len(class_names))``;
     write ``gan.pt``, ``last.pt``, sample grids, ``losses.png``, ``metrics.json``, ``summary.json`` into ``out_dir``.
 
-    ``resume=True`` continues from ``out_dir/last.pt`` (same data and config required). Returns the summary dict
-    (checkpoint path, content sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
+    ``resume=True`` continues from ``out_dir/last.pt`` (same data and config required). ``progress``: a reporter
+    ``report(step, total_steps, epoch=..., loss_d=..., loss_g=...)`` called after every step, True for plain lines
+    on stderr every 10 s (``generators.progress.PlainSteps``), False for none. Returns the summary dict (checkpoint
+    path, content sha256, epochs, steps, seconds, device). Raises AugsvcError on bad input."""
     cfg = config or GanTrainConfig()
     images = np.asarray(images)
     labels = np.asarray(labels).astype(np.int64)
@@ -209,9 +212,12 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     if resume and (out / "last.pt").is_file():
         st = load_checkpoint(out / "last.pt", map_location=device, what="resume checkpoint", restore_rng=device,
                              fix="delete it to start again without --resume")  # fmt: skip
-        if st["data_sha256"] != data_sha or st["config"] != cfg.model_dump(exclude={"epochs", "device", "threads"}):
-            raise AugsvcError(f"{out / 'last.pt'}: the data or the config differ from the run being resumed; "
-                              "use another --out or drop --resume")  # fmt: skip
+        from schemas.resume import config_changes, refuse_changed
+
+        old = {"data_sha256": st["data_sha256"], **st["config"]}
+        new = {"data_sha256": data_sha, **cfg.model_dump(exclude={"epochs", "device", "threads"})}
+        refuse_changed(out, config_changes(old, new, ignore=("epochs", "device", "threads")), what="GAN training",
+                       advice="use the same data and config, another --out, or drop --resume")  # fmt: skip
         G.load_state_dict(st["G"])
         D.load_state_dict(st["D"])
         G_ema.load_state_dict(st["G_ema"])
@@ -240,7 +246,7 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
             for be, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 be.copy_(b)
 
-    bar = _Bar(progress, (cfg.epochs - start) * steps_per_epoch)
+    bar = _Steps(progress, step + (cfg.epochs - start) * steps_per_epoch)
     with bar:
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
@@ -281,7 +287,7 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
                 ema_update()
                 vals = (loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item())
                 sums += vals
-                bar.advance(epoch, cfg.epochs, vals[0], vals[1])
+                bar.advance(step, epoch, cfg.epochs, vals[0], vals[1])
             seconds += time.perf_counter() - t0
             row = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), (sums / steps_per_epoch).round(5).tolist(),
                            strict=True))  # fmt: skip
@@ -314,30 +320,31 @@ def _train(x, labels, class_names, out, cfg, device, side, source_shape, resume,
     return summary
 
 
-class _Bar:
-    """A rich progress bar over all steps with the last losses (silent when disabled)."""
+class _Steps:
+    """Step reports to ``progress``: a callable ``report(step, total, **fields)`` (``augsvc models train-gan`` passes
+    ``augsvc.progress.step_progress``'s: a bar on a terminal, plain lines with ETA otherwise), True for
+    ``generators.progress.PlainSteps`` lines on stderr, False for none."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.bar, self.task = enabled, total, None, None
+    def __init__(self, progress: bool | StepFn, total: int) -> None:
+        self.total = total
+        if callable(progress):
+            self.report: StepFn | None = progress
+        elif progress:
+            self.report = PlainSteps(
+                "train-gan", hint="fewer --epochs, fewer images or a GPU (--device cuda) shortens it"
+            )
+        else:
+            self.report = None
 
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            losses = TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}")
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), losses,
-                                TimeElapsedColumn())  # fmt: skip
-            self.bar.__enter__()
-            self.task = self.bar.add_task("GAN", total=self.total, d=0.0, g=0.0)
+    def __enter__(self) -> _Steps:
         return self
 
-    def advance(self, epoch: int, epochs: int, d: float, g: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, d=d, g=g, description=f"GAN epoch {epoch + 1}/{epochs}")
+    def advance(self, step: int, epoch: int, epochs: int, d: float, g: float) -> None:
+        if self.report is not None:
+            self.report(step, self.total, epoch=f"{epoch + 1}/{epochs}", loss_d=d, loss_g=g)
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        return None
 
 
 # -- pictures (OpenCV, no plotting library needed) ----------------------------------------------------------------

@@ -5,6 +5,7 @@ holds the classifier kinds the trainer, teacher stage and quality gates build (`
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,7 @@ class ClassifierKind:
 # model kind -> ClassifierKind; a new backbone family is one register call (docs/architecture.md, "How to add a
 # classifier or backbone"); torch loads inside ``build`` only
 CLASSIFIERS: Registry[ClassifierKind] = Registry("model kind")
+LITE0 = "efficientnet_lite0"  # the offline EfficientNet-Lite0 package's architecture, as `model:` names it
 # the kind the trainer picks for a modality when the config names none
 DEFAULT_KINDS = {"image": "cnn", "text": "text_cnn", "tabular": "mlp"}
 
@@ -131,9 +133,53 @@ def _hf(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
     return HFClassifier(prep.state["hf_path"], num_classes, prep.modality)
 
 
-def build_model(kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3) -> Any:
+@register_classifier(
+    LITE0,
+    ("image",),
+    "EfficientNet-Lite0, offline ImageNet weights (extra "
+    "'pretrained'), under a linear or Flatten head; any timm architecture works the same way",
+)
+def _lite0(num_classes: int, prep: Prep, width: float, channels: int) -> Any:
+    from generators.nets.backbones import LITE0_CONFIG, PretrainedClassifier, open_backbone
+
+    trunk, info = open_backbone(LITE0, None)
+    return PretrainedClassifier(trunk, info, num_classes, image_size=LITE0_CONFIG["input_size"][1:])
+
+
+def timm_architecture(name: str) -> bool:
+    """Whether ``name`` (``resnet18``, ``convnext_tiny.fb_in1k``) is a timm architecture; False where timm is not
+    installed or does not import (timm needs a torchvision built for the installed torch)."""
+    if importlib.util.find_spec("timm") is None:
+        return False
+    try:
+        import timm
+    except Exception:
+        return False
+    return name.split(".")[0] in timm.list_models()
+
+
+def is_backbone_kind(kind: str) -> bool:
+    """Whether a train config's ``model`` names a pretrained image backbone (``generators/nets/backbones.py``):
+    ``efficientnet_lite0``, or a name the classifier registry does not hold (a timm architecture)."""
+    return kind == LITE0 or kind not in CLASSIFIERS
+
+
+def build_model(
+    kind: str, num_classes: int, prep: Prep, width: float = 1.0, channels: int = 3, trunk: Any = None
+) -> Any:
     """A fresh model of the registered ``kind`` (cnn, text_cnn, mlp, hf, ...) for ``num_classes`` classes;
-    AugsvcError with the closest kinds when unknown."""
+    AugsvcError with the closest kinds when unknown. A pretrained backbone (``efficientnet_lite0`` or any timm
+    architecture) is built from ``prep.state["backbone"]`` (what the trainer recorded: architecture, data config,
+    head): ``trunk`` is its loaded feature extractor (:func:`generators.nets.backbones.open_backbone`), or None to
+    rebuild it randomly initialised for a checkpoint's state dict to fill."""
+    if prep is not None and "backbone" in prep.state:
+        from generators.nets.backbones import BackboneInfo, PretrainedClassifier, rebuild_backbone
+
+        b = prep.state["backbone"]
+        info = BackboneInfo.from_state(b["info"])
+        net = trunk if trunk is not None else rebuild_backbone(info)
+        return PretrainedClassifier(net, info, num_classes, head=b["head"], dropout=b["dropout"],
+                                    image_size=tuple(b["image_size"]))  # fmt: skip
     return CLASSIFIERS.get(kind).build(num_classes, prep, width, channels)
 
 

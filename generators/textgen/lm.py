@@ -48,8 +48,9 @@ _HASHES: dict[tuple, str] = {}
 
 
 def model_kind(path: str | Path, what: str = "model") -> str:
-    """``"seq2seq"`` (encoder-decoder) or ``"causal"`` from a model directory's ``config.json``; AugsvcError when the
-    directory or its config is missing or unreadable, or it has no tokenizer."""
+    """``"seq2seq"`` (encoder-decoder), ``"causal"`` (a ``*ForCausalLM`` / ``*LMHeadModel`` or no architecture
+    recorded) or ``"encoder"`` (any other architecture: BERT-like) from a model directory's ``config.json``;
+    AugsvcError when the directory or its config is missing or unreadable, or it has no tokenizer."""
     p = Path(path)
     if not p.is_dir():
         raise AugsvcError(f"{what}: {path} does not exist (give the folder save_pretrained wrote, e.g. by "
@@ -64,7 +65,12 @@ def model_kind(path: str | Path, what: str = "model") -> str:
         conf = json.loads(cfg.read_text())
     except (OSError, ValueError) as e:
         raise AugsvcError(f"{what}: {cfg} is not readable JSON ({e})") from None
-    return "seq2seq" if conf.get("is_encoder_decoder") else "causal"
+    if conf.get("is_encoder_decoder"):
+        return "seq2seq"
+    archs = conf.get("architectures") or []
+    if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "encoder"
+    return "causal"
 
 
 def check_model_dir(path: str | Path, kind: str, what: str) -> Path:
@@ -72,7 +78,8 @@ def check_model_dir(path: str | Path, kind: str, what: str) -> Path:
     ``seq2seq``); AugsvcError naming ``what`` (the parameter) otherwise."""
     have = model_kind(path, what)
     if have != kind:
-        want = {"causal": "a causal LM (GPT-2 family)", "seq2seq": "an encoder-decoder translation model (Marian)"}
+        want = {"causal": "a causal LM (GPT-2, Llama, SmolLM2 ...)", "encoder": "a text encoder (BERT, MiniLM ...)",
+                "seq2seq": "an encoder-decoder translation model (Marian, M2M-100, NLLB ...)"}  # fmt: skip
         raise AugsvcError(f"{what}: {path} is {want[have]}, but this needs {want[kind]}")
     return Path(path)
 
@@ -120,8 +127,19 @@ class Loaded(NamedTuple):
     path: str
 
 
-def load_pretrained(path: str | Path, kind: str, device: str = "auto", what: str = "model") -> Loaded:
-    """Load a model directory (checked by :func:`check_model_dir`) with ``Auto*`` classes; offline only."""
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` in this process (a worker); None leaves torch's default."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def load_pretrained(
+    path: str | Path, kind: str, device: str = "auto", what: str = "model", sha256: str | None = None
+) -> Loaded:
+    """Load a model directory (checked by :func:`check_model_dir`) with ``Auto*`` classes; offline only.
+    ``sha256`` overrides the folder's content hash (a GGUF file's hash for a converted model)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     check_model_dir(path, kind, what)
     dev = resolve_device(device, what=f"{what}: device")
@@ -136,7 +154,7 @@ def load_pretrained(path: str | Path, kind: str, device: str = "auto", what: str
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(dev).eval()
-    return Loaded(model, tok, dev, kind, model_sha256(path), str(path))
+    return Loaded(model, tok, dev, kind, sha256 or model_sha256(path), str(path))
 
 
 # -- tokenizers and new models -------------------------------------------------------------------------------------
@@ -431,9 +449,17 @@ def sample_lm(
     return out
 
 
-def translate(loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, seed: int) -> list[str]:
+def translate(
+    loaded: Loaded | tuple,
+    texts: Sequence[str],
+    decoding: Decoding,
+    seed: int,
+    on_batch: Callable[[int, int], None] | None = None,
+    **generate: Any,
+) -> list[str]:
     """Translations of ``texts`` by a seq2seq model, in batches of ``decoding.batch_size`` (same seed, same texts
-    on CPU)."""
+    on CPU). ``on_batch(done, total)`` reports progress after every batch; ``generate`` adds keyword arguments of
+    ``model.generate`` (``forced_bos_token_id`` for M2M/NLLB)."""
     import torch
 
     model, tok, device = loaded[0], loaded[1], loaded[2]
@@ -442,6 +468,8 @@ def translate(loaded: Loaded | tuple, texts: Sequence[str], decoding: Decoding, 
         for i in range(0, len(texts), decoding.batch_size):
             enc = tok(list(texts[i : i + decoding.batch_size]), return_tensors="pt", padding=True, truncation=True,
                       max_length=decoding.max_length * 2)  # fmt: skip
-            gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, **decoding.kwargs())
+            gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, **decoding.kwargs(), **generate)
             out.extend(t.replace("\ufffd", "").strip() for t in tok.batch_decode(gen, skip_special_tokens=True))
+            if on_batch is not None:
+                on_batch(len(out), len(texts))
     return out

@@ -5,6 +5,11 @@ distillation (Hinton et al. 2015: the logits are the soft targets, softened by t
 Model-backed: the work runs in a pool of Ray actors (:class:`TeacherHost`), each loading the model once, batched,
 on a GPU when the cluster has one; in-process runs load it once per build. The checkpoint's sha256 is part of the
 version id, so a retrained teacher at the same path gives a new version.
+
+The stage reports what it did (``stage_reports`` in the manifest, printed by ``augsvc build``), per split: rows
+scored, rows with a label, ``agreement`` (the fraction of labelled rows whose teacher argmax is their label, overall
+and per class), ``mean_confidence`` (mean max softmax probability) and ``mean_entropy`` (mean entropy of the
+softmax, nats; ``log K`` is a uniform guess). Agreement under ``LOW_AGREEMENT`` gets a warning.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.plan import BuildPlan
 from pipelines.stages import register_stage_kind
-from pipelines.stages.base import Row, StageKind, StepContext, validate_spec
+from pipelines.stages.base import Row, StageKind, StepContext, stage_name, validate_spec
 from pipelines.tasks import PartOut, get_payload, read_part, worker_setup, write_rows
 from schemas.errors import AugsvcError
 from schemas.manifest import Manifest
 from schemas.recipe import Recipe
+
+LOW_AGREEMENT = 0.5  # a split whose labelled rows the teacher agrees with less often than this gets a warning
 
 
 class TeacherSpec(BaseModel):
@@ -62,7 +69,10 @@ class TeacherHost:
         self.loaded = load_model(plan.checkpoint, str(resolve_device(plan.device, what="teacher: device")))
 
     def __call__(self, key: str, files: list[str]) -> PartOut:
-        return write_rows(self.plan.base, key, self.label_rows(read_part(files).to_pylist()))
+        rows = self.label_rows(read_part(files).to_pylist())
+        out = write_rows(self.plan.base, key, rows)
+        out.report = score_counts(rows, len(self.plan.base.class_names))
+        return out
 
     def label_rows(self, rows: list[dict]) -> list[dict]:
         from generators.nets.classifier import logits_for_rows
@@ -93,6 +103,62 @@ class TeacherHost:
         for r, lg in zip(rows, logits, strict=True):
             r["teacher_logits"] = lg.tolist()
         return rows
+
+
+def score_counts(rows: list[dict], n_classes: int) -> dict[str, Any]:
+    """Per split sums over rows that carry ``teacher_logits``: rows, labelled, agree (argmax == label), conf_sum
+    (max softmax), entropy_sum (nats), and per class index [labelled, agree]. Summed over parts by
+    :func:`summarise`."""
+    out: dict[str, Any] = {}
+    for r in rows:
+        z = np.asarray(r["teacher_logits"], np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        st = out.setdefault(r["split"], {"rows": 0, "labelled": 0, "agree": 0, "conf_sum": 0.0, "entropy_sum": 0.0,
+                                         "classes": [[0, 0] for _ in range(n_classes)]})  # fmt: skip
+        st["rows"] += 1
+        st["conf_sum"] += float(p.max())
+        st["entropy_sum"] += float(-(p * np.log(np.maximum(p, 1e-12))).sum())
+        if r["label"] is not None:
+            hit = int(int(np.argmax(z)) == r["label"])
+            st["labelled"] += 1
+            st["agree"] += hit
+            st["classes"][r["label"]][0] += 1
+            st["classes"][r["label"]][1] += hit
+    return out
+
+
+def summarise(counts: list[dict[str, Any] | None], class_names: list[str]) -> dict[str, Any]:
+    """The stage report from the parts' :func:`score_counts`: per split rows, labelled, agreement, mean confidence
+    and entropy, agreement per class; ``warnings`` for a split with agreement under ``LOW_AGREEMENT``."""
+    total: dict[str, dict[str, Any]] = {}
+    for part in counts:
+        for split, st in (part or {}).items():
+            t = total.setdefault(split, {"rows": 0, "labelled": 0, "agree": 0, "conf_sum": 0.0, "entropy_sum": 0.0,
+                                         "classes": [[0, 0] for _ in class_names]})  # fmt: skip
+            for k in ("rows", "labelled", "agree", "conf_sum", "entropy_sum"):
+                t[k] += st[k]
+            for c, (n, a) in enumerate(st["classes"]):
+                t["classes"][c][0] += n
+                t["classes"][c][1] += a
+    out: dict[str, Any] = {}
+    warnings = []
+    for split, t in sorted(total.items()):
+        n = max(t["rows"], 1)
+        row: dict[str, Any] = {"rows_scored": t["rows"], "labelled": t["labelled"],
+                               "agreement": round(t["agree"] / t["labelled"], 4) if t["labelled"] else None,
+                               "mean_confidence": round(t["conf_sum"] / n, 4),
+                               "mean_entropy": round(t["entropy_sum"] / n, 4)}  # fmt: skip
+        if t["labelled"]:
+            per = zip(class_names, t["classes"], strict=True)
+            row["agreement_per_class"] = {c: round(a / k, 4) for c, (k, a) in per if k}
+            if row["agreement"] < LOW_AGREEMENT:
+                warnings.append(f"split {split}: the teacher's argmax agrees with only {row['agreement']:.0%} of the "
+                                f"{t['labelled']} labelled rows; check that it was trained on this data")  # fmt: skip
+        out[split] = row
+    if warnings:
+        out["warnings"] = warnings
+    return out
 
 
 class TeacherStage(StageKind):
@@ -142,6 +208,8 @@ class TeacherStage(StageKind):
     def run(self, ctx: StepContext, ks: list[int], parts: list[list[str]]) -> list[list[str]]:
         keys = [(f"s{ctx.step}-p{i}", (files,)) for i, files in enumerate(parts)]
         res = ctx.run_actors(TeacherHost, self._plan(ctx, ks[0]), keys)
+        counts = [ctx.task_reports.get(key) for key, _ in keys]
+        ctx.reports[stage_name(ctx.recipe, ks[0])] = summarise(counts, list(ctx.manifest.class_names))
         return [res[key] for key, _ in keys]
 
     def apply_rows(self, ctx: StepContext, k: int, rows: list[dict]) -> list[dict]:

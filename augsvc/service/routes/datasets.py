@@ -12,6 +12,7 @@ import re
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from augsvc import api
 from augsvc.service.bodies import etag_matches, parse_range, read_range
@@ -43,9 +44,11 @@ def cache_control(request: Request, named: str, version: str) -> str:
 
 
 @router.get("", response_model=list[DatasetInfo])
-def datasets(request: Request) -> Response:
+async def datasets(request: Request) -> Response:
     """Every dataset with its versions (newest first: rows, classes, parents, quarantine count) and tags."""
-    return Response(service_of(request).listing.datasets_json(), media_type="application/json")
+    listing = service_of(request).listing
+    body = listing.cached_json() or await run_in_threadpool(listing.datasets_json)  # kept bytes: no thread hop
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{name}", response_model=DatasetInfo)
