@@ -12,6 +12,12 @@ from pathlib import Path
 SHARED = Path(os.environ.get("AUGSVC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def tiny() -> bool:
+    """True under the CI smoke test (``AUGSVC_BENCH_TINY=1``, with ``--quick``): every bench shrinks to a few items
+    and repeats, starts no Ray and no long load, so it only shows that it runs; its numbers mean nothing."""
+    return os.environ.get("AUGSVC_BENCH_TINY") == "1"
+
+
 def shared(name: str) -> Path:
     p = SHARED / name
     if not p.exists():

@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, shared, tiny  # noqa: E402
 from schemas import imagecodec  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    files = sorted(shared("flowers5").glob("*/*.jpg"))[: 500 if args.quick else 2000]
+    files = sorted(shared("flowers5").glob("*/*.jpg"))[: (20 if tiny() else 500) if args.quick else 2000]
     imgs = [imagecodec.resize(imagecodec.decode_file_bytes(f.read_bytes()), args.size, args.size) for f in files]
     n = len(imgs)
     results = {"images": n, "size": args.size}

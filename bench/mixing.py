@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._util import emit  # noqa: E402
+from bench._util import emit, tiny  # noqa: E402
 from pipelines.mixing import MixSpec, cutmix_box, mix_batch  # noqa: E402
 
 
@@ -80,7 +80,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    batches = [rng.integers(0, 256, (64, 128, 128, 3), dtype=np.uint8) for _ in range(2 if args.quick else 8)]
+    side = 16 if args.quick and tiny() else 128
+    batches = [rng.integers(0, 256, (64, side, side, 3), dtype=np.uint8) for _ in range(2 if args.quick else 8)]
     labels = rng.integers(0, 10, 64)
     repeats = 2 if args.quick else 3
     mix_batch(batches[0], labels, method="mixup", rng=rng, num_classes=10)  # numba warm-up

@@ -36,7 +36,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np  # noqa: E402
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, shared, tiny  # noqa: E402
 
 TOKEN = "bench-token-" + "x" * 20
 RECIPE = """\
@@ -57,16 +57,20 @@ def make_input(tmp: Path, quick: bool) -> Path:
     rng = np.random.default_rng(0)
     for c in ("a", "b", "c"):
         (tmp / "imgs" / c).mkdir(parents=True, exist_ok=True)
-        for i in range(100):
+        for i in range(10 if tiny() else 100):
             cv2.imwrite(str(tmp / "imgs" / c / f"{i}.jpg"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     return tmp / "imgs"
 
 
-def start_server(store: Path, port: int, workers: int = 1) -> subprocess.Popen:
+def start_server(store: Path, port: int, workers: int = 1, log: Path | None = None) -> subprocess.Popen:
+    """``augsvc serve`` in a subprocess; its output goes to ``log`` when given (shown when it fails to start)."""
     code = "import sys; from augsvc.cli import main; sys.argv[0] = 'augsvc'; main()"
     env = os.environ | {"AUGSVC_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-c", code, "serve", "--store", str(store), "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log is None:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -256,6 +260,8 @@ def main() -> None:
     clients = a.clients or (4 if a.quick else 8)
     total = a.requests or (100 if a.quick else 400)
     seconds = a.seconds or (20 if a.quick else 60)
+    if a.quick and tiny():
+        clients, total, seconds = 2, 10, 3.0
     import httpx
 
     from augsvc import api
@@ -284,9 +290,9 @@ def main() -> None:
             so.bind(("127.0.0.1", 0))
             port = so.getsockname()[1]
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(store, port)
+        proc = start_server(store, port, log=tmp / "serve.log")
         try:
-            t_end = time.monotonic() + 60
+            t_end = time.monotonic() + 180  # a loaded machine starts it slowly
             while True:
                 try:
                     if httpx.get(f"{base}/api/health").status_code == 200:
@@ -294,7 +300,8 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > t_end or proc.poll() is not None:
-                    raise SystemExit("the service did not start")
+                    tail = (tmp / "serve.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"the service did not start (exit code {proc.poll()}); its output:\n{tail}")
                 time.sleep(0.2)
             h = {"Authorization": f"Bearer {TOKEN}"}
             b = None if a.no_build else httpx.post(f"{base}/api/builds", content=RECIPE, headers=h, timeout=120).json()

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._util import emit, shared  # noqa: E402
+from bench._util import emit, shared, tiny  # noqa: E402
 from generators.smote import SmoteParams, features_to_images, generate, images_to_features, plan  # noqa: E402
 
 
@@ -63,12 +63,12 @@ def table(n: int) -> tuple[np.ndarray, np.ndarray]:
     return X, np.repeat(np.arange(3), sizes)
 
 
-def mnist(quick: bool) -> tuple[np.ndarray, np.ndarray]:
+def mnist(quick: bool, zeros: int = 100) -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(shared("mnist10k") / "t10k-images-idx3-ubyte.gz") as f:
         imgs = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 28, 28, 1)
     with gzip.open(shared("mnist10k") / "t10k-labels-idx1-ubyte.gz") as f:
         labs = np.frombuffer(f.read()[8:], np.uint8).astype(np.int64)
-    keep = np.concatenate([np.flatnonzero(labs == 0)[:100], np.flatnonzero(labs != 0)])
+    keep = np.concatenate([np.flatnonzero(labs == 0)[:zeros], np.flatnonzero(labs != 0)])
     if quick:
         keep = keep[:3000]
     return images_to_features(imgs[keep]), labs[keep]
@@ -79,8 +79,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="40,000-row table, 3,000 images, one repeat")
     ap.add_argument("--json")
     args = ap.parse_args()
-    X_tab, y_tab = table(40_000 if args.quick else 200_000)
-    X_img, y_img = mnist(args.quick)
+    small = args.quick and tiny()
+    X_tab, y_tab = table(600 if small else 40_000 if args.quick else 200_000)
+    X_img, y_img = mnist(args.quick, zeros=8 if small else 100)
     cases = {
         f"table {len(y_tab)}x20": (X_tab, y_tab, None),
         f"mnist {len(y_img)}x784": (X_img, y_img, (28, 28, 1)),

@@ -4,8 +4,9 @@ Builds are content-addressed: the version id of a build covers the recipe, the s
 ``BUILD_FORMAT_VERSION``. If an op's bytes change for the same recipe and seed while that number stays, a store
 built by older code reports "up to date" for bytes the new code would not produce. This test pins a hash of the
 outputs and records of every text op and of the image ops whose arithmetic is exact on every CPU (tables, flips,
-cutout; OpenCV's warps and colour conversions are left out because their SIMD paths may round differently). The
-policy ops (RandAugment, TrivialAugment, AugMix) warp, so only their records (the ops and strengths drawn) are pinned.
+cutout, Gaussian noise, colour jitter; OpenCV's warps and colour conversions are left out because their SIMD paths may
+round differently). The policy ops (RandAugment, TrivialAugment, AugMix) warp, so only their records (the ops and
+strengths drawn) are pinned.
 
 When it fails after a deliberate change: bump ``BUILD_FORMAT_VERSION`` in ``pipelines/runner.py`` and run
 ``python tests/test_golden_ops.py --update``.
@@ -58,6 +59,9 @@ IMAGE_OPS = [
     {"op": "gamma"},
     {"op": "cutout"},
     {"op": "sequence", "ops": [{"op": "brightness"}, {"op": "channel_shift"}, {"op": "gamma"}]},
+    {"op": "gaussian_noise"},  # integer generator, float32 table and arithmetic: exact everywhere (build format 6)
+    {"op": "gaussian_noise", "per_channel": False},
+    {"op": "color_jitter"},  # one float32 colour twist (build format 6)
 ]
 
 RECORD_OPS = [{"op": "rand_augment"}, {"op": "trivial_augment"}, {"op": "augmix"}]  # records only (they warp)

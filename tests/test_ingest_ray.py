@@ -71,6 +71,20 @@ def test_same_version_and_bytes_with_1_and_2_workers(image_folder: Path, tmp_pat
     assert len(store.versions("d")) == 2
 
 
+def test_array_input_same_bytes_on_ray_as_in_process(tmp_path: Path) -> None:
+    """The columnar path ships groups of array chunks to workers: same version and shards as in-process."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (40, 6, 6, 3), dtype=np.uint8), y=rng.integers(0, 3, 40))
+    runs = []
+    for workers in (2, 0):
+        store = Store(tmp_path / f"s{workers}")
+        ingest(tmp_path / "d.npz", name="d", store=store, options=IngestOptions(shard_rows=7), workers=workers)
+        runs.append(shard_bytes(store, "d"))
+    assert len(runs[0][1]) == 6 and runs[0] == runs[1]
+
+
 def test_every_shard_readable_by_pyarrow_alone(image_folder: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     ingest(image_folder, name="d", store=store, options=IngestOptions(shard_rows=5), workers=2)

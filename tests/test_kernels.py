@@ -233,3 +233,34 @@ def test_paths_without_stringzilla_give_the_same_bytes(monkeypatch) -> None:
     for a, b in zip(fast, slow, strict=True):
         assert np.array_equal(a, b)
     assert np.array_equal(slow[0], kv.apply_lut_ref(x, one)) and slow[2] == x.astype(np.int64).sum() / x.size
+
+
+@pytest.mark.parametrize("shape", [(17, 23, 3), (8, 5, 1), (3, 3, 3)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_gaussian_noise_matches_reference_and_is_gaussian(shape, per_channel):
+    x = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    for seed in (0, 12345, 2**63 - 1):
+        y = k.gaussian_noise(x, seed, 11.5, per_channel)
+        assert y.dtype == np.uint8 and y.shape == x.shape
+        assert np.array_equal(y, k.gaussian_noise_ref(x, seed, 11.5, per_channel))
+    flat = np.full((200, 200, 3), 128, np.uint8)
+    d = k.gaussian_noise(flat, 7, 10.0, per_channel).astype(np.float64) - 128
+    assert abs(d.mean()) < 0.2 and abs(d.std() - 10.0) < 0.2  # floor(x + z + 0.5) rounds: mean 0, std 10
+    if not per_channel:
+        assert (d[..., 0] == d[..., 1]).all() and (d[..., 1] == d[..., 2]).all()
+    assert not np.array_equal(k.gaussian_noise(x, 1, 11.5), k.gaussian_noise(x, 2, 11.5))
+
+
+@pytest.mark.parametrize("shape", [(17, 23, 3), (1, 1, 3), (64, 63, 3)])
+def test_color_twist_matches_reference_keeps_grey_and_identity(shape):
+    x = _img(shape, 4)
+    for args in [(1.15, 120.0, 0.05, 0.8, 10.0), (0.8, 30.0, -0.2, 1.2, -10.0), (1.0, 0.0, 0.0, 0.0, 180.0)]:
+        m, c = k.twist_matrix(*args)
+        y = k.color_twist(x, m, c)
+        assert np.array_equal(y, k.color_twist_ref(x, m, c))
+        assert np.array_equal(k.color_twist(x.copy(), m, c, out=x.copy()), y)
+    assert np.array_equal(k.color_twist(x, *k.twist_matrix()), x)  # the neutral twist
+    grey = np.repeat(_img(shape[:2] + (1,), 5), 3, axis=2)
+    assert np.array_equal(k.color_twist(grey, *k.twist_matrix(1.0, 0.0, 0.0, 1.4, 33.0)), grey)  # chroma 0 stays
+    with pytest.raises(ValueError, match="RGB"):
+        k.color_twist(x[..., :1], *k.twist_matrix())

@@ -3,7 +3,9 @@
 Pass 1 walks the source in its fixed order, hashes every item's content and collects labels, bad items and
 duplicate groups. The version id follows from that (content + options), so an ingest that already exists is
 reported up to date without starting Ray. Pass 2 cuts the same item stream into fixed-size chunks (one split
-per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data.
+per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data. Array inputs (IDX, NPZ)
+take the same two passes over blocks of rows (``columnar.py``), and on Ray workers their rows are hashed by the
+workers in pass 2 (see ``_workers_hash``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from pipelines.executor import choose_workers, run_map, start_workers
+from pipelines.ingest.columnar import ArrayBlock, array_chunks, block_digests, encode_array_chunks, good_rows
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, open_source
@@ -79,6 +85,19 @@ class _Tally:
         else:
             self._first[digest] = idx
         return idx
+
+    def add_many(self, sources: list[str], split: str, labels: list[str], digests: list[bytes]) -> None:
+        """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls)."""
+        keys = [f"{s}\0{split}\0{lab}\0".encode() for s, lab in zip(sources, labels, strict=True)]
+        self.h_good.update(b"".join(chain.from_iterable(zip(keys, digests, strict=True))))
+        base = len(self.sources)
+        self.sources.extend(sources)
+        self.labels.update(lab for lab in set(labels) if lab is not None)
+        first, groups = self._first, self._groups
+        for i, d in enumerate(digests, base):
+            j = first.setdefault(d, i)
+            if j != i:
+                groups.setdefault(d, [j]).append(i)
 
     def duplicate_groups(self) -> list[list[int]]:
         return list(self._groups.values())
@@ -147,6 +166,86 @@ def _scan(src: Source, opts: IngestOptions) -> tuple[_Tally, list[bytes], list[b
             for i in idxs[1:]:
                 keep[i] = False
     return tally, digests, keep
+
+
+_KEEP_BLOCK_BYTES = 256 << 20  # array inputs up to this size stay in memory between pass 1 and pass 2
+_TASK_BYTES = 32 << 20  # columnar ingest: chunks of pixels sent to one worker task
+
+
+@dataclass
+class _BlockScan:
+    """Pass 1 of the columnar path: per block, its usable rows, their digests and which of them ``--dedupe`` keeps;
+    the blocks themselves when the input is small enough to keep (else pass 2 reads them again)."""
+
+    rows: list  # per block: np.ndarray of usable row indices
+    digests: list[list[bytes] | None]
+    keep: list  # per block: np.ndarray of bool, one per usable row
+    blocks: list[ArrayBlock] | None
+    labels: set = field(default_factory=set)  # labels of the usable rows (when the rows are not hashed here)
+
+
+def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tuple[_Tally, _BlockScan]:
+    """``_scan`` over array blocks: the same tally, digests and dedupe decisions, one block at a time.
+
+    ``hash_rows=False`` (workers on Ray): only bad items and labels here; the workers hash the rows and the driver
+    adds them to the tally in chunk order as results come back (``scan.digests`` holds None per block)."""
+    tally = _Tally()
+    scan = _BlockScan([], [], [], [])
+    held = 0
+    for b in src.blocks():
+        if isinstance(b, Bad):
+            tally.add_bad(b, opts)
+            continue
+        rows, bad = good_rows(b, opts)
+        for item in bad:
+            tally.add_bad(item, opts)
+        idx = rows.tolist()
+        digs = None
+        if hash_rows:
+            digs = block_digests(b, rows)
+            tally.add_many([b.sources[j] for j in idx], b.split, [b.labels[j] for j in idx], digs)
+        else:
+            scan.labels.update(b.labels[j] for j in idx)
+        scan.rows.append(rows)
+        scan.digests.append(digs)
+        held += b.images.nbytes
+        if scan.blocks is not None and held <= _KEEP_BLOCK_BYTES:
+            scan.blocks.append(b)
+        else:
+            scan.blocks = None
+    dropped = set()
+    if opts.dedupe:
+        dropped = {i for idxs in tally.duplicate_groups() for i in idxs[1:]}
+    first = 0
+    for rows in scan.rows:
+        scan.keep.append(np.array([first + i not in dropped for i in range(len(rows))], dtype=bool))
+        first += len(rows)
+    return tally, scan
+
+
+def _workers_hash(workers: int | None, address: str | None, opts: IngestOptions) -> bool:
+    """Whether the workers hash an array input's rows as they encode them: when the caller asked for Ray workers (or a
+    cluster) and no ``--dedupe`` (which needs every digest first). Hashing then runs in parallel instead of in the
+    driver before any worker starts; as for image folders with known classes, the version id (so "up to date") is
+    known at the end. In-process (the default for inputs this small) the driver hashes first, as before."""
+    return bool(address or os.environ.get("RAY_ADDRESS") or (workers or 0) > 0) and not opts.dedupe
+
+
+def _block_parts(src: Source, opts: IngestOptions, scan: _BlockScan):
+    """Pass 2 of the columnar path: (block, kept rows, their digests), from memory or read again and checked."""
+    blocks = scan.blocks if scan.blocks is not None else (b for b in src.blocks() if not isinstance(b, Bad))
+    i = -1
+    for i, b in enumerate(blocks):
+        if i >= len(scan.rows) or (scan.blocks is None and not np.array_equal(good_rows(b, opts)[0], scan.rows[i])):
+            raise AugsvcError(f"{b.sources[0]}: the input changed while the ingest was running; run it again")
+        keep, digs = scan.keep[i], scan.digests[i]
+        yield (
+            b,
+            scan.rows[i][keep],
+            None if digs is None else [d for d, k in zip(digs, keep.tolist(), strict=True) if k],
+        )
+    if i + 1 != len(scan.rows):
+        raise AugsvcError("the input changed while the ingest was running; run it again")
 
 
 def _cut(records: Iterator[tuple[Record, bytes | None]], shard_rows: int) -> Iterator[Chunk]:
@@ -238,6 +337,8 @@ def ingest(
     shard_rows = opts.shard_rows or DEFAULT_SHARD_ROWS[src.modality]
     known_classes = opts.classes or src.class_names
     streaming = known_classes is not None and not opts.dedupe
+    columnar = src.blocks is not None  # array inputs: per-block work (pipelines/ingest/columnar.py), same bytes
+    deferred = columnar and _workers_hash(workers, address, opts)
     definition = {
         "kind": "ingest",
         "format": src.format,
@@ -245,7 +346,7 @@ def ingest(
         "options": opts.model_copy(update={"format": src.format}).definition(),
         "features": src.features,
     }
-    if streaming:
+    if streaming and not columnar:
         # One pass: listing, hashing and decoding overlap; the version id is known once every file was read.
         tally = _Tally()
         records = _streaming_records(src, opts, tally)
@@ -253,18 +354,31 @@ def ingest(
         expected = None
     else:
         # Two passes: hash first, so an existing version is reported without starting Ray.
-        tally, digests, keep = _scan(src, opts)
-        if not tally.sources:
+        # (array inputs always take this way, with class names as the record path decides them; when the workers
+        # hash the rows, pass 1 only reads labels and bad items, and the version id comes at the end)
+        if columnar:
+            tally, scan = _scan_blocks(src, opts, hash_rows=not deferred)
+        else:
+            tally, digests, keep = _scan(src, opts)
+        labels = scan.labels if deferred else tally.labels
+        if not (labels if deferred else tally.sources):
             raise AugsvcError(_nothing_usable(path, tally.bad))
-        class_names = opts.classes or natural_classes(tally.labels)
-        vid = version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
-        if store.exists(name, vid):
+        class_names = list(known_classes) if streaming else (opts.classes or natural_classes(labels))
+        vid = (
+            None
+            if deferred
+            else version_id(definition | {"content_sha256": tally.content(), "class_names": class_names})
+        )
+        if vid is not None and store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
             notes = src.notes + _empty_class_notes(m)
             return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, notes)
-        records = _pass2_records(src, opts, digests, keep)
-        expected = sum(keep)
+        if columnar:
+            records, expected = None, sum(int(k.sum()) for k in scan.keep)
+        else:
+            records = _pass2_records(src, opts, digests, keep)
+            expected = sum(keep)
 
     # small inputs (or one chunk) run in-process unless --workers says otherwise: same bytes either way
     planned_tasks = None if expected is None else -(-expected // shard_rows)
@@ -292,20 +406,37 @@ def ingest(
     chunk_dir.mkdir()
     out_dir = None if address else str(chunk_dir)
     worker_bad: list[Bad] = []
-    chunk_keys: dict[int, list[tuple[str, str, str | None]]] = {}
+    # per chunk: (source, split, label) of its records (the columnar path: only their count, as a range)
+    chunk_keys: dict[int, Sequence] = {}
     done = 0
 
     def tasks():
+        if columnar:  # several chunks per task (one shard each): a task's overhead is paid per ~32 MB of pixels
+            group: list = []
+            for c in array_chunks(_block_parts(src, opts, scan), shard_rows):
+                chunk_keys[c.index] = (c.sources, c.split, c.labels) if deferred else range(len(c.sources))
+                group.append(c)
+                if sum(g.images.nbytes for g in group) >= _TASK_BYTES:
+                    yield (group, class_index, opts, out_dir)
+                    group = []
+            if group:
+                yield (group, class_index, opts, out_dir)
+            return
         for c in _cut(records, shard_rows):
             chunk_keys[c.index] = [(r.source, r.split, r.label) for r in c.records]
             yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
-        for res in run_map(encode_chunk, tasks(), workers=n_workers, address=address):
+        encode = encode_array_chunks if columnar else encode_chunk
+        results = run_map(encode, tasks(), workers=n_workers, address=address)
+        for res in (r for group in results for r in group) if columnar else results:
             keys = chunk_keys.pop(res.index)
-            if streaming:
+            if streaming and not columnar:
                 for (source, split_name, label), d in zip(keys, res.digests, strict=True):
                     tally.add(source, split_name, label, d)
+            if deferred:  # rows hashed by the workers: the tally takes them in chunk order, as pass 1 would have
+                tally.add_many(*keys, res.digests)
+                keys = keys[0]
             for b in res.bad:
                 if opts.on_error == "fail":
                     raise AugsvcError(f"{b.describe()}; {SKIP_HINT}")

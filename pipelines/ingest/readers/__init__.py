@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.ingest.options import FORMATS, READERS, IngestOptions
 from pipelines.ingest.records import Bad, Record
@@ -27,6 +28,8 @@ class Source:
     class_names: list[str] | None = None  # known before reading any item (image class folders)
     notes: list[str] = field(default_factory=list)  # how the input was read, for the user (e.g. one-hot labels)
     soft_labels: bool = False  # records may carry a soft label
+    # array inputs: the same items as ArrayBlocks and Bads (pipelines.ingest.columnar), for the columnar ingest path
+    blocks: Callable[[], Iterator[Any]] | None = None
 
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

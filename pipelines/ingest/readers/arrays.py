@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.ingest.columnar import ArrayBlock, block_items
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.readers import Source, files_of
-from pipelines.ingest.records import Bad, Record, relative, split_from_name
+from pipelines.ingest.records import Bad, relative, split_from_name
 from schemas.errors import AugsvcError
 
 _IDX_BLOCK = 1024  # items read per call
 _IDX_BLOCK_BYTES = 64 << 20  # ... and at most this many bytes (a header may claim huge images)
+_NPZ_BLOCK = 4096  # items per block of an NPZ array (already in memory: blocks only bound the per-block lists)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -86,7 +88,7 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
     pairs = _idx_pairs(root)
     base = root if root.is_dir() else root.parent
 
-    def items() -> Iterator[Record | Bad]:
+    def blocks() -> Iterator[ArrayBlock | Bad]:
         for img_path, lab_path in pairs:
             split = opts.split or split_from_name(img_path.name, "train")
             rel = relative(img_path, base)
@@ -118,17 +120,16 @@ def idx_source(root: Path, opts: IngestOptions) -> Source:
                     whole = min(len(buf) // size, len(lab) // ldt.itemsize)
                     imgs = np.frombuffer(buf, idt, count=whole * size // idt.itemsize).reshape(whole, *shape)
                     labels = np.frombuffer(lab, ldt, count=whole).tolist()
-                    for j in range(whole):
-                        lab_j = _class_name(labels[j])
-                        if lab_j is None:
-                            yield Bad(f"{rel}#{start + j}", None, f"label {labels[j]!r} is not a class index")
-                            continue
-                        yield Record(f"{rel}#{start + j}", split, lab_j, imgs[j])
+                    names = [str(v) for v in labels] if ldt.kind in "iu" else [_class_name(v) for v in labels]
+                    reasons = {j: f"label {labels[j]!r} is not a class index" for j, v in enumerate(names) if v is None}
+                    sources = [f"{rel}#{i}" for i in range(start, start + whole)]
+                    if whole:
+                        yield ArrayBlock(sources, split, names, imgs, None, reasons)
                     if whole < k:
                         yield Bad(rel, None, f"file ends at item {start + whole} of {n} (truncated)")
                         return
 
-    return Source("image", items)
+    return Source("image", block_items(blocks), blocks=blocks)
 
 
 def _npz_array(data, key: str, path: Path) -> np.ndarray:
@@ -194,22 +195,30 @@ def npz_source(path: Path, opts: IngestOptions) -> Source:
             f"{path}: {opts.y_key} has {len(class_names)} columns but --classes names {len(opts.classes)}"
         )
 
-    def items() -> Iterator[Record | Bad]:
+    def blocks() -> Iterator[ArrayBlock]:
         with np.load(path, allow_pickle=False) as data:
             x = _npz_array(data, opts.x_key, path)
         split = opts.split or split_from_name(path.stem, "train")
-        for i in range(len(x)):
-            ref = f"{path.name}#{i}"
-            if names[i] is None:
-                yield Bad(ref, None, f"{opts.y_key}[{i}] = {y[i].tolist()!r} is not a class label")
-                continue
-            label = names[i] if not (class_names and opts.classes) else opts.classes[int(names[i])]
-            payload = np.asarray(x[i])
-            yield Record(ref, split, label, payload, None, None if soft is None else tuple(soft[i].tolist()))
+        rename = bool(class_names and opts.classes)
+        labels = [None if v is None else opts.classes[int(v)] if rename else v for v in names]
+        reasons = {
+            i: f"{opts.y_key}[{i}] = {y[i].tolist()!r} is not a class label" for i, v in enumerate(names) if v is None
+        }
+        for start in range(0, len(x), _NPZ_BLOCK):
+            end = min(len(x), start + _NPZ_BLOCK)
+            yield ArrayBlock(
+                [f"{path.name}#{i}" for i in range(start, end)],
+                split,
+                labels[start:end],
+                x[start:end],
+                None if soft is None else soft[start:end],
+                {i - start: r for i, r in reasons.items() if start <= i < end},
+            )
 
     return Source(
         "image",
-        items,
+        block_items(blocks),
+        blocks=blocks,
         class_names=(opts.classes or class_names),
         notes=[note] if note else [],
         soft_labels=soft is not None,

@@ -18,10 +18,12 @@ from pydantic import Field
 
 from pipelines.kernels import (
     apply_lut,
+    color_twist,
     compose_tables,
     gamma_lut,
     hsv_adjust,
     image_mean,
+    twist_matrix,
     value_table,
     value_tables,
 )
@@ -159,10 +161,12 @@ class Saturation(ImageOp):
 
 @register
 class ColorJitter(ImageOp):
-    """Brightness, contrast, saturation and hue in a fixed order, in two passes.
+    """Brightness, contrast, saturation and hue as one colour twist (NVIDIA DALI's ``ColorTwist``), in one pass.
 
-    Pass 1 (fused kernel): contrast about the input mean, plus brightness. Pass 2 (one HSV round trip):
-    saturation and hue. On grey images pass 2 is the identity.
+    RGB: ``y = contrast * M x + (1 - contrast) * mean + brightness * 255`` with ``M`` the saturation scale and hue
+    rotation of the chroma plane in YIQ space (``kernels.twist_matrix``), rounded once (``kernels.color_twist``).
+    Grey: contrast about the mean plus brightness (one table pass); hue and saturation are the identity.
+    Hue here is a rotation in YIQ, not the HSV shift of the ``hue`` op (which costs two colour conversions).
     """
 
     name: ClassVar[str] = "color_jitter"
@@ -191,7 +195,7 @@ class ColorJitter(ImageOp):
 
     def _jitter(self, x: np.ndarray, params: dict[str, Any], out: np.ndarray | None) -> np.ndarray:
         a = params["contrast"]
-        y = apply_lut(x, value_table(a, (1.0 - a) * params["mean"] + params["brightness"] * 255.0), out=out)
-        if y.shape[2] == 1:  # grey: no hue or saturation
-            return y
-        return hsv_adjust(y, hue_shift=params["hue_shift"], saturation=params["saturation"])
+        if x.shape[2] == 1:  # grey: no hue or saturation
+            return apply_lut(x, value_table(a, (1.0 - a) * params["mean"] + params["brightness"] * 255.0), out=out)
+        m, c = twist_matrix(a, params["mean"], params["brightness"], params["saturation"], params["hue_shift"])
+        return color_twist(x, m, c, out=out)
