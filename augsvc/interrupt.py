@@ -87,9 +87,11 @@ def on_interrupt(kept: Callable[[], str], resume: str | None = "--resume", rerun
 
 def checkpoint_epoch(path: Path, key: str = "epoch") -> Any:
     """``key`` of a torch checkpoint file (e.g. the last finished epoch of ``last.pt``), or None when unreadable."""
-    import torch
+    from generators.runtime import load_checkpoint
+    from schemas.errors import AugsvcError
 
     try:
-        return torch.load(path, weights_only=False, map_location="cpu").get(key)
-    except Exception:  # noqa: BLE001 - a half-written or missing file: nothing to report
+        ck = load_checkpoint(path)
+    except AugsvcError:  # a half-written or missing file: nothing to report
         return None
+    return ck.get(key) if isinstance(ck, dict) else None

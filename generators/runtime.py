@@ -190,6 +190,29 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, rng_device: Any 
     return p
 
 
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` in this process (a worker of a model-backed stage); None leaves torch's
+    default. Unlike :func:`seeded_session` nothing is restored: a worker process owns its thread setting."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def load_weights(path: str | Path) -> Any:
+    """Tensors only (``torch.load(..., weights_only=True)``) from a weights file someone else wrote (a
+    pretrained backbone); ``AugsvcError`` in one line naming the file when it is not a readable torch file."""
+    import torch
+
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - as load_checkpoint: one line, never the file's contents
+        raise AugsvcError(
+            f"{path}: not a readable torch weights file ({type(e).__name__}); give a .pt/.pth state dict or a "
+            ".safetensors file"
+        ) from None
+
+
 def load_checkpoint(
     path: str | Path,
     *,

@@ -92,7 +92,7 @@ def test_same_bytes_across_worker_counts(flat_store: Store) -> None:
 
 
 def test_pairs_cross_shards_and_respect_partner_rule(flat_store: Store) -> None:
-    from pipelines.runner import _metas
+    from pipelines.storework import part_keys as _metas
 
     m = flat_store.manifest(*flat_store.resolve("flat"))
     vdir = flat_store.version_dir("flat", m.version)

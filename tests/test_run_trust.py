@@ -131,7 +131,11 @@ def test_config_changes_names_nested_keys_and_sections() -> None:
 @pytest.mark.parametrize(
     ("data", "extra", "message"),
     [
-        ("bands", {"model": "text_cnn"}, r"model: text_cnn reads text versions; bands@\w+ is image \(use cnn or hf"),
+        (
+            "bands",
+            {"model": "text_cnn"},
+            r"model: text_cnn reads text versions; bands@\w+ is image \(use cnn or (\w+ or )*hf",
+        ),
         ("reviews", {"model": "cnn"}, r"model: cnn reads image versions; reviews@\w+ is text \(use hf or text_cnn"),
         ("reviews", {"model": "mlp"}, r"model: mlp reads tabular versions; reviews@\w+ is text"),
         ("bands", {"mix": {"method": "mixup"}, "data": "reviews"}, r"mix: batch mixing works on image batches"),

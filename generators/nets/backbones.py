@@ -131,7 +131,9 @@ def _read_state(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from generators.runtime import load_weights
+
+    state = load_weights(path)
     for key in ("state_dict", "model"):  # training checkpoints often nest the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -41,7 +41,8 @@ from pydantic import Field, model_validator
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
 from generators.progress import task_progress
-from generators.textgen.lm import Decoding, check_model_dir, load_pretrained, set_threads
+from generators.runtime import set_threads
+from generators.textgen.lm import Decoding, check_model_dir, load_pretrained
 from generators.textgen.sources import resolve_model, source_sha256
 from generators.textgen.translators import BergamotTranslator, CachedTranslator, HFTranslator, bergamot_sha256
 from schemas.errors import AugsvcError

@@ -50,6 +50,7 @@ from pydantic import Field, model_validator
 from generators import register_generator
 from generators.base import FitData, Fitted, Generated, Generator
 from generators.progress import task_progress
+from generators.runtime import set_threads
 from generators.textgen.lm import (
     LM_SEP,
     Decoding,
@@ -58,7 +59,6 @@ from generators.textgen.lm import (
     lm_lines,
     load_pretrained,
     sample_lm,
-    set_threads,
     texts_sha256,
     train,
 )

@@ -31,7 +31,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from generators.runtime import load_checkpoint, resolve_device, save_checkpoint, seeded_session, set_rng_state
+from generators.runtime import (
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    seeded_session,
+    set_rng_state,
+)
 from schemas.errors import AugsvcError
 
 LM_EOS = "<|endoftext|>"
@@ -125,14 +131,6 @@ class Loaded(NamedTuple):
     kind: str
     sha256: str
     path: str
-
-
-def set_threads(threads: int | None) -> None:
-    """``torch.set_num_threads(threads)`` in this process (a worker); None leaves torch's default."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(int(threads))
 
 
 def load_pretrained(
