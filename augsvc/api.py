@@ -67,6 +67,7 @@ class SplitResult(Result):
     up_to_date: bool
     parent: str
     splits: dict[str, dict[str, int]]
+    notes: list[str] = Field(default_factory=list)  # the manifest's notes (e.g. classes kept without rows)
     manifest: Manifest = Field(exclude=True)
 
 
@@ -89,6 +90,7 @@ class BuildResult(Result):
     counts_out: dict[str, dict[str, int]]
     stages: list[StagePlanInfo]
     stage_reports: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)  # the published manifest's notes (e.g. classes without rows)
     seconds: float
     ray_start_seconds: float
     reused_tasks: int = 0
@@ -161,7 +163,7 @@ def split(ref: str, *, val: float = 0.1, test: float = 0.2, seed: int = 0, store
     r = split_version(open_store(store), ref, val=val, test=test, seed=seed)
     m = r.manifest
     return SplitResult(dataset=m.dataset, version=m.version, up_to_date=r.up_to_date, parent=m.parents[0],
-                       splits=m.splits, manifest=m)  # fmt: skip
+                       splits=m.splits, notes=list(m.notes), manifest=m)  # fmt: skip
 
 
 def load_recipe(recipe: Any) -> Any:
@@ -205,6 +207,7 @@ def build(
         dataset=r.output, version=rep.version, dry_run=dry_run, up_to_date=rep.up_to_date, rows_in=rep.rows_in,
         rows_out=sum(sum(v.values()) for v in counts_out.values()), counts_in=plan.counts_in,
         counts_out=counts_out, stages=stage_info, stage_reports=rep.reports or {},
+        notes=list(rep.manifest.notes) if rep.manifest else [],
         seconds=round(rep.seconds, 3), ray_start_seconds=round(rep.ray_start_seconds, 3),
         reused_tasks=rep.reused_shards, manifest=rep.manifest,
     )  # fmt: skip
@@ -360,7 +363,7 @@ def label_subset(
             unlabelled_keep=unlabelled_keep, output=output)  # fmt: skip
     m = r.manifest
     return SplitResult(dataset=m.dataset, version=m.version, up_to_date=r.up_to_date, parent=m.parents[0],
-                       splits=m.splits, manifest=m)  # fmt: skip
+                       splits=m.splits, notes=list(m.notes), manifest=m)  # fmt: skip
 
 
 def preview(recipe: Any, out: str | Path | None = None, *, store: Any = None, n: int = 16, copies: int = 4,

@@ -96,6 +96,8 @@ def show(ref: str, store: StoreOpt = None, as_json: JsonOpt = False):
     )
     if m.duplicates:
         typer.echo(f"duplicate groups: {len(m.duplicates)} ({m.duplicates_dropped} dropped)")
+    for note in m.notes:
+        typer.echo(f"note: {note}")
     _print_quarantine(m.quarantine)
 
 
@@ -210,6 +212,8 @@ def split_cmd(
         typer.echo(r.model_dump_json(exclude={"parent"}))
         return
     typer.echo(f"{m.dataset}@{m.version} {'up to date' if r.up_to_date else 'published'} (parent {m.parents[0]})")
+    for note in r.notes:
+        typer.echo(f"  note: {note}")
     for line in split_lines(m):
         typer.echo(line)
 
@@ -279,6 +283,8 @@ def build(
     for stage, report in rep.stage_reports.items():
         for line in report_lines(stage, report):
             typer.echo(line)
+    for note in rep.notes:
+        typer.echo(f"  note: {note}")
     if dry_run:
         typer.echo("dry run: nothing built" + (" (this version already exists)" if rep.up_to_date else ""))
         return

@@ -36,10 +36,12 @@ def register(app: typer.Typer) -> None:
         m = r.manifest
         n_lab = sum(m.splits.get(split, {}).values())
         info = {"dataset": m.dataset, "version": m.version, "up_to_date": r.up_to_date, "parent": m.parents[0],
-                "labelled": n_lab, "unlabelled": m.rows_per_split.get(split, 0) - n_lab}  # fmt: skip
+                "labelled": n_lab, "unlabelled": m.rows_per_split.get(split, 0) - n_lab, "notes": r.notes}  # fmt: skip
         if as_json:
             typer.echo(json.dumps(info))
             return
         state = "up to date" if r.up_to_date else "published"
         typer.echo(f"{m.dataset}@{m.version} {state} (parent {m.parents[0]}): split {split!r} has {n_lab} labelled "
                    f"and {info['unlabelled']} unlabelled rows")  # fmt: skip
+        for note in r.notes:
+            typer.echo(f"  note: {note}")

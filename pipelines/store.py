@@ -54,7 +54,7 @@ from pipelines.storestaging import Staging
 from pipelines.storework import WorkFiles
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
-from schemas.manifest import Manifest, QuarantineItem, ShardInfo
+from schemas.manifest import Manifest, QuarantineItem, ShardInfo, empty_class_notes
 from schemas.version import PACKAGE_VERSION
 
 if TYPE_CHECKING:
@@ -674,6 +674,7 @@ class Store(StoreHousekeeping):
         parents: list[str] | None = None,
         seed: int | None = None,
         quarantine: list[QuarantineItem] | None = None,
+        notes: list[str] | None = None,
         extra: dict | None = None,
     ) -> PublishResult:
         """Verify the staged shards, write the manifest, and make the version visible in one step.
@@ -681,6 +682,8 @@ class Store(StoreHousekeeping):
         The manifest's counts (``rows``, ``rows_per_split``, ``splits``, ``rows_per_class``, ``monolingual``) are
         the staging folder's tally of its shards (:class:`pipelines.storeshards.Tally`); ``extra`` holds the other
         manifest fields (features, storage, duplicates, stage reports...) and may not carry counts (``ValueError``).
+        The manifest's ``notes`` are ``notes`` (the job's, e.g. how a reader read the input) and one note naming
+        the classes of ``class_names`` that the tally found no rows of (:func:`schemas.manifest.empty_class_notes`).
         Locally the version appears by one directory rename; an ``OSError`` before it means nothing was published
         (the staging folder is left to the caller). A failure to move ``latest`` afterwards is only a warning."""
         counted = sorted(set(extra or {}) & set(_COUNT_FIELDS))
@@ -698,6 +701,9 @@ class Store(StoreHousekeeping):
                 raise AugsvcError(f"staged shard {s.path} changed while publishing; nothing was published")
         if self.local:  # durable before the rename makes them visible; flushed together (one by one cost a third
             _fsync_files([staging.dir / s.path for s in staging.shards])  # of a small build's time)
+        counts = staging.tally.manifest_counts(class_names)
+        how = ("give --classes without them to drop them" if definition.get("kind") == "ingest"
+               else f"as in {', '.join(parents or []) or 'the parent'}")  # fmt: skip
         manifest = Manifest(
             dataset=dataset,
             version=vid,
@@ -710,7 +716,8 @@ class Store(StoreHousekeeping):
             package_version=PACKAGE_VERSION,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             quarantine=quarantine or [],
-            **staging.tally.manifest_counts(class_names),
+            notes=[*(notes or []), *empty_class_notes(class_names, counts["rows_per_class"], how=how)],
+            **counts,
             **(extra or {}),
         )
         body = manifest.model_dump_json(indent=2).encode()

@@ -65,6 +65,11 @@ class Manifest(BaseModel):
     stage_reports: dict[str, Any] = Field(
         default_factory=dict, description="stage name -> a stage's report (a generator's quality gate per split)"
     )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the job that made the version changed or kept that a reader should know (classes kept "
+        "without rows, how the input was read); printed in the job's summary and by 'augsvc show'",
+    )
 
     def inherited(self) -> dict[str, Any]:
         """Fields a version derived row for row from this one (a split, a label subset) carries over unchanged:
@@ -76,3 +81,17 @@ class Manifest(BaseModel):
             "duplicates": self.duplicates,
             "duplicates_dropped": self.duplicates_dropped,
         }
+
+
+def empty_class_notes(
+    class_names: list[str], rows_per_class: dict[str, int], *, how: str = "give --classes without them to drop them"
+) -> list[str]:
+    """One note naming the classes of ``class_names`` that have no rows (kept so that label ids stay put), or none.
+
+    ``rows_per_class``: class name -> rows, as in :class:`Manifest` (a missing class counts 0); ``how``: what the
+    user can do about it, the note's last clause."""
+    empty = [c for c in class_names if not rows_per_class.get(c)]
+    if not empty:
+        return []
+    shown = ", ".join(map(repr, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    return [f"class(es) {shown} have no rows: kept in class_names (0 in rows_per_class) so label ids stay put; {how}"]

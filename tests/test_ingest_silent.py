@@ -33,6 +33,11 @@ def test_nul_cells_and_a_second_label_column_are_refused(tmp_path: Path) -> None
     f.write_text("x,label\n1,a\x00b\n2,b\n3,a\n")
     r = api.ingest(f, "n", store=tmp_path / "s", workers=0, format="tabular", on_error="skip")
     assert r.rows == 2 and "NUL character" in _reasons(r)[0]
+    num = tmp_path / "num.csv"
+    num.write_text("x,y,cls\n1\x002,3,a\n2,3,b\n4,5,a\n")  # a NUL in a numeric cell
+    r = api.ingest(num, "num", store=tmp_path / "s", workers=0, format="tabular", label_column="cls", on_error="skip")
+    assert r.rows == 2 and "NUL character" in _reasons(r)[0]
+    assert r.manifest.features == {"x": "numeric", "y": "numeric"}  # the quarantined row does not decide the kind
     d = tmp_path / "d.csv"
     d.write_text("x,label,label\n1,a,b\n2,b,a\n")
     with pytest.raises(AugsvcError, match="'label' appears twice"):
@@ -84,6 +89,17 @@ def test_deep_recipes_are_one_line(tmp_path: Path) -> None:
         api.load_recipe(d)
 
 
+def test_npz_pixels_above_255_are_refused_not_clipped(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4)).astype(np.int64)
+    x[2, 0, 0] = 300
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(6) % 2)
+    with pytest.raises(AugsvcError, match=r"d.npz#2: pixel values .*300 lie outside 0-255 \(int64\)"):
+        api.ingest(tmp_path / "d.npz", "d", store=tmp_path / "s", workers=0)
+    r = api.ingest(tmp_path / "d.npz", "d", store=tmp_path / "s", workers=0, on_error="skip")
+    assert r.rows == 5 and [q.source for q in r.manifest.quarantine] == ["d.npz#2"]
+    assert "outside 0-255" in r.manifest.quarantine[0].reason
+
+
 def test_out_of_range_and_transparent_pixels_are_refused(tmp_path: Path) -> None:
     import cv2
 
@@ -112,11 +128,32 @@ def test_out_of_range_and_transparent_pixels_are_refused(tmp_path: Path) -> None
     assert r.rows == 4 and any("transparent" in x for x in _reasons(r))
 
 
-def test_classes_without_rows_are_reported(tmp_path: Path) -> None:
+def test_classes_without_rows_are_noted_in_the_manifest_and_summaries(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augsvc.cli import app
+
     f = tmp_path / "t.csv"
-    f.write_text("x,label\n1,a\n2,b\n3,a\n")
-    r = api.ingest(f, "t", store=tmp_path / "s", workers=0, format="tabular", classes=["a", "b", "zebra"])
-    assert r.manifest.rows_per_class.get("zebra", 0) == 0 and any("'zebra' have no rows" in n for n in r.notes)
+    f.write_text("text,label\n" + "".join(f"word number {i},{'ab'[i % 2]}\n" for i in range(12)))
+    store = tmp_path / "s"
+    r = api.ingest(f, "t", store=store, workers=0, format="csv", classes=["a", "b", "zebra"])
+    assert r.manifest.rows_per_class["zebra"] == 0
+    assert [n for n in r.notes if "'zebra' have no rows" in n and "--classes" in n] == r.manifest.notes
+    assert api.show("t", store=store).notes == r.manifest.notes  # in manifest.json, not only in the report
+    again = CliRunner().invoke(app, ["ingest", str(f), "--name", "t", "--store", str(store), "--workers", "0",
+                                     "--format", "csv", "--classes", "a,b,zebra"])  # fmt: skip
+    assert again.exit_code == 0 and "note: class(es) 'zebra' have no rows" in again.output
+    assert "note: class(es) 'zebra'" in CliRunner().invoke(app, ["show", "t", "--store", str(store)]).output
+    # a split and a build keep the parent's class names: their manifests and summaries say so too
+    out = CliRunner().invoke(app, ["split", "t", "--store", str(store), "--val", "0.25", "--test", "0.25"])
+    assert out.exit_code == 0 and "note: class(es) 'zebra' have no rows" in out.output and "as in t@" in out.output
+    assert any("'zebra'" in n for n in api.show("t", store=store).notes)
+    recipe = {"input": "t", "output": "t_aug", "seed": 1, "stages": [{"op": [{"op": "char_swap"}], "copies": 1}]}
+    b = api.build(recipe, store=store, workers=0)
+    assert any("'zebra' have no rows" in n for n in b.notes) and b.notes == b.manifest.notes
+    full = tmp_path / "full.csv"
+    full.write_text("text,label\nx y,a\nz w,b\n")
+    assert api.ingest(full, "full", store=store, workers=0, format="csv").manifest.notes == []
 
 
 def test_parquet_non_finite_features_are_quarantined(tmp_path: Path) -> None:

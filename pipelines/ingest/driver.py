@@ -29,7 +29,7 @@ from pipelines.ingest.records import Bad, FileRef, Record, record_digest
 from pipelines.store import Store, fault_guard
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
-from schemas.manifest import Manifest, QuarantineItem
+from schemas.manifest import Manifest, QuarantineItem, empty_class_notes
 
 DEFAULT_SHARD_ROWS = {"image": 512, "text": 20000, "tabular": 20000, "translation": 20000}
 SKIP_HINT = "use --on-error skip to quarantine bad items and go on"
@@ -372,7 +372,7 @@ def ingest(
         if vid is not None and store.exists(name, vid):
             store.mark_latest(name, vid)
             m = store.manifest(name, vid)
-            notes = src.notes + _empty_class_notes(m)
+            notes = _notes(src, m)
             return IngestReport(m, True, time.perf_counter() - t0, 0.0, m.quarantine, m.duplicates, notes)
         if columnar:
             records, expected = None, sum(int(k.sum()) for k in scan.keep)
@@ -398,7 +398,7 @@ def ingest(
             raise
         store.mark_latest(name, vid)
         m = store.manifest(name, vid)
-        notes = src.notes + _empty_class_notes(m)
+        notes = _notes(src, m)
         return IngestReport(m, True, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates, notes)
     # Embedded Ray runs on this machine: workers write shards into the staging folder and the driver renames them
     # into place in order. On a cluster (--address) a worker may sit on another node, so shards come back as bytes.
@@ -462,6 +462,7 @@ def ingest(
             modality=src.modality,
             class_names=class_names,
             quarantine=quarantine,
+            notes=src.notes,
             extra={
                 "features": src.features,
                 "image_storage": opts.image_storage if src.modality == "image" else None,
@@ -474,15 +475,11 @@ def ingest(
         staging.discard()
         raise
     m = result.manifest
-    return IngestReport(m, result.up_to_date, time.perf_counter() - t0, ray_s, m.quarantine, m.duplicates,
-                        src.notes + _empty_class_notes(m))  # fmt: skip
+    seconds = time.perf_counter() - t0
+    return IngestReport(m, result.up_to_date, seconds, ray_s, m.quarantine, m.duplicates, _notes(src, m))
 
 
-def _empty_class_notes(m: Manifest) -> list[str]:
-    """A note naming the classes that have no rows (kept in ``class_names``, with 0 in ``rows_per_class``)."""
-    empty = [c for c in m.class_names if not m.rows_per_class.get(c)]
-    if not empty:
-        return []
-    shown = ", ".join(map(repr, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
-    return [f"class(es) {shown} have no rows: kept in class_names (0 in rows_per_class) so label ids stay put; "
-            "give --classes without them to drop them"]  # fmt: skip
+def _notes(src: Source, m: Manifest) -> list[str]:
+    """The summary's notes: the manifest's (how the reader read the input, classes without rows); for a version
+    published before manifests kept notes, the same notes made again."""
+    return m.notes or src.notes + empty_class_notes(m.class_names, m.rows_per_class)

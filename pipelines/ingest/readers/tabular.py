@@ -82,7 +82,9 @@ def source(path: Path, opts: IngestOptions) -> Source:
         raise AugsvcError(f"{path}: column {twice[0]!r} appears twice in the header; rename one")
     features = [h for i, h in enumerate(header) if i != label_i]
     check_feature_names(path, features)
-    ok_rows = [(n, r) for n, r in parsed if len(r) == ncols]
+    # a column's kind comes from the rows that are kept: a quarantined row (NUL cell, no label) must not turn a
+    # numeric column categorical
+    ok_rows = [(n, r) for n, r in parsed if len(r) == ncols and r[label_i].strip() and not any("\x00" in c for c in r)]
     kinds = {}
     for i, h in enumerate(header):
         if i == label_i:
