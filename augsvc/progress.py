@@ -15,18 +15,19 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
-from generators.progress import PlainSteps, StepClock, StepFn, fmt_fields, fmt_seconds, hooked
+from generators.progress import PlainSteps, StepClock, StepFn, fmt_fields, fmt_seconds, hooked, plain_every
 
 ProgressFn = Callable[[int, int | None], None]
 
 
 class PlainProgress(AbstractContextManager):
-    """Writes ``label: done/total (elapsed)`` at most every ``every`` seconds, and once at the end.
+    """Writes ``label: done/total (elapsed)`` at most every ``every`` seconds (default:
+    :func:`generators.progress.plain_every`), and once at the end.
 
     Used when stderr is not a terminal (CI logs, ``| tee``), where a redrawn bar shows up as blank lines."""
 
-    def __init__(self, label: str, every: float = 10.0, out: TextIO | None = None, unit: str = "") -> None:
-        self.label, self.every, self.out, self.unit = label, every, out, unit
+    def __init__(self, label: str, every: float | None = None, out: TextIO | None = None, unit: str = "") -> None:
+        self.label, self.every, self.out, self.unit = label, plain_every(every), out, unit
         self.t0 = self.last = 0.0
         self.state: tuple[int, int | None] | None = None
 
@@ -118,7 +119,7 @@ class _Quiet(AbstractContextManager):
         set_status(print_status)
 
 
-def progress(label: str, quiet: bool = False, every: float = 10.0) -> AbstractContextManager[ProgressFn]:
+def progress(label: str, quiet: bool = False, every: float | None = None) -> AbstractContextManager[ProgressFn]:
     """A context manager yielding ``update(done, total)``: a no-op when ``quiet``, a rich bar when stderr is a
     terminal, else :class:`PlainProgress` lines every ``every`` seconds."""
     if quiet:
@@ -162,7 +163,7 @@ class _StepBar(AbstractContextManager):
 
 
 class _PlainStepLines(AbstractContextManager):
-    def __init__(self, label: str, every: float, hint: str) -> None:
+    def __init__(self, label: str, every: float | None, hint: str) -> None:
         self.rep = PlainSteps(label, every=every, hint=hint)
 
     def __enter__(self) -> StepFn:
@@ -181,12 +182,13 @@ class _NoSteps(AbstractContextManager):
 
 
 def step_progress(
-    label: str, quiet: bool = False, every: float = 10.0, hint: str = ""
+    label: str, quiet: bool = False, every: float | None = None, hint: str = ""
 ) -> AbstractContextManager[StepFn]:
     """A context manager yielding ``report(done, total, **fields)`` for a training command's steps: nothing when
-    ``quiet``, a rich bar (with ETA) when stderr is a terminal, else plain lines every ``every`` seconds
-    (``generators.progress.PlainSteps``: step, fields, elapsed, time left). Either way, once the first steps have
-    been timed, a run estimated at over 10 minutes says so in one line (with ``hint``: how to shorten it)."""
+    ``quiet``, a rich bar (with ETA) when stderr is a terminal, else plain lines every ``every`` seconds (default:
+    ``generators.progress.plain_every``; ``generators.progress.PlainSteps``: step, fields, elapsed, time left).
+    Either way, once the first steps have been timed, a run estimated at over 10 minutes says so in one line (with
+    ``hint``: how to shorten it)."""
     if quiet:
         return _NoSteps()
     if sys.stderr.isatty():

@@ -15,6 +15,7 @@ steps say the whole run will be long.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +25,32 @@ from typing import Any, TextIO
 StepFn = Callable[..., None]  # (done: int, total: int | None, **fields) -> None
 Hook = Callable[[str, int, "int | None", dict[str, Any]], None]  # (label, done, total, fields)
 
+EVERY_S = 10.0  # seconds between plain lines, unless AUGSVC_PROGRESS_EVERY says otherwise
 LONG_RUN_S = 600.0  # a run estimated at more than this many seconds says so up front
 PROBE_S = 5.0  # ... once this many seconds of steps have been timed
 
 _hook: Hook | None = None
+
+
+def plain_every(every: float | None = None) -> float:
+    """Seconds between plain progress lines: ``every`` when given, else the ``AUGSVC_PROGRESS_EVERY`` environment
+    variable (e.g. ``60`` for a quieter CI log, ``0`` for a line per step), else 10.
+
+    ``AugsvcError`` when the variable is not a number of seconds >= 0."""
+    if every is not None:
+        return every
+    raw = os.environ.get("AUGSVC_PROGRESS_EVERY", "").strip()
+    if not raw:
+        return EVERY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        from schemas.errors import AugsvcError
+
+        raise AugsvcError(f"AUGSVC_PROGRESS_EVERY={raw!r}: give seconds between progress lines (a number >= 0)")
+    return value
 
 
 def fmt_seconds(s: float) -> str:
@@ -86,15 +109,16 @@ class StepClock:
 
 class PlainSteps:
     """``label: step 120/4,000 (3%), epoch 2/100, loss 2.103; 45 s elapsed, about 25 min left`` every ``every``
-    seconds (the first ``every`` seconds after it is made; a last line at the end when any came before), plus
+    seconds (:func:`plain_every`; the first ``every`` seconds after it is made; a last line at the end when any came
+    before), plus
     :class:`StepClock`'s long-run line, on ``out`` (stderr). Work shorter than ``every`` prints nothing.
 
     For logs and pipes, where a redrawn bar shows up as blank lines. Call it as ``report(done, total, **fields)``."""
 
     def __init__(
-        self, label: str, every: float = 10.0, out: TextIO | None = None, hint: str = "", unit: str = "step"
+        self, label: str, every: float | None = None, out: TextIO | None = None, hint: str = "", unit: str = "step"
     ) -> None:
-        self.label, self.every, self.out, self.hint, self.unit = label, every, out, hint, unit
+        self.label, self.every, self.out, self.hint, self.unit = label, plain_every(every), out, hint, unit
         self.clock = StepClock()
         self.last = time.monotonic()
         self.printed = False
@@ -128,7 +152,7 @@ def hooked(hook: Hook | None) -> Iterator[None]:
         _hook = before
 
 
-def task_progress(label: str, every: float = 10.0, unit: str = "step") -> StepFn:
+def task_progress(label: str, every: float | None = None, unit: str = "step") -> StepFn:
     """A reporter for model work inside a build task (a generator's fine-tune, sampling rounds): to the installed
     hook when there is one (in-process builds: the build's bar or log lines), else :class:`PlainSteps` on stderr."""
     hook = _hook

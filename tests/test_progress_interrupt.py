@@ -47,6 +47,18 @@ def test_plain_steps_give_step_fields_elapsed_and_time_left(monkeypatch) -> None
     assert quiet.getvalue() == ""  # work shorter than the interval prints nothing
 
 
+def test_the_interval_comes_from_the_environment(monkeypatch) -> None:
+    from schemas.errors import AugsvcError
+
+    monkeypatch.delenv("AUGSVC_PROGRESS_EVERY", raising=False)
+    assert gp.plain_every() == 10.0 and gp.plain_every(3) == 3
+    monkeypatch.setenv("AUGSVC_PROGRESS_EVERY", "60")
+    assert gp.PlainSteps("x").every == 60.0 and gp.plain_every(0) == 0
+    monkeypatch.setenv("AUGSVC_PROGRESS_EVERY", "soon")
+    with pytest.raises(AugsvcError, match="AUGSVC_PROGRESS_EVERY='soon': give seconds"):
+        gp.plain_every()
+
+
 def test_a_long_run_says_so_once_from_its_first_steps(monkeypatch) -> None:
     now = [0.0]
     monkeypatch.setattr(gp.time, "monotonic", lambda: now[0])
@@ -66,6 +78,38 @@ def test_a_long_run_says_so_once_from_its_first_steps(monkeypatch) -> None:
     clock.tick(0)
     now[0] = 10.0
     assert clock.long_run("x", 100, 120) is None  # 12 s in all: short runs say nothing
+
+
+def test_train_off_a_terminal_prints_lines_within_an_epoch(tmp_path: Path) -> None:
+    """``augsvc train`` through a pipe (a log, CI): step lines inside the epoch, not only one line per epoch."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+
+    from augsvc import api
+
+    x = np.random.default_rng(0).integers(0, 255, (12, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", x=x, y=np.arange(12) % 2)
+    api.ingest(tmp_path / "tiny.npz", "tiny", store=tmp_path / "store", workers=0)
+    api.split("tiny", val=1 / 3, test=0.0, store=tmp_path / "store")  # 8 train rows, 4 val
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": "tiny", "epochs": 2, "batch_size": 2, "width": 0.25, "device": "cpu",
+                                   "threads": 1}))  # fmt: skip
+    # a line per step: the test does not wait 10 s (one OpenMP thread: spinning threads crawl on a busy machine)
+    env = {**os.environ, "AUGSVC_PROGRESS_EVERY": "0", "OMP_NUM_THREADS": "1"}
+    args = ["train", str(cfg), "--out", str(tmp_path / "run"), "--store", str(tmp_path / "store")]
+    r = subprocess.run([sys.executable, "-m", "augsvc", *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.startswith("train: step ")]
+    pattern = (r"train: step (\d+)/8 \(\d+%\), epoch ([12])/2, batch (\d)/4, loss [\d.e+-]+, acc [\d.]+, "
+               r"rows/s [\d,]+; [\w ]+ elapsed")  # fmt: skip
+    got = [re.match(pattern, x) for x in lines]
+    assert lines and all(got), lines
+    assert [m.group(3) for m in got if m.group(2) == "1"][:2] == ["1", "2"]  # within the first epoch, step by step
+    assert any(m.group(2) == "2" for m in got) and "epoch 1/2: val acc" in r.stderr  # the epoch lines stay
 
 
 def test_build_display_shows_model_work_inside_a_task() -> None:

@@ -25,6 +25,7 @@ from augsvc.trainer.data import fit_prep
 from augsvc.trainer.reports import compare, plot_curves, write_reports
 from generators.nets.classifier import load_model, read_checkpoint
 from generators.nets.prep import Prep, build_model, to_device
+from generators.progress import PlainSteps
 from generators.runtime import default_threads, load_checkpoint, resolve_device, save_checkpoint, seeded_session
 from schemas.errors import AugsvcError
 
@@ -152,32 +153,50 @@ def _teacher_logits(b: dict, ref: str, split: str):
 
 
 class _Progress:
-    """A rich progress bar per epoch with running loss and accuracy (silent when disabled)."""
+    """Progress of the trainer's steps (silent when disabled): on a terminal a rich bar per epoch with running loss
+    and accuracy; off a terminal (logs, CI, ``| tee``) ``generators.progress.PlainSteps`` lines at most every
+    ``AUGSVC_PROGRESS_EVERY`` seconds (default 10) within epochs: step of the run, epoch, batch of the epoch, running
+    loss and accuracy, rows/s, elapsed and time left. Either way, one line per finished epoch off a terminal, and
+    after the first epoch on one."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int | None) -> None:
         self.enabled, self.epochs, self.steps = enabled, epochs, steps
         self.bar: Any = None
+        self.plain: PlainSteps | None = None
         self.tty = sys.stderr.isatty()
         self.first = True  # after the first epoch, say how long the rest will take
+        self.at = (0, 0, 0, 0.0)  # epoch, batch of the epoch, rows of the epoch, the epoch's start (perf_counter)
 
     def __enter__(self) -> _Progress:
-        if self.enabled and self.tty:  # without a terminal: one plain line per epoch instead
+        if self.enabled and self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}"),
                                 TimeElapsedColumn(), transient=False)  # fmt: skip
             self.bar.__enter__()
+        elif self.enabled:
+            self.plain = PlainSteps("train", hint="fewer epochs shorten it")
         return self
 
     def epoch(self, epoch: int) -> Any:
+        self.at = (epoch, 0, 0, time.perf_counter())
         if self.bar is None:
             return None
         return self.bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, loss=0.0, acc=0.0)
 
-    def step(self, task: Any, loss: float, acc: float) -> None:
+    def step(self, task: Any, loss: float, acc: float, rows: int = 0) -> None:
+        epoch, batch, seen, t0 = self.at
+        self.at = (epoch, batch + 1, seen + rows, t0)
         if self.bar is not None:
             self.bar.update(task, advance=1, loss=loss, acc=acc)
+        elif self.plain is not None:
+            per = self.steps or 0
+            of = f"/{per:,}" if per else ""
+            rate = (seen + rows) / max(time.perf_counter() - t0, 1e-9)
+            fields = {"epoch": f"{epoch + 1}/{self.epochs}", "batch": f"{batch + 1:,}{of}", "loss": loss, "acc": acc,
+                      "rows/s": f"{rate:,.0f}"}  # fmt: skip
+            self.plain(epoch * per + batch + 1, per * self.epochs if per else None, **fields)
 
     def done(self, task: Any, row: dict) -> None:
         if self.bar is not None:
@@ -372,7 +391,7 @@ def _train(cfg: TrainConfig, store: Store, plan: Any, out: Path, device, *, resu
                 n_seen += len(y)
                 n_known += int(known.sum())
                 correct += int((logits.argmax(1) == target)[known].sum())
-                bar.step(task, loss_sum / n_seen, correct / max(n_known, 1))
+                bar.step(task, loss_sum / n_seen, correct / max(n_known, 1), rows=len(y))
             val = scores(model, prep, store, val_ref, cfg.val_split, device, max_len=cfg.max_len, resize=cfg.resize,
                          class_names=m.class_names, features=val_features)  # fmt: skip
             val_acc = val["accuracy"]

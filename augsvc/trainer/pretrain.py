@@ -31,6 +31,7 @@ from augsvc import api
 from augsvc.api import StoreArg as Store
 from augsvc.trainer.config import TrainConfig
 from augsvc.trainer.pretrain_config import PretrainConfig
+from generators.progress import PlainSteps
 from generators.runtime import (
     default_threads,
     load_checkpoint,
@@ -218,6 +219,8 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
             "pretrain": {"method": "simclr", **settings["pretrain"]}}  # fmt: skip
     t_all = time.perf_counter()
     done_now = 0
+    # within epochs, on a terminal or not: a line every AUGSVC_PROGRESS_EVERY seconds (default 10)
+    report = PlainSteps("pretrain", hint="fewer pretrain.epochs shorten it") if progress else None
     for epoch in range(start, p.epochs):
         if stop_after is not None and done_now >= stop_after:
             break
@@ -248,6 +251,10 @@ def _pretrain(cfg: TrainConfig, store: Store, out: Path, device: Any, *, resume:
                 raise AugsvcError(f"pretrain: the loss became {loss_v} at step {step + 1}; lower pretrain.lr")
             steps_log.append({"step": step + 1, "epoch": epoch + 1, "loss": loss_v, "lr": lr})
             loss_sum, acc_sum, n, step = loss_sum + loss_v, acc_sum + float(acc.item()), n + 1, step + 1
+            if report is not None:
+                rate = n * p.batch_size / max(time.perf_counter() - t0, 1e-9)
+                report(step, total, epoch=f"{epoch + 1}/{p.epochs}", batch=f"{n:,}/{steps_per_epoch:,}",
+                       loss=loss_v, **{"images/s": f"{rate:,.0f}"})  # fmt: skip
         last_lr = steps_log[-1]["lr"] if steps_log else p.lr
         row = {"epoch": epoch + 1, "loss": loss_sum / max(n, 1), "pair_acc": acc_sum / max(n, 1), "lr": last_lr,
                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
