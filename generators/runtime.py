@@ -2,10 +2,11 @@
 
 - :func:`resolve_device`: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda[:i]`` or ``mps`` to a
   ``torch.device``; a GPU that is asked for and absent is one :class:`AugsvcError` line, never a torch traceback.
-- :func:`seeded_session`: a context manager that seeds torch's, numpy's and Python's global generators from an
-  explicit seed (``torch.random.fork_rng`` underneath), optionally sets the torch CPU threads and deterministic
-  algorithms, and restores all of the caller's state on exit, also on an exception.
-- :func:`rng_state` / :func:`set_rng_state`: the global generators' state as a picklable dict (the ``rng`` entry
+- :func:`seeded_session`: a context manager that seeds torch's global generators from an explicit seed
+  (``torch.random.fork_rng`` underneath), optionally sets the torch CPU threads and deterministic algorithms, and
+  restores all of the caller's state on exit, also on an exception. numpy's and Python's global generators are
+  left alone: every other draw takes an explicit generator seeded from the run's seed.
+- :func:`rng_state` / :func:`set_rng_state`: torch's generators' state as a picklable dict (the ``rng`` entry
   of a checkpoint), so a resumed run draws exactly what an uninterrupted one would.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: ``torch.save`` with atomic replace (a temporary file in the
   same folder, fsync, ``os.replace``): a kill during the write leaves the previous file whole; a read of a
@@ -18,14 +19,11 @@ use it; torch is imported inside the functions, so importing this module stays l
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from schemas.errors import AugsvcError
 
@@ -85,14 +83,17 @@ def _cuda_devices(device: Any) -> list[int]:
 def seeded_session(
     seed: int | None, device: Any = None, *, threads: int | None = None, deterministic: bool = False
 ) -> Iterator[None]:
-    """Run the block with torch's (CPU and, on a CUDA ``device``, every GPU's), numpy's and Python's global
-    generators seeded from ``seed`` and restore the caller's generators afterwards, also on an exception.
+    """Run the block with torch's global generators (CPU and, on a CUDA ``device``, every GPU's) seeded from
+    ``seed`` and restore the caller's generators afterwards, also on an exception.
 
-    ``seed`` None forks the state without reseeding (the block's draws still leave the caller's state alone).
-    torch gets ``seed % 2**63``, numpy ``seed % 2**32``, Python ``seed``. ``threads`` sets
-    ``torch.set_num_threads`` for the block (None: unchanged); ``deterministic`` turns on
-    ``torch.use_deterministic_algorithms(warn_only=True)`` on CUDA (CPU kernels used here are deterministic
-    already). Both are restored on exit. Example::
+    Only torch's generators: layer initialisation, dropout and ``generate`` sampling draw from them, and no torch
+    API takes a generator for those. Every other draw in the training loops comes from an explicit
+    ``np.random.Generator`` or ``torch.Generator`` seeded from the run's seed, so numpy's and Python's global
+    generators are neither seeded nor touched (``tests/test_runtime.py`` fails on a call of them anywhere in the
+    four packages). ``seed`` None forks torch's state without reseeding (the block's draws still leave the
+    caller's state alone); torch gets ``seed % 2**63``. ``threads`` sets ``torch.set_num_threads`` for the block
+    (None: unchanged); ``deterministic`` turns on ``torch.use_deterministic_algorithms(warn_only=True)`` on CUDA
+    (CPU kernels used here are deterministic already). Both are restored on exit. Example::
 
         with seeded_session(cfg.seed, device, threads=cfg.threads or default_threads()):
             model = build_model(...)  # same seed, same initial weights
@@ -102,41 +103,36 @@ def seeded_session(
     before_threads = torch.get_num_threads()
     before_det = torch.are_deterministic_algorithms_enabled()
     before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    np_state, py_state = np.random.get_state(), random.getstate()
     try:
         if threads is not None:
             torch.set_num_threads(int(threads))
         with torch.random.fork_rng(devices=_cuda_devices(device)):
             if seed is not None:
                 torch.manual_seed(int(seed) % (2**63))
-                np.random.seed(int(seed) % (2**32))
-                random.seed(int(seed))
             if deterministic and device is not None and torch.device(device).type == "cuda":
                 torch.use_deterministic_algorithms(True, warn_only=True)
             yield
     finally:
         torch.use_deterministic_algorithms(before_det, warn_only=before_warn)
         torch.set_num_threads(before_threads)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
 
 
 def rng_state(device: Any = None) -> dict[str, Any]:
-    """The global generators' state: ``cpu`` (torch ByteTensor), ``cuda`` (the GPU's, when ``device`` is CUDA),
-    ``numpy`` (``np.random.get_state()``) and ``python`` (``random.getstate()``); picklable, for checkpoints."""
+    """torch's global generators' state: ``cpu`` (a ByteTensor) and ``cuda`` (the GPU's, when ``device`` is CUDA);
+    picklable, for checkpoints (numpy's and Python's global generators are not used, see :func:`seeded_session`)."""
     import torch
 
     st: dict[str, Any] = {"cpu": torch.get_rng_state()}
     if device is not None and torch.device(device).type == "cuda":
         st["cuda"] = torch.cuda.get_rng_state(device)
-    st["numpy"] = np.random.get_state()
-    st["python"] = random.getstate()
     return st
 
 
 def set_rng_state(state: dict[str, Any] | Any, device: Any = None) -> None:
     """Restore what :func:`rng_state` returned. Older checkpoints stored torch's CPU state alone (a ByteTensor);
-    that form is accepted too. Parts a state lacks (numpy, python, a GPU's) are left as they are."""
+    that form is accepted too. A GPU state is restored only onto a CUDA ``device``. The ``numpy`` and ``python``
+    parts that checkpoints of earlier versions carry are ignored: nothing draws from those global generators,
+    and restoring them would change the caller's."""
     import torch
 
     if not isinstance(state, dict):  # checkpoints before the cpu/cuda split: torch's CPU state alone
@@ -144,10 +140,6 @@ def set_rng_state(state: dict[str, Any] | Any, device: Any = None) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and device is not None and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
-    if "numpy" in state:
-        np.random.set_state(state["numpy"])
-    if "python" in state:
-        random.setstate(state["python"])
 
 
 def _fsync_dir(folder: Path) -> None:

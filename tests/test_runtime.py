@@ -68,24 +68,27 @@ def _draws() -> tuple[float, float, float]:
     return float(torch.rand(1)), float(np.random.random()), random.random()
 
 
-def test_session_seeds_every_generator_and_restores_the_callers() -> None:
+def test_session_seeds_torch_restores_the_callers_and_leaves_numpy_and_python_alone() -> None:
     torch.manual_seed(123)
     np.random.seed(123)
     random.seed(123)
     threads = torch.get_num_threads()
     expected = _draws()
+    after = _draws()
     torch.manual_seed(123)
     np.random.seed(123)
     random.seed(123)
     with seeded_session(7, torch.device("cpu"), threads=1):
         assert torch.get_num_threads() == 1
         first = _draws()
+        assert first[1:] == expected[1:]  # numpy's and Python's global generators: neither seeded nor reset
     with seeded_session(7):
-        assert first == _draws()  # same seed, same draws from all three
+        assert first[0] == float(torch.rand(1))  # same seed, same torch draws
     with seeded_session(8):
-        assert first != _draws()
+        assert first[0] != float(torch.rand(1))
     assert torch.get_num_threads() == threads
-    assert _draws() == expected  # the caller's three generators continue as if nothing had happened
+    # torch continues as if nothing had happened; numpy and Python where the session's own draws left them
+    assert _draws() == (expected[0], *after[1:])
 
 
 def test_session_restores_on_an_exception_and_with_no_seed() -> None:
@@ -104,13 +107,18 @@ def test_session_restores_on_an_exception_and_with_no_seed() -> None:
 def test_rng_state_round_trips_and_reads_the_old_form() -> None:
     with seeded_session(3):
         st = rng_state(torch.device("cpu"))
-        a = _draws()
+        assert set(st) == {"cpu"}  # torch's alone: nothing draws from numpy's or Python's global generators
+        a = torch.rand(4)
         set_rng_state(st, torch.device("cpu"))
-        assert _draws() == a
+        assert torch.equal(torch.rand(4), a)
         old = torch.get_rng_state()  # checkpoints before the runtime stored torch's CPU state alone
         t = float(torch.rand(1))
         set_rng_state(old)
         assert float(torch.rand(1)) == t
+        np.random.seed(1)
+        np_before = np.random.get_state()[1].copy()
+        set_rng_state({**st, "numpy": np.random.RandomState(5).get_state(), "python": random.Random(5).getstate()})
+        assert (np.random.get_state()[1] == np_before).all()  # older checkpoints' numpy/python parts are ignored
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------------
@@ -125,10 +133,10 @@ def test_checkpoint_bytes_are_torch_saves_and_rng_travels(tmp_path: Path) -> Non
     assert torch.equal(load_checkpoint(tmp_path / "b.pt")["w"], state["w"])  # files written before still load
     with seeded_session(4):
         save_checkpoint(tmp_path / "c.pt", state, rng_device=torch.device("cpu"))
-        nxt = _draws()
+        nxt = torch.rand(3)
     with seeded_session(99):
         load_checkpoint(tmp_path / "c.pt", restore_rng=torch.device("cpu"))
-        assert _draws() == nxt
+        assert torch.equal(torch.rand(3), nxt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "c.pt"]  # no temporary file left
 
 
@@ -201,6 +209,26 @@ def test_only_the_runtime_resolves_devices_seeds_and_writes_checkpoints() -> Non
     owned = ("torch.cuda.is_available", "torch.random.fork_rng", "torch.save", "torch.load", "torch.manual_seed",
              "torch.set_num_threads", "torch.set_rng_state", "torch.get_rng_state")  # fmt: skip
     assert _source_calls(owned) == []
+
+
+def test_no_global_numpy_or_python_generator_anywhere() -> None:
+    """Every draw takes an explicit generator (STYLE.md, habit 2): no call of numpy's or Python's module-level
+    random functions in the four packages, the runtime included (it seeds torch's alone)."""
+    hits = []
+    for pkg in ("schemas", "generators", "pipelines", "augsvc"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import) and any(a.name == "random" for a in node.names):
+                    hits.append(f"{path.relative_to(ROOT)}:{node.lineno} import random")
+                if isinstance(node, ast.ImportFrom) and node.module in ("random", "numpy.random"):
+                    hits.append(f"{path.relative_to(ROOT)}:{node.lineno} from {node.module} import")
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    module = ast.unparse(node.func.value)  # np.random.seed(...) -> np.random
+                    explicit = ("default_rng", "Generator", "SeedSequence", "PCG64", "Philox", "BitGenerator")
+                    if module in ("np.random", "numpy.random") and node.func.attr not in explicit:
+                        hits.append(f"{path.relative_to(ROOT)}:{node.lineno} {module}.{node.func.attr}")
+    assert hits == []
 
 
 def test_pretrain_does_not_import_the_loop() -> None:
