@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from schemas.durable import fsync_dir, fsync_file
 from schemas.errors import AugsvcError
 
 __all__ = ["default_threads", "load_checkpoint", "resolve_device", "rng_state", "save_checkpoint", "seeded_session",
@@ -142,19 +143,6 @@ def set_rng_state(state: dict[str, Any] | Any, device: Any = None) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any], *, rng_device: Any = None) -> Path:
     """Write ``state`` with ``torch.save`` to ``path`` atomically: to a temporary file in the same folder, fsync,
     ``os.replace``, fsync of the folder. A crash at any point leaves either the old file or the new one, never a
@@ -172,13 +160,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, rng_device: Any 
     os.close(fd)
     try:
         torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(p.parent)
+    fsync_dir(p.parent)
     return p
 
 

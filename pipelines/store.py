@@ -52,6 +52,7 @@ from pipelines.storecheck import SHARD_RE, manifest_problems
 from pipelines.storeshards import ShardProblem, Tally, check_shard
 from pipelines.storestaging import Staging
 from pipelines.storework import WorkFiles
+from schemas.durable import fsync_dir, fsync_file
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes, version_id
 from schemas.manifest import Manifest, QuarantineItem, ShardInfo, empty_class_notes
@@ -733,7 +734,7 @@ class Store(StoreHousekeeping):
                 if not self.exists(dataset, vid):
                     raise
                 shutil.rmtree(staging.dir, ignore_errors=True)  # a concurrent publish of the same version won
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         else:
             try:  # shards first; the manifest written last is what makes the version visible
                 for s in staging.shards:
@@ -881,27 +882,6 @@ def _fsync_files(paths: list[Path]) -> None:
     """fsync every file, several at once (each call releases the GIL and waits on the disk)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(p: Path) -> None:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     if paths:
         with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-            list(pool.map(one, paths))
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            list(pool.map(fsync_file, paths))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,13 @@ import typer
 from schemas.errors import AugsvcError
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store root (default: $AUGSVC_STORE or ./augsvc-store).")]
+# the options train-lm and train-translator share (their defaults differ)
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the model, tokenizer and reports.")]
+Positive = Annotated[int, typer.Option(min=1)]
+Rate = Annotated[float, typer.Option(min=0)]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from --out's checkpoint.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")]
 
 
 def read_split(
@@ -64,19 +72,35 @@ def _kept(out: Path, steps: int) -> str:
     return f"{out / 'checkpoint'} holds step {step:,} of {steps:,}"
 
 
-def _train_with_progress(M: Any, label: str, quiet: bool, out: Path, steps: int, model: Any, tok: Any,
-                         examples: list, settings: Any, resume: bool, dev: Any, meta: dict,
-                         threads: int = 0) -> list[dict]:  # fmt: skip
-    """``M.train`` with a step display (a bar on a terminal, plain lines with ETA otherwise) and Ctrl-C handling."""
+def _train(M: Any, label: str, what: str, *, out: Path, resume: bool, device: str, threads: int, quiet: bool,
+           auto_class: str, fresh: Callable[[], tuple[Any, Any]], examples: list, settings: Any,
+           meta: dict) -> None:  # fmt: skip
+    """What ``train-lm`` and ``train-translator`` share once their examples are read: a fresh (tokenizer, model)
+    from ``fresh()``, or with ``--resume`` the ones of ``OUT/checkpoint`` (loaded with ``transformers.<auto_class>``);
+    ``M.train`` with a step display (a bar on a terminal, plain lines with ETA otherwise) and Ctrl-C handling;
+    then the loss curve, ``training.json``'s seconds and the summary line (``what``: the curve's name)."""
     from augsvc.interrupt import on_interrupt
     from augsvc.progress import step_progress
+    from generators.runtime import resolve_device
 
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device, what="--device")
+    ck = out / "checkpoint"
+    if resume and (ck / "state.pt").is_file():
+        import transformers
+
+        tok = transformers.AutoTokenizer.from_pretrained(str(ck))
+        model = getattr(transformers, auto_class).from_pretrained(str(ck))
+    else:
+        tok, model = fresh()
+    steps = settings.steps
     hint = "fewer --steps, a smaller model or a GPU (--device cuda) shortens it; Ctrl-C keeps the last checkpoint"
     with on_interrupt(lambda: _kept(out, steps)), step_progress(label, quiet=quiet, hint=hint) as report:
         _, history = M.train(model, tok, examples, settings, out=out, resume=resume, device=dev, meta=meta,
                              threads=threads or None,
                              on_step=lambda step, total, loss: report(step, total, loss=loss))  # fmt: skip
-    return history
+    _finish(out, history, started, what)
 
 
 def _finish(out: Path, history: list[dict], started: float, what: str) -> None:
@@ -98,26 +122,25 @@ def register(app: typer.Typer) -> None:
     @app.command("train-lm")
     def train_lm(
         version: Annotated[str, typer.Argument(help="A text classification version (name or name@version).")],
-        out: Annotated[Path, typer.Option("--out", help="Folder for the model, tokenizer and reports.")],
+        out: OutOpt,
         split: Annotated[str, typer.Option(help="Split whose texts it learns.")] = "train",
-        steps: Annotated[int, typer.Option(min=1)] = 2000,
-        batch_size: Annotated[int, typer.Option(min=1)] = 32,
-        lr: Annotated[float, typer.Option(min=0)] = 1e-3,
-        layers: Annotated[int, typer.Option(min=1)] = 2,
+        steps: Positive = 2000,
+        batch_size: Positive = 32,
+        lr: Rate = 1e-3,
+        layers: Positive = 2,
         n_embd: Annotated[int, typer.Option(min=8, help="Width (a multiple of --heads).")] = 64,
-        heads: Annotated[int, typer.Option(min=1)] = 4,
+        heads: Positive = 4,
         vocab_size: Annotated[int, typer.Option(min=300)] = 4000,
         max_length: Annotated[int, typer.Option(min=8, help="Tokens per training line.")] = 64,
         seed: int = 0,
-        checkpoint_every: Annotated[int, typer.Option(min=1)] = 200,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue from --out's checkpoint.")] = False,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-        threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+        checkpoint_every: Positive = 200,
+        resume: ResumeOpt = False,
+        device: DeviceOpt = "auto",
+        threads: ThreadsOpt = 0,
         store: StoreOpt = None,
         quiet: bool = False,
     ):
         """Train a small GPT-2 on `label SEP text` lines of a text version (the model lambada fine-tunes)."""
-        from generators.runtime import resolve_device
         from generators.textgen import lm as M
 
         if n_embd % heads:
@@ -128,29 +151,22 @@ def register(app: typer.Typer) -> None:
         if not rows:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no labelled text")
         lines = M.lm_lines([a for a, _ in rows], [b for _, b in rows])
-        started = time.time()
-        out.mkdir(parents=True, exist_ok=True)
-        dev = resolve_device(device, what="--device")
-        ck = out / "checkpoint"
-        if resume and (ck / "state.pt").is_file():
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            tok, model = AutoTokenizer.from_pretrained(str(ck)), AutoModelForCausalLM.from_pretrained(str(ck))
-        else:
+        def fresh() -> tuple[Any, Any]:
             tok = M.lm_tokenizer(lines, vocab_size)
-            model = M.new_lm(tok, n_layer=layers, n_embd=n_embd, n_head=heads, n_positions=max(max_length, 64))
+            return tok, M.new_lm(tok, n_layer=layers, n_embd=n_embd, n_head=heads, n_positions=max(max_length, 64))
+
         settings = M.TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "class_names": m.class_names, "sep": M.LM_SEP}
-        history = _train_with_progress(
-            M, "train-lm", quiet, out, steps, model, tok, lines, settings, resume, dev, meta, threads
-        )
-        _finish(out, history, started, "lm")
+        _train(M, "train-lm", "lm", out=out, resume=resume, device=device, threads=threads, quiet=quiet,
+               auto_class="AutoModelForCausalLM", fresh=fresh, examples=lines, settings=settings,
+               meta=meta)  # fmt: skip
 
     @app.command("train-translator")
     def train_translator(
         version: Annotated[str, typer.Argument(help="A parallel-text (translation) version.")],
-        out: Annotated[Path, typer.Option("--out", help="Folder for the model, tokenizer and reports.")],
+        out: OutOpt,
         src: Annotated[str, typer.Option("--src", help="Language to translate from (e.g. en).")],
         tgt: Annotated[str, typer.Option("--tgt", help="Language to translate into (e.g. de).")],
         reverse: Annotated[
@@ -159,25 +175,24 @@ def register(app: typer.Typer) -> None:
         ] = False,
         split: Annotated[str, typer.Option(help="Split whose pairs it learns.")] = "train",
         limit: Annotated[int, typer.Option(help="Use only the first N pairs (0: all).")] = 0,
-        steps: Annotated[int, typer.Option(min=1)] = 4000,
-        batch_size: Annotated[int, typer.Option(min=1)] = 32,
-        lr: Annotated[float, typer.Option(min=0)] = 1e-3,
-        layers: Annotated[int, typer.Option(min=1)] = 2,
+        steps: Positive = 4000,
+        batch_size: Positive = 32,
+        lr: Rate = 1e-3,
+        layers: Positive = 2,
         d_model: Annotated[int, typer.Option(min=8, help="Width (a multiple of --heads).")] = 64,
-        heads: Annotated[int, typer.Option(min=1)] = 4,
+        heads: Positive = 4,
         ffn: Annotated[int, typer.Option(min=8)] = 256,
         vocab_size: Annotated[int, typer.Option(min=300)] = 8000,
         max_length: Annotated[int, typer.Option(min=8, help="Tokens per sentence.")] = 64,
         seed: int = 0,
-        checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue from --out's checkpoint.")] = False,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-        threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+        checkpoint_every: Positive = 500,
+        resume: ResumeOpt = False,
+        device: DeviceOpt = "auto",
+        threads: ThreadsOpt = 0,
         store: StoreOpt = None,
         quiet: bool = False,
     ):
         """Train a small Marian-style translator --src -> --tgt on a parallel-text version (e.g. Multi30k)."""
-        from generators.runtime import resolve_device
         from generators.textgen import lm as M
 
         if d_model % heads:
@@ -205,23 +220,15 @@ def register(app: typer.Typer) -> None:
             pairs = [(t, s) for s, t in pairs]
         if not pairs:
             raise AugsvcError(f"{m.dataset}@{m.version} split {split!r} has no complete sentence pairs")
-        started = time.time()
-        out.mkdir(parents=True, exist_ok=True)
-        dev = resolve_device(device, what="--device")
-        ck = out / "checkpoint"
-        if resume and (ck / "state.pt").is_file():
-            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            tok, model = AutoTokenizer.from_pretrained(str(ck)), AutoModelForSeq2SeqLM.from_pretrained(str(ck))
-        else:
+        def fresh() -> tuple[Any, Any]:
             tok = M.translation_tokenizer([x for p in pairs for x in p], vocab_size)
-            model = M.new_translator(tok, d_model=d_model, layers=layers, heads=heads, ffn=ffn,
-                                     max_positions=max(2 * max_length, 128))  # fmt: skip
+            return tok, M.new_translator(tok, d_model=d_model, layers=layers, heads=heads, ffn=ffn,
+                                         max_positions=max(2 * max_length, 128))  # fmt: skip
+
         settings = M.TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
                                    checkpoint_every=checkpoint_every)  # fmt: skip
         meta = {"source": f"{m.dataset}@{m.version}", "split": split, "src": src, "tgt": tgt, "pairs": len(pairs)}
-        label = f"train-translator {src}->{tgt}"
-        history = _train_with_progress(
-            M, label, quiet, out, steps, model, tok, pairs, settings, resume, dev, meta, threads
-        )
-        _finish(out, history, started, f"{src}-{tgt}")
+        _train(M, f"train-translator {src}->{tgt}", f"{src}-{tgt}", out=out, resume=resume, device=device,
+               threads=threads, quiet=quiet, auto_class="AutoModelForSeq2SeqLM", fresh=fresh, examples=pairs,
+               settings=settings, meta=meta)  # fmt: skip

@@ -16,7 +16,6 @@ Loading never downloads unless ``pretrained: hub`` is given: a missing weights f
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from generators.nets.prep import LITE0, is_backbone_kind, timm_architecture
 from schemas.errors import AugsvcError
+from schemas.hashing import file_sha256
 
 __all__ = ["LITE0", "BackboneInfo", "PretrainedClassifier", "is_backbone_kind", "lite0_to_timm", "open_backbone",
            "rebuild_backbone", "timm_architecture"]  # fmt: skip
@@ -61,14 +61,6 @@ class BackboneInfo:
         for k in ("input_size", "mean", "std"):
             d[k] = tuple(d[k])
         return cls(**d)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lite0_weights_file() -> Path | None:
@@ -233,7 +225,7 @@ def open_backbone(arch: str, pretrained: str | None, *, allow_download: bool = F
     if pretrained == "hub" and not allow_download:
         raise AugsvcError(f"model {arch!r}: pretrained: hub downloads weights; set allow_download: true to allow it")
     path = weights_path(arch, pretrained)
-    sha = sha256_file(path) if path is not None else None
+    sha = file_sha256(path) if path is not None else None
     if arch == LITE0:
         trunk: nn.Module = _Lite0Features(_lite0_trunk(path))
         cfg = LITE0_CONFIG
