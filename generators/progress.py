@@ -109,9 +109,9 @@ class StepClock:
 
 class PlainSteps:
     """``label: step 120/4,000 (3%), epoch 2/100, loss 2.103; 45 s elapsed, about 25 min left`` every ``every``
-    seconds (:func:`plain_every`; the first ``every`` seconds after it is made; a last line at the end when any came
-    before), plus
-    :class:`StepClock`'s long-run line, on ``out`` (stderr). Work shorter than ``every`` prints nothing.
+    seconds (default :func:`plain_every`; the first ``every`` seconds after it is made; a last line at the end when
+    any came before), plus :class:`StepClock`'s long-run line, on ``out`` (stderr). Work shorter than ``every``
+    prints nothing.
 
     For logs and pipes, where a redrawn bar shows up as blank lines. Call it as ``report(done, total, **fields)``."""
 
