@@ -10,6 +10,7 @@ workers in pass 2 (see ``_workers_hash``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -20,10 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.executor import choose_workers, run_map, start_workers
-from pipelines.ingest.columnar import ArrayBlock, array_chunks, block_digests, encode_array_chunks, good_rows
+from pipelines.executor import choose_workers, run_map, start_workers, status
+from pipelines.ingest.columnar import (
+    ArrayBlock,
+    array_chunks,
+    block_digests,
+    encode_array_chunks,
+    good_rows,
+    usable_rows,
+)
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.ranged import InputChanged, RangedFile, encode_ranged_chunks, ranged_chunks, ranged_tasks
 from pipelines.ingest.readers import Source, open_source
 from pipelines.ingest.records import Bad, FileRef, Record, record_digest
 from pipelines.store import Store, fault_guard
@@ -223,6 +232,31 @@ def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tu
     return tally, scan
 
 
+def _scan_ranges(files: list[RangedFile], opts: IngestOptions) -> tuple[_Tally, _BlockScan]:
+    """``_scan_blocks(hash_rows=False)`` for an input whose rows the workers read themselves (``ranged.py``): bad
+    items and labels from the labels alone, the usable rows of each file."""
+    tally = _Tally()
+    scan = _BlockScan([], [], [], None)
+    for f in files:
+        rows, bad = usable_rows(f.names, f.reasons, opts, lambda j, rel=f.rel: f"{rel}#{j}")
+        for item in bad:
+            tally.add_bad(item, opts)
+        names = f.names if len(rows) == len(f.names) else [f.names[j] for j in rows.tolist()]
+        scan.labels.update(set(names))
+        scan.rows.append(rows)
+        scan.digests.append(None)
+        scan.keep.append(np.ones(len(rows), dtype=bool))
+    return tally, scan
+
+
+def _each(groups: Iterator[list | str]) -> Iterator:
+    """The results of tasks that each return a list of chunk results (or why a worker could not read its rows)."""
+    for g in groups:
+        if isinstance(g, str):
+            raise InputChanged(g)
+        yield from g
+
+
 def _workers_hash(workers: int | None, address: str | None, opts: IngestOptions) -> bool:
     """Whether the workers hash an array input's rows as they encode them: when the caller asked for Ray workers (or a
     cluster) and no ``--dedupe`` (which needs every digest first). Hashing then runs in parallel instead of in the
@@ -320,6 +354,25 @@ def ingest(
     (:func:`pipelines.executor.choose_workers`: small inputs in-process, large ones on all local cores).
     """
     t0 = time.perf_counter()
+    try:
+        return _ingest(path, name, store, options, workers, address, progress, t0, ranged=True)
+    except InputChanged as e:  # a worker found a file shorter or corrupt: read over blocks, which reports it by item
+        status(f"{e}: reading the input again in this process's order, block by block")
+        return _ingest(path, name, store, options, workers, address, progress, t0, ranged=False)
+
+
+def _ingest(
+    path: str | Path,
+    name: str,
+    store: Store,
+    options: IngestOptions | None,
+    workers: int | None,
+    address: str | None,
+    progress: Callable[[int, int | None], None] | None,
+    t0: float,
+    ranged: bool,
+) -> IngestReport:
+    """:func:`ingest`; ``ranged=False`` never lets the workers read an array input's rows themselves."""
     opts = options or IngestOptions()
     path = Path(path)
     if opts.src_lang and opts.tgt_lang and opts.src_lang.lower() == opts.tgt_lang.lower():
@@ -339,6 +392,8 @@ def ingest(
     streaming = known_classes is not None and not opts.dedupe
     columnar = src.blocks is not None  # array inputs: per-block work (pipelines/ingest/columnar.py), same bytes
     deferred = columnar and _workers_hash(workers, address, opts)
+    # the workers read the rows themselves when the reader can say where they lie (IDX; pipelines/ingest/ranged.py)
+    files = src.ranges() if ranged and deferred and src.ranges is not None else None
     definition = {
         "kind": "ingest",
         "format": src.format,
@@ -357,7 +412,7 @@ def ingest(
         # (array inputs always take this way, with class names as the record path decides them; when the workers
         # hash the rows, pass 1 only reads labels and bad items, and the version id comes at the end)
         if columnar:
-            tally, scan = _scan_blocks(src, opts, hash_rows=not deferred)
+            tally, scan = _scan_ranges(files, opts) if files is not None else _scan_blocks(src, opts, not deferred)
         else:
             tally, digests, keep = _scan(src, opts)
         labels = scan.labels if deferred else tally.labels
@@ -411,6 +466,14 @@ def ingest(
     done = 0
 
     def tasks():
+        if files is not None:  # the workers read their rows: tasks name (file, rows), grouped as they follow files
+            pixels = sum(len(r) * f.row_bytes for f, r in zip(files, scan.rows, strict=True))
+            target = max(1 << 20, min(_TASK_BYTES, pixels // (4 * max(1, n_workers))))
+            for group in ranged_tasks(ranged_chunks(files, scan.rows, shard_rows), files, target):
+                for c in group:
+                    chunk_keys[c.index] = (c.sources(files), c.split, c.labels)
+                yield (group, class_index, opts, out_dir)
+            return
         if columnar:  # several chunks per task (one shard each): a task's overhead is paid per ~32 MB of pixels
             group: list = []
             for c in array_chunks(_block_parts(src, opts, scan), shard_rows):
@@ -427,9 +490,13 @@ def ingest(
             yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
-        encode = encode_array_chunks if columnar else encode_chunk
-        results = run_map(encode, tasks(), workers=n_workers, address=address)
-        for res in (r for group in results for r in group) if columnar else results:
+        if files is not None:  # the files go to the workers once, without their labels
+            light = [dataclasses.replace(f, names=[], reasons={}) for f in files]
+            results = run_map(encode_ranged_chunks, tasks(), workers=n_workers, address=address, shared=light)
+        else:
+            results = run_map(encode_array_chunks if columnar else encode_chunk, tasks(), workers=n_workers,
+                              address=address)  # fmt: skip
+        for res in _each(results) if columnar else results:
             keys = chunk_keys.pop(res.index)
             if streaming and not columnar:
                 for (source, split_name, label), d in zip(keys, res.digests, strict=True):
