@@ -184,17 +184,27 @@ def idx_layout(pairs: list[tuple[Path, Path]], base: Path, opts: IngestOptions) 
 
 
 def read_idx_rows(f: RangedFile, lo: int, hi: int) -> np.ndarray:
-    """Items ``lo:hi`` of the IDX image file ``f`` as an array (a gzip file is decompressed up to item ``hi``).
+    """Items ``lo:hi`` of the IDX image file ``f`` as an array. A gzip file is decompressed in one call up to item
+    ``hi``; when that is its last item, the stream's end, CRC and size are checked too.
 
-    Raises ``InputChanged`` when the file no longer holds them (shorter, or corrupt gzip data)."""
-    size = int(np.prod(f.shape)) * np.dtype(f.dtype).itemsize
+    Raises ``InputChanged`` when the file no longer holds them (shorter, corrupt gzip data)."""
+    size = f.row_bytes
+    start, end = f.offset + lo * size, f.offset + hi * size
     try:
-        with _open(Path(f.path)) as fh:
-            fh.seek(f.offset + lo * size)
-            buf = fh.read((hi - lo) * size)
+        with open(f.path, "rb") as fh:
+            if not f.gz:
+                fh.seek(start)
+                buf = fh.read(end - start)
+            else:
+                data = fh.read()
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member, header and trailer checked by zlib
+                out = d.decompress(data, end)
+                if hi == f.n and (d.decompress(d.unconsumed_tail, 1) or not d.eof or d.unused_data):
+                    raise InputChanged(f"{f.rel}: more data after item {hi} of {f.n}, or no gzip end")
+                buf = memoryview(out)[start:end]
     except (EOFError, OSError, zlib.error) as e:
         raise InputChanged(f"{f.rel}: cannot read items {lo}-{hi} ({e})") from None
-    if len(buf) < (hi - lo) * size:
+    if len(buf) < end - start:
         raise InputChanged(f"{f.rel}: ends before item {hi} of {f.n}")
     return np.frombuffer(buf, f.dtype).reshape(hi - lo, *f.shape)
 
