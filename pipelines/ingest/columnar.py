@@ -24,8 +24,8 @@ import pyarrow as pa
 
 from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, sample_id
 from pipelines.ingest.options import IngestOptions
-from pipelines.ingest.records import Bad, Record
-from pipelines.storeshards import write_parquet
+from pipelines.ingest.records import Bad, Record, content_keys
+from pipelines.storeshards import count_shard, write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 
@@ -187,9 +187,16 @@ def _bulk_pixels(images: np.ndarray, opts: IngestOptions) -> tuple[np.ndarray, s
 
 
 def encode_array_chunk(
-    chunk: ArrayChunk, class_index: dict[str, int], opts: IngestOptions, out_dir: str | None = None
+    chunk: ArrayChunk,
+    class_index: dict[str, int],
+    opts: IngestOptions,
+    out_dir: str | None = None,
+    count: bool = False,
 ) -> ChunkResult:
-    """``encode.encode_chunk`` for an :class:`ArrayChunk`: the same rows, bad items, digests and shard bytes."""
+    """``encode.encode_chunk`` for an :class:`ArrayChunk`: the same rows, bad items, digests and shard bytes.
+
+    ``count``: also tally the shard's bytes here (``storeshards.count_shard``) and make the chunk's content keys
+    (``records.content_keys``), so that the driver merges them instead of doing that work itself."""
     schema = schema_for("image", {}, monolingual=opts.monolingual)
     images = chunk.images
     k = len(chunk.sources)
@@ -231,7 +238,8 @@ def encode_array_chunk(
     labels = [class_index[chunk.labels[j]] for j in keep]
     n = len(keep)
     if n == 0:
-        return ChunkResult(chunk.index, chunk.split, None, 0, bad, chunk.digests)
+        keys = content_keys(chunk.sources, chunk.split, chunk.labels, chunk.digests) if count else None
+        return ChunkResult(chunk.index, chunk.split, None, 0, bad, chunk.digests, keys=keys)
     sources = [chunk.sources[j] for j in keep]
     soft = [None] * n if chunk.soft is None else chunk.soft[keep].tolist()
     cols = {
@@ -246,15 +254,17 @@ def encode_array_chunk(
     arrays = [image_col if f.name == "image" and image_col is not None else pa.array(cols[f.name], f.type)
               for f in schema]  # fmt: skip
     data = write_parquet(pa.Table.from_arrays(arrays, schema=schema))
+    counted = count_shard(data, chunk.split) if count else None
+    keys = content_keys(chunk.sources, chunk.split, chunk.labels, chunk.digests) if count else None
     if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests)
+        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests, counted=counted, keys=keys)
     path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data))
+    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data), counted, keys)
 
 
 def encode_array_chunks(

@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.ranged import InputChanged, RangedFile, encode_ranged_chunks, ranged_chunks, ranged_tasks
 from pipelines.ingest.readers import Source, open_source
-from pipelines.ingest.records import Bad, FileRef, Record, record_digest
+from pipelines.ingest.records import Bad, FileRef, Record, content_keys, record_digest
 from pipelines.store import Store, fault_guard
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
@@ -95,10 +94,12 @@ class _Tally:
             self._first[digest] = idx
         return idx
 
-    def add_many(self, sources: list[str], split: str, labels: list[str], digests: list[bytes]) -> None:
-        """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls)."""
-        keys = [f"{s}\0{split}\0{lab}\0".encode() for s, lab in zip(sources, labels, strict=True)]
-        self.h_good.update(b"".join(chain.from_iterable(zip(keys, digests, strict=True))))
+    def add_many(
+        self, sources: list[str], split: str, labels: list[str], digests: list[bytes], keys: bytes | None = None
+    ) -> None:
+        """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls);
+        ``keys``: their ``records.content_keys``, when a worker made them."""
+        self.h_good.update(content_keys(sources, split, labels, digests) if keys is None else keys)
         base = len(self.sources)
         self.sources.extend(sources)
         self.labels.update(lab for lab in set(labels) if lab is not None)
@@ -502,7 +503,7 @@ def _ingest(
                 for (source, split_name, label), d in zip(keys, res.digests, strict=True):
                     tally.add(source, split_name, label, d)
             if deferred:  # rows hashed by the workers: the tally takes them in chunk order, as pass 1 would have
-                tally.add_many(*keys, res.digests)
+                tally.add_many(*keys, res.digests, keys=res.keys)
                 keys = keys[0]
             for b in res.bad:
                 if opts.on_error == "fail":
@@ -510,7 +511,7 @@ def _ingest(
                 worker_bad.append(b)
             if res.path is not None or res.data is not None:
                 if res.path is not None:
-                    staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
+                    staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split, res.counted)
                 else:
                     staging.add_shard_bytes(res.data, res.rows, res.split)
             done += len(keys)

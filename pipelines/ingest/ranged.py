@@ -105,7 +105,8 @@ def encode_ranged_chunks(
     opts: IngestOptions,
     out_dir: str | None = None,
 ) -> list[ChunkResult] | str:
-    """Read, hash and encode ``chunks`` (one shard each, in order), reading each file's rows once.
+    """Read, hash and encode ``chunks`` (one shard each, in order), reading each file's rows once; each result carries
+    its shard's tally and its content keys, made here, so the driver only merges them.
 
     Returns the chunks' results, or the reason (a str) when a file no longer holds the rows planned."""
     spans: dict[int, tuple[int, int]] = {}
@@ -125,5 +126,5 @@ def encode_ranged_chunks(
         parts = [arrays[fi][1][rows - arrays[fi][0]] for fi, rows in c.pieces]
         images = parts[0] if len(parts) == 1 else np.concatenate(parts)
         chunk = ArrayChunk(c.index, c.split, c.sources(files), c.labels, images, None, None)
-        out.append(encode_array_chunk(chunk, class_index, opts, out_dir))
+        out.append(encode_array_chunk(chunk, class_index, opts, out_dir, count=True))
     return out
