@@ -48,7 +48,8 @@ def _both(src: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **opts) -> list
             store = Store(tmp / f"store{k}")
             m_ = ingest(src, name="d", store=store, options=IngestOptions(**opts), workers=0).manifest
             shards = [(store.version_dir("d", m_.version) / s.path).read_bytes() for s in m_.shards]
-            out.append((m_.version, m_.rows, m_.class_names, m_.rows_per_class, m_.quarantine, m_.duplicates, shards))
+            counts = (m_.rows_per_class, m_.rows_per_split, m_.splits)
+            out.append((m_.version, m_.rows, m_.class_names, counts, m_.quarantine, m_.duplicates, shards))
     assert out[2] == out[0], "rows hashed by the workers: another result than the driver hashing first"
     return out[:2] + [len(ranged)]
 
