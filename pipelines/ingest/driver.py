@@ -5,7 +5,8 @@ duplicate groups. The version id follows from that (content + options), so an in
 reported up to date without starting Ray. Pass 2 cuts the same item stream into fixed-size chunks (one split
 per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data. Array inputs (IDX, NPZ)
 take the same two passes over blocks of rows (``columnar.py``), and on Ray workers their rows are hashed by the
-workers in pass 2 (see ``_workers_hash``).
+workers in pass 2 (see ``_workers_hash``); IDX rows are then read by the workers too, from the row ranges the driver
+sends (``ranged.py``: pass 1 reads the labels only).
 """
 
 from __future__ import annotations
