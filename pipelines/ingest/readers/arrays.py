@@ -19,6 +19,11 @@ from pipelines.ingest.readers import Source, files_of
 from pipelines.ingest.records import Bad, relative, split_from_name
 from schemas.errors import AugsvcError
 
+try:  # ISA-L's inflate (the `fast-gzip` extra): the same bytes, ~2x faster than zlib's for workers reading IDX rows
+    from isal import isal_zlib as _inflate
+except ImportError:  # pragma: no cover - depends on the install
+    _inflate = zlib
+
 _IDX_BLOCK = 1024  # items read per call
 _IDX_BLOCK_BYTES = 64 << 20  # ... and at most this many bytes (a header may claim huge images)
 _NPZ_BLOCK = 4096  # items per block of an NPZ array (already in memory: blocks only bound the per-block lists)
@@ -185,7 +190,8 @@ def idx_layout(pairs: list[tuple[Path, Path]], base: Path, opts: IngestOptions) 
 
 def read_idx_rows(f: RangedFile, lo: int, hi: int) -> np.ndarray:
     """Items ``lo:hi`` of the IDX image file ``f`` as an array. A gzip file is decompressed in one call up to item
-    ``hi``; when that is its last item, the stream's end, CRC and size are checked too.
+    ``hi`` (with ISA-L when the `fast-gzip` extra is installed); when that is its last item, the stream's end, CRC and
+    size are checked too.
 
     Raises ``InputChanged`` when the file no longer holds them (shorter, corrupt gzip data)."""
     size = f.row_bytes
@@ -197,12 +203,12 @@ def read_idx_rows(f: RangedFile, lo: int, hi: int) -> np.ndarray:
                 buf = fh.read(end - start)
             else:
                 data = fh.read()
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member, header and trailer checked by zlib
+                d = _inflate.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member, header and trailer checked
                 out = d.decompress(data, end)
                 if hi == f.n and (d.decompress(d.unconsumed_tail, 1) or not d.eof or d.unused_data):
                     raise InputChanged(f"{f.rel}: more data after item {hi} of {f.n}, or no gzip end")
                 buf = memoryview(out)[start:end]
-    except (EOFError, OSError, zlib.error) as e:
+    except (EOFError, OSError, zlib.error, _inflate.error) as e:
         raise InputChanged(f"{f.rel}: cannot read items {lo}-{hi} ({e})") from None
     if len(buf) < end - start:
         raise InputChanged(f"{f.rel}: ends before item {hi} of {f.n}")
