@@ -88,11 +88,21 @@ def test_idx_two_splits_same_bytes_and_ids(tmp_path: Path, monkeypatch: pytest.M
     assert (ranged > 0) == (not opts.get("dedupe"))  # --dedupe needs every digest first: the driver reads blocks
 
 
+@pytest.mark.parametrize("inflate", ["installed", "zlib"])
 @pytest.mark.parametrize("damage", ["none", "truncated", "corrupt"])
-def test_idx_read_by_workers_or_again_over_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+def test_idx_read_by_workers_or_again_over_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str, inflate: str
+) -> None:
     """Uncompressed and gzip IDX files read by the workers; a gzip file shorter than its header says is read over
     blocks at once (its trailer states another size), one whose data is corrupt behind a right trailer is found by
-    the worker and read again over blocks: the same rows and quarantine as the record path in every case."""
+    the worker and read again over blocks: the same rows and quarantine as the record path in every case, with
+    ISA-L's inflate (when installed) and with zlib's."""
+    if inflate == "zlib":
+        import zlib
+
+        from pipelines.ingest.readers import arrays
+
+        monkeypatch.setattr(arrays, "_inflate", zlib)
     rng = np.random.default_rng(9)
     _idx(tmp_path / "in", "a", rng.integers(0, 256, (13, 8, 8), dtype=np.uint8), rng.integers(0, 3, 13), gz=False)
     path = _idx(tmp_path / "in", "b", rng.integers(0, 256, (2000, 8, 8), dtype=np.uint8), rng.integers(0, 3, 2000))
