@@ -162,3 +162,24 @@ def test_npz_hard_labels_and_pixel_limit(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(AugsvcError, match=r"d.npz#0: image is 12x12 = 144 pixels, above the limit of 100"):
         ingest(tmp_path / "d.npz", name="e", store=Store(tmp_path / "s"), options=IngestOptions(max_pixels=100),
                workers=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_ranged_tasks_decompress_each_gzip_file_about_once(gz: bool) -> None:
+    """Tasks of rows read by the workers: a gzip file (decompressed from its start by every task that reads it) is
+    cut into at most one task per worker and every task starts at a file; plain files are cut by size alone."""
+    from pipelines.ingest.ranged import RangedFile, ranged_chunks, ranged_tasks
+
+    ns = [6000, 1000, 1000, 1000]
+    files = [RangedFile(f"/f{i}", f"f{i}", "train", gz, "|u1", (8, 8), n, 16, ["0"] * n, {}) for i, n in enumerate(ns)]
+    chunks = list(ranged_chunks(files, [np.arange(n) for n in ns], 100))
+    assert sum(len(r) for c in chunks for _, r in c.pieces) == sum(ns)
+    for workers in (1, 2):
+        tasks = list(ranged_tasks(iter(chunks), files, target_bytes=64 * 1000, workers=workers))
+        assert [c for t in tasks for c in t] == chunks  # every chunk once, in order
+        starts = [t[0].pieces[0] for t in tasks]
+        if gz:
+            assert sum(fi == 0 for fi, _ in starts) == workers  # the big file: one task per worker
+            assert all(r[0] == 0 for fi, r in starts if fi > 0)  # the others: a task each, from their first row
+        else:
+            assert sum(fi == 0 for fi, _ in starts) == 6  # the big file by size alone: 384 kB in tasks of 64 kB

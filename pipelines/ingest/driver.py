@@ -471,7 +471,7 @@ def _ingest(
         if files is not None:  # the workers read their rows: tasks name (file, rows), grouped as they follow files
             pixels = sum(len(r) * f.row_bytes for f, r in zip(files, scan.rows, strict=True))
             target = max(1 << 20, min(_TASK_BYTES, pixels // (4 * max(1, n_workers))))
-            for group in ranged_tasks(ranged_chunks(files, scan.rows, shard_rows), files, target):
+            for group in ranged_tasks(ranged_chunks(files, scan.rows, shard_rows), files, target, n_workers):
                 for c in group:
                     chunk_keys[c.index] = (c.sources(files), c.split, c.labels)
                 yield (group, class_index, opts, out_dir)
