@@ -153,6 +153,17 @@ class Tally:
         one = self.add(t, split, derive_split=derive_split, monolingual=counts_monolingual(pf.schema_arrow))
         return n, one if "split" in names else split
 
+    def merge(self, other: Tally) -> None:
+        """Add the counts of ``other``, a tally of other shards (made where they were written: :func:`count_shard`)."""
+        self.rows += other.rows
+        _add_counts(self.per_split, other.per_split)
+        _add_counts(self.unlabelled, other.unlabelled)
+        for sp, per in other.per_class.items():
+            _add_counts(self.per_class.setdefault(sp, {}), per)
+        if other.monolingual is not None:
+            self.monolingual = _add_counts(self.monolingual or {}, other.monolingual)
+        self.counted_labels = self.counted_labels and other.counted_labels
+
     def labels_outside(self, k: int) -> list[int]:
         """Label indices counted that have no class name among ``k`` classes."""
         return sorted({lab for per in self.per_class.values() for lab in per if not 0 <= lab < k})
@@ -195,6 +206,24 @@ class Tally:
         return out
 
 
+@dataclass
+class ShardCount:
+    """The tally of one shard's bytes, made by the process that wrote them (an ingest worker), with the footer's row
+    count and the one split of its rows (:meth:`Tally.add_parquet`'s answer); ``Staging.adopt_file`` merges it instead
+    of reading the shard back."""
+
+    tally: Tally
+    rows: int
+    split: str | None
+
+
+def count_shard(data: bytes, split: str | None = None) -> ShardCount:
+    """:meth:`Tally.add_parquet` of Parquet bytes ``data`` (``split``: the shard's split), into a fresh tally."""
+    t = Tally()
+    n, one = t.add_parquet(data, split)
+    return ShardCount(t, n, one)
+
+
 def plan_counts(rows: list[tuple[str, int | None, str]], class_names: list[str]) -> dict[str, dict[str, int]]:
     """split -> class -> rows of (sample_id, label, split) tuples, rows without a label under ``"-"`` (a build
     plan's counts; sorted by split, then class name)."""
@@ -219,6 +248,12 @@ def counts_by_name(m: Any) -> dict[str, dict[str, int]]:
             per["-"] = n - sum(per.values())
         out[sp] = per
     return out
+
+
+def _add_counts(into: dict, more: dict) -> dict:
+    for k, n in more.items():
+        into[k] = into.get(k, 0) + n
+    return into
 
 
 def _nonzero(d: dict[str, int]) -> dict[str, int]:

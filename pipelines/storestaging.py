@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import storefs, storelock
-from pipelines.storeshards import Tally, write_parquet
+from pipelines.storeshards import ShardCount, Tally, write_parquet
 from schemas.errors import AugsvcError
 from schemas.hashing import sha256_bytes
 from schemas.manifest import ShardInfo
@@ -41,12 +41,25 @@ class Staging:
         return f"shards/part-{len(self.shards):05d}.parquet"
 
     def _add(
-        self, rel: str, source: Any, rows: int | None, split: str | None, sha256: str, nbytes: int, derive: bool = False
+        self,
+        rel: str,
+        source: Any,
+        rows: int | None,
+        split: str | None,
+        sha256: str,
+        nbytes: int,
+        derive: bool = False,
+        counted: ShardCount | None = None,
     ) -> ShardInfo:
-        """Tally the shard now at ``rel`` (``source``: its bytes or path) and list it. ``rows``/``split`` are the
-        writer's claims: a footer or ``split`` column that disagrees is a bug in the writer (``AugsvcError``). With
-        ``derive`` the shard's split is the one split of its rows."""
-        n, one = self.tally.add_parquet(source, split, derive_split=derive)
+        """Tally the shard now at ``rel`` (``source``: its bytes or path; ``counted``: its tally, made where its bytes
+        were written) and list it. ``rows``/``split`` are the writer's claims: a footer or ``split`` column that
+        disagrees is a bug in the writer (``AugsvcError``). With ``derive`` the shard's split is the one split of its
+        rows."""
+        if counted is not None:
+            self.tally.merge(counted.tally)
+            n, one = counted.rows, counted.split
+        else:
+            n, one = self.tally.add_parquet(source, split, derive_split=derive)
         if rows is not None and rows != n:
             raise AugsvcError(f"staged shard {rel} holds {n} rows, its writer said {rows}; nothing was published")
         if split is not None and one != split:
@@ -66,14 +79,22 @@ class Staging:
         return self._add(rel, data, rows, split, sha256_bytes(data), len(data))
 
     def adopt_file(
-        self, path: str | Path, rows: int | None, sha256: str, nbytes: int, split: str | None = None
+        self,
+        path: str | Path,
+        rows: int | None,
+        sha256: str,
+        nbytes: int,
+        split: str | None = None,
+        counted: ShardCount | None = None,
     ) -> ShardInfo:
         """Move a shard a worker wrote inside this staging folder into place as the next ``part-NNNNN.parquet``.
 
-        The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible."""
+        The hash is the worker's; ``Store.publish`` re-hashes every shard before the version becomes visible. So does
+        ``counted``, the worker's :func:`count_shard` of the same bytes (the same tally code, run in parallel instead
+        of reading the shard back here); without it the shard is read back and tallied here."""
         rel = self._next()
         storefs.rename("adopt", path, self.dir / rel)
-        return self._add(rel, str(self.dir / rel), rows, split, sha256, nbytes)
+        return self._add(rel, str(self.dir / rel), rows, split, sha256, nbytes, counted=counted)
 
     def add_file(self, ref: str) -> ShardInfo | None:
         """Make a Parquet file the next shard: moved when it lies inside this staging folder (a build's work

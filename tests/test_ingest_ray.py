@@ -85,6 +85,28 @@ def test_array_input_same_bytes_on_ray_as_in_process(tmp_path: Path) -> None:
     assert len(runs[0][1]) == 6 and runs[0] == runs[1]
 
 
+def test_idx_read_by_workers_same_version_at_1_and_2_workers(tmp_path: Path) -> None:
+    """IDX rows read by the Ray workers from their own row ranges (pipelines/ingest/ranged.py): the same version and
+    shards at 1 and 2 workers as in-process, where the driver reads and hashes the blocks itself."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 41), ("t10k", 17)):
+        with gzip.open(tmp_path / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(np.array([0x0803, n, 5, 4], ">u4").tobytes() + rng.integers(0, 256, n * 20, np.uint8).tobytes())
+        with gzip.open(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(np.array([0x0801, n], ">u4").tobytes() + rng.integers(0, 3, n, np.uint8).tobytes())
+    runs = []
+    for workers in (1, 2, 0):
+        store = Store(tmp_path / f"s{workers}")
+        ingest(tmp_path, name="d", store=store, options=IngestOptions(shard_rows=6), workers=workers)
+        runs.append(shard_bytes(store, "d"))
+    assert len(runs[0][1]) == 7 + 3  # 41 train rows / 6, 17 test rows / 6
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_every_shard_readable_by_pyarrow_alone(image_folder: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     ingest(image_folder, name="d", store=store, options=IngestOptions(shard_rows=5), workers=2)

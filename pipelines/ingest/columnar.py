@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, sample_id
 from pipelines.ingest.options import IngestOptions
-from pipelines.ingest.records import Bad, Record
-from pipelines.storeshards import write_parquet
+from pipelines.ingest.records import Bad, Record, content_keys
+from pipelines.storeshards import count_shard, write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 
@@ -65,13 +66,23 @@ def block_items(blocks: Callable[[], Iterator[ArrayBlock | Bad]]) -> Callable[[]
 
 def good_rows(b: ArrayBlock, opts: IngestOptions) -> tuple[np.ndarray, list[Bad]]:
     """Indices of the block's usable rows and its bad items in row order (as ``driver._accepted`` decides)."""
+    return usable_rows(b.labels, b.reasons, opts, b.sources.__getitem__)
+
+
+def usable_rows(
+    labels: list[str | None], reasons: dict[int, str] | None, opts: IngestOptions, source: Callable[[int], str]
+) -> tuple[np.ndarray, list[Bad]]:
+    """:func:`good_rows` of rows with class names ``labels`` (None: bad, ``reasons[j]`` says why); ``source(j)`` names
+    row j in a bad item."""
+    if not reasons and opts.classes is None and None not in labels:
+        return np.arange(len(labels), dtype=np.int64), []
     good, bad = [], []
     classes = None if opts.classes is None else set(opts.classes)
-    for j, lab in enumerate(b.labels):
+    for j, lab in enumerate(labels):
         if lab is None:
-            bad.append(Bad(b.sources[j], None, b.reasons[j]))
+            bad.append(Bad(source(j), None, reasons[j]))
         elif classes is not None and lab not in classes:
-            bad.append(Bad(b.sources[j], None, f"label {lab!r} is not one of --classes"))
+            bad.append(Bad(source(j), None, f"label {lab!r} is not one of --classes"))
         else:
             good.append(j)
     return np.asarray(good, dtype=np.int64), bad
@@ -114,14 +125,34 @@ class ArrayChunk:
     digests: list[bytes] | None
 
 
+def cut(
+    parts: Iterable[tuple[Any, str, int]], shard_rows: int
+) -> Iterator[tuple[int, str, list[tuple[Any, int, int]]]]:
+    """Chunks of at most ``shard_rows`` rows of one split over ``parts`` (key, split, rows), exactly where
+    ``driver._cut`` cuts the records: (chunk index, split, [(key, first row, end row)])."""
+    pending: list[tuple[Any, int, int]] = []
+    count, split, index = 0, None, 0
+    for key, sp, n in parts:
+        start = 0
+        while start < n:
+            if pending and (sp != split or count >= shard_rows):
+                yield index, split, pending
+                index, pending, count = index + 1, [], 0
+            split = sp
+            take = min(n - start, shard_rows - count)
+            pending.append((key, start, start + take))
+            count += take
+            start += take
+    if pending:
+        yield index, split, pending
+
+
 def array_chunks(
     parts: Iterator[tuple[ArrayBlock, np.ndarray, list[bytes] | None]], shard_rows: int
 ) -> Iterator[ArrayChunk]:
     """Cut (block, kept rows, their digests or None) into chunks exactly where ``driver._cut`` cuts the records."""
-    pending: list[tuple[ArrayBlock, np.ndarray, list[bytes]]] = []
-    count, split, index = 0, None, 0
-
-    def flush() -> ArrayChunk:
+    for index, split, pieces in cut(((p, p[0].split, len(p[1])) for p in parts), shard_rows):
+        pending = [(b, r[lo:hi], None if d is None else d[lo:hi]) for (b, r, d), lo, hi in pieces]
         sources = [s for b, r, _ in pending for s in (b.sources[j] for j in r.tolist())]
         labels = [s for b, r, _ in pending for s in (b.labels[j] for j in r.tolist())]
         images = np.concatenate([b.images[r] for b, r, _ in pending])
@@ -129,21 +160,7 @@ def array_chunks(
         if pending[0][0].soft is not None:
             soft = np.concatenate([np.asarray(b.soft, np.float32)[r] for b, r, _ in pending])
         digests = None if pending[0][2] is None else [d for _, _, ds in pending for d in ds]
-        return ArrayChunk(index, split, sources, labels, images, soft, digests)
-
-    for b, rows, digs in parts:
-        start = 0
-        while start < len(rows):
-            if pending and (b.split != split or count >= shard_rows):
-                yield flush()
-                index, pending, count = index + 1, [], 0
-            split = b.split
-            take = min(len(rows) - start, shard_rows - count)
-            pending.append((b, rows[start : start + take], None if digs is None else digs[start : start + take]))
-            count += take
-            start += take
-    if pending:
-        yield flush()
+        yield ArrayChunk(index, split, sources, labels, images, soft, digests)
 
 
 def _bulk_pixels(images: np.ndarray, opts: IngestOptions) -> tuple[np.ndarray, str] | None:
@@ -170,9 +187,16 @@ def _bulk_pixels(images: np.ndarray, opts: IngestOptions) -> tuple[np.ndarray, s
 
 
 def encode_array_chunk(
-    chunk: ArrayChunk, class_index: dict[str, int], opts: IngestOptions, out_dir: str | None = None
+    chunk: ArrayChunk,
+    class_index: dict[str, int],
+    opts: IngestOptions,
+    out_dir: str | None = None,
+    count: bool = False,
 ) -> ChunkResult:
-    """``encode.encode_chunk`` for an :class:`ArrayChunk`: the same rows, bad items, digests and shard bytes."""
+    """``encode.encode_chunk`` for an :class:`ArrayChunk`: the same rows, bad items, digests and shard bytes.
+
+    ``count``: also tally the shard's bytes here (``storeshards.count_shard``) and make the chunk's content keys
+    (``records.content_keys``), so that the driver merges them instead of doing that work itself."""
     schema = schema_for("image", {}, monolingual=opts.monolingual)
     images = chunk.images
     k = len(chunk.sources)
@@ -214,7 +238,8 @@ def encode_array_chunk(
     labels = [class_index[chunk.labels[j]] for j in keep]
     n = len(keep)
     if n == 0:
-        return ChunkResult(chunk.index, chunk.split, None, 0, bad, chunk.digests)
+        keys = content_keys(chunk.sources, chunk.split, chunk.labels, chunk.digests) if count else None
+        return ChunkResult(chunk.index, chunk.split, None, 0, bad, chunk.digests, keys=keys)
     sources = [chunk.sources[j] for j in keep]
     soft = [None] * n if chunk.soft is None else chunk.soft[keep].tolist()
     cols = {
@@ -229,15 +254,17 @@ def encode_array_chunk(
     arrays = [image_col if f.name == "image" and image_col is not None else pa.array(cols[f.name], f.type)
               for f in schema]  # fmt: skip
     data = write_parquet(pa.Table.from_arrays(arrays, schema=schema))
+    counted = count_shard(data, chunk.split) if count else None
+    keys = content_keys(chunk.sources, chunk.split, chunk.labels, chunk.digests) if count else None
     if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests)
+        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests, counted=counted, keys=keys)
     path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data))
+    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data), counted, keys)
 
 
 def encode_array_chunks(

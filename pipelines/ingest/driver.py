@@ -5,27 +5,36 @@ duplicate groups. The version id follows from that (content + options), so an in
 reported up to date without starting Ray. Pass 2 cuts the same item stream into fixed-size chunks (one split
 per chunk) and maps ``encode_chunk`` over them; shard boundaries depend only on the data. Array inputs (IDX, NPZ)
 take the same two passes over blocks of rows (``columnar.py``), and on Ray workers their rows are hashed by the
-workers in pass 2 (see ``_workers_hash``).
+workers in pass 2 (see ``_workers_hash``); IDX rows are then read by the workers too, from the row ranges the driver
+sends (``ranged.py``: pass 1 reads the labels only).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.executor import choose_workers, run_map, start_workers
-from pipelines.ingest.columnar import ArrayBlock, array_chunks, block_digests, encode_array_chunks, good_rows
+from pipelines.executor import choose_workers, run_map, start_workers, status
+from pipelines.ingest.columnar import (
+    ArrayBlock,
+    array_chunks,
+    block_digests,
+    encode_array_chunks,
+    good_rows,
+    usable_rows,
+)
 from pipelines.ingest.encode import Chunk, encode_chunk
 from pipelines.ingest.options import IngestOptions
+from pipelines.ingest.ranged import InputChanged, RangedFile, encode_ranged_chunks, ranged_chunks, ranged_tasks
 from pipelines.ingest.readers import Source, open_source
-from pipelines.ingest.records import Bad, FileRef, Record, record_digest
+from pipelines.ingest.records import Bad, FileRef, Record, content_keys, record_digest
 from pipelines.store import Store, fault_guard
 from schemas.errors import AugsvcError
 from schemas.hashing import version_id
@@ -86,10 +95,12 @@ class _Tally:
             self._first[digest] = idx
         return idx
 
-    def add_many(self, sources: list[str], split: str, labels: list[str], digests: list[bytes]) -> None:
-        """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls)."""
-        keys = [f"{s}\0{split}\0{lab}\0".encode() for s, lab in zip(sources, labels, strict=True)]
-        self.h_good.update(b"".join(chain.from_iterable(zip(keys, digests, strict=True))))
+    def add_many(
+        self, sources: list[str], split: str, labels: list[str], digests: list[bytes], keys: bytes | None = None
+    ) -> None:
+        """``add`` for each (source, label, digest) of one split, in order (one hash update, no per-row calls);
+        ``keys``: their ``records.content_keys``, when a worker made them."""
+        self.h_good.update(content_keys(sources, split, labels, digests) if keys is None else keys)
         base = len(self.sources)
         self.sources.extend(sources)
         self.labels.update(lab for lab in set(labels) if lab is not None)
@@ -223,6 +234,31 @@ def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tu
     return tally, scan
 
 
+def _scan_ranges(files: list[RangedFile], opts: IngestOptions) -> tuple[_Tally, _BlockScan]:
+    """``_scan_blocks(hash_rows=False)`` for an input whose rows the workers read themselves (``ranged.py``): bad
+    items and labels from the labels alone, the usable rows of each file."""
+    tally = _Tally()
+    scan = _BlockScan([], [], [], None)
+    for f in files:
+        rows, bad = usable_rows(f.names, f.reasons, opts, lambda j, rel=f.rel: f"{rel}#{j}")
+        for item in bad:
+            tally.add_bad(item, opts)
+        names = f.names if len(rows) == len(f.names) else [f.names[j] for j in rows.tolist()]
+        scan.labels.update(set(names))
+        scan.rows.append(rows)
+        scan.digests.append(None)
+        scan.keep.append(np.ones(len(rows), dtype=bool))
+    return tally, scan
+
+
+def _each(groups: Iterator[list | str]) -> Iterator:
+    """The results of tasks that each return a list of chunk results (or why a worker could not read its rows)."""
+    for g in groups:
+        if isinstance(g, str):
+            raise InputChanged(g)
+        yield from g
+
+
 def _workers_hash(workers: int | None, address: str | None, opts: IngestOptions) -> bool:
     """Whether the workers hash an array input's rows as they encode them: when the caller asked for Ray workers (or a
     cluster) and no ``--dedupe`` (which needs every digest first). Hashing then runs in parallel instead of in the
@@ -320,6 +356,25 @@ def ingest(
     (:func:`pipelines.executor.choose_workers`: small inputs in-process, large ones on all local cores).
     """
     t0 = time.perf_counter()
+    try:
+        return _ingest(path, name, store, options, workers, address, progress, t0, ranged=True)
+    except InputChanged as e:  # a worker found a file shorter or corrupt: read over blocks, which reports it by item
+        status(f"{e}: reading the input again in this process's order, block by block")
+        return _ingest(path, name, store, options, workers, address, progress, t0, ranged=False)
+
+
+def _ingest(
+    path: str | Path,
+    name: str,
+    store: Store,
+    options: IngestOptions | None,
+    workers: int | None,
+    address: str | None,
+    progress: Callable[[int, int | None], None] | None,
+    t0: float,
+    ranged: bool,
+) -> IngestReport:
+    """:func:`ingest`; ``ranged=False`` never lets the workers read an array input's rows themselves."""
     opts = options or IngestOptions()
     path = Path(path)
     if opts.src_lang and opts.tgt_lang and opts.src_lang.lower() == opts.tgt_lang.lower():
@@ -339,6 +394,8 @@ def ingest(
     streaming = known_classes is not None and not opts.dedupe
     columnar = src.blocks is not None  # array inputs: per-block work (pipelines/ingest/columnar.py), same bytes
     deferred = columnar and _workers_hash(workers, address, opts)
+    # the workers read the rows themselves when the reader can say where they lie (IDX; pipelines/ingest/ranged.py)
+    files = src.ranges() if ranged and deferred and src.ranges is not None else None
     definition = {
         "kind": "ingest",
         "format": src.format,
@@ -357,7 +414,7 @@ def ingest(
         # (array inputs always take this way, with class names as the record path decides them; when the workers
         # hash the rows, pass 1 only reads labels and bad items, and the version id comes at the end)
         if columnar:
-            tally, scan = _scan_blocks(src, opts, hash_rows=not deferred)
+            tally, scan = _scan_ranges(files, opts) if files is not None else _scan_blocks(src, opts, not deferred)
         else:
             tally, digests, keep = _scan(src, opts)
         labels = scan.labels if deferred else tally.labels
@@ -411,6 +468,14 @@ def ingest(
     done = 0
 
     def tasks():
+        if files is not None:  # the workers read their rows: tasks name (file, rows), grouped as they follow files
+            pixels = sum(len(r) * f.row_bytes for f, r in zip(files, scan.rows, strict=True))
+            target = max(1 << 20, min(_TASK_BYTES, pixels // (4 * max(1, n_workers))))
+            for group in ranged_tasks(ranged_chunks(files, scan.rows, shard_rows), files, target, n_workers):
+                for c in group:
+                    chunk_keys[c.index] = (c.sources(files), c.split, c.labels)
+                yield (group, class_index, opts, out_dir)
+            return
         if columnar:  # several chunks per task (one shard each): a task's overhead is paid per ~32 MB of pixels
             group: list = []
             for c in array_chunks(_block_parts(src, opts, scan), shard_rows):
@@ -427,15 +492,19 @@ def ingest(
             yield (c, src.modality, src.features, class_index, opts, out_dir)
 
     try:
-        encode = encode_array_chunks if columnar else encode_chunk
-        results = run_map(encode, tasks(), workers=n_workers, address=address)
-        for res in (r for group in results for r in group) if columnar else results:
+        if files is not None:  # the files go to the workers once, without their labels
+            light = [dataclasses.replace(f, names=[], reasons={}) for f in files]
+            results = run_map(encode_ranged_chunks, tasks(), workers=n_workers, address=address, shared=light)
+        else:
+            results = run_map(encode_array_chunks if columnar else encode_chunk, tasks(), workers=n_workers,
+                              address=address)  # fmt: skip
+        for res in _each(results) if columnar else results:
             keys = chunk_keys.pop(res.index)
             if streaming and not columnar:
                 for (source, split_name, label), d in zip(keys, res.digests, strict=True):
                     tally.add(source, split_name, label, d)
             if deferred:  # rows hashed by the workers: the tally takes them in chunk order, as pass 1 would have
-                tally.add_many(*keys, res.digests)
+                tally.add_many(*keys, res.digests, keys=res.keys)
                 keys = keys[0]
             for b in res.bad:
                 if opts.on_error == "fail":
@@ -443,7 +512,7 @@ def ingest(
                 worker_bad.append(b)
             if res.path is not None or res.data is not None:
                 if res.path is not None:
-                    staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split)
+                    staging.adopt_file(res.path, res.rows, res.sha256, res.nbytes, res.split, res.counted)
                 else:
                     staging.add_shard_bytes(res.data, res.rows, res.split)
             done += len(keys)

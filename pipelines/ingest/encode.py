@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, FileRef, Record
-from pipelines.storeshards import write_parquet
+from pipelines.storeshards import ShardCount, write_parquet
 from schemas import imagecodec
 from schemas.arrow import schema_for
 
@@ -58,6 +58,8 @@ class ChunkResult:
     path: str | None = None  # where the worker wrote the shard (when given an out_dir), with its sha256 and size
     sha256: str | None = None
     nbytes: int = 0
+    counted: ShardCount | None = None  # the shard's tally, made by the worker from the bytes it wrote (or None)
+    keys: bytes | None = None  # the chunk's ``records.content_keys``, made by the worker that hashed its rows
 
 
 def sample_id(source: str) -> str:

@@ -72,6 +72,13 @@ def record_digest(rec: Record) -> bytes:
     return hashlib.sha256(d + np.asarray(rec.soft, np.float32).tobytes()).digest()
 
 
+def content_keys(sources: list[str], split: str, labels: list[str | None], digests: list[bytes]) -> bytes:
+    """What the content hash takes for good rows of one split, in order: per row its source, split and label, each
+    followed by a NUL, then its digest (the driver's tally; ingest workers make it for the rows they hashed)."""
+    keys = [f"{s}\0{split}\0{lab}\0".encode() for s, lab in zip(sources, labels, strict=True)]
+    return b"".join(k + d for k, d in zip(keys, digests, strict=True))
+
+
 def relative(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` with forward slashes (the name of a file when root is that file)."""
     try:

@@ -30,6 +30,9 @@ class Source:
     soft_labels: bool = False  # records may carry a soft label
     # array inputs: the same items as ArrayBlocks and Bads (pipelines.ingest.columnar), for the columnar ingest path
     blocks: Callable[[], Iterator[Any]] | None = None
+    # array inputs whose rows workers can read themselves: their files (pipelines.ingest.ranged.RangedFile), or None
+    # when a file may hold other items than its header says (then the driver reads the blocks)
+    ranges: Callable[[], list[Any] | None] | None = None
 
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
