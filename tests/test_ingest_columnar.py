@@ -183,3 +183,20 @@ def test_ranged_tasks_decompress_each_gzip_file_about_once(gz: bool) -> None:
             assert all(r[0] == 0 for fi, r in starts if fi > 0)  # the others: a task each, from their first row
         else:
             assert sum(fi == 0 for fi, _ in starts) == 6  # the big file by size alone: 384 kB in tasks of 64 kB
+
+
+@pytest.mark.parametrize("mode", ["driver-hashes", "workers-read"])
+def test_idx_files_of_two_shapes_in_one_split_are_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A shard holds one pixel layout and the rows of several files are cut into shards together, so two image files
+    of one split with different image shapes are refused up front, naming both files (once a numpy concatenate
+    traceback from inside a chunk)."""
+    rng = np.random.default_rng(3)
+    _idx(tmp_path / "in", "a", rng.integers(0, 256, (5, 6, 5), dtype=np.uint8), rng.integers(0, 2, 5))
+    _idx(tmp_path / "in", "b", rng.integers(0, 256, (5, 8, 8), dtype=np.uint8), rng.integers(0, 2, 5))
+    if mode == "workers-read":
+        monkeypatch.setattr(driver_mod, "_workers_hash", lambda workers, address, opts: not opts.dedupe)
+    with pytest.raises(AugsvcError, match=r"b-images-idx3-ubyte.gz: items of 8x8 uint8, but .*a-images-idx3-ubyte"):
+        ingest(tmp_path / "in", name="d", store=Store(tmp_path / "s"), workers=0)
+    assert not (tmp_path / "s" / "d").exists() or not any((tmp_path / "s" / "d").glob("[0-9a-f]*"))

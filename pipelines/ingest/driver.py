@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -195,6 +196,29 @@ class _BlockScan:
     labels: set = field(default_factory=set)  # labels of the usable rows (when the rows are not hashed here)
 
 
+class _OneShapePerSplit:
+    """Array inputs: every item of one split has the same dtype and shape (a shard stores one pixel layout, and
+    the rows of several files are cut into shards together). ``see`` raises a one-line AugsvcError naming both
+    files when a file's items differ from those seen before in its split."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, tuple, str]] = {}
+
+    def see(self, split: str, dtype: Any, shape: tuple, source: str) -> None:
+        layout = (np.dtype(dtype).str, tuple(shape))
+        seen = self.first.setdefault(split, (*layout, source))
+        if seen[:2] != layout:
+
+            def shown(d: str, sh: tuple) -> str:
+                return f"{'x'.join(map(str, sh)) or 'scalar'} {np.dtype(d).name}"
+
+            raise AugsvcError(
+                f"{source.split('#')[0]}: items of {shown(*layout)}, but {seen[2].split('#')[0]} in the same split "
+                f"({split!r}) holds {shown(*seen[:2])}; ingest files of one image shape and dtype per split (or "
+                "ingest them as separate datasets)"
+            )
+
+
 def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tuple[_Tally, _BlockScan]:
     """``_scan`` over array blocks: the same tally, digests and dedupe decisions, one block at a time.
 
@@ -203,10 +227,13 @@ def _scan_blocks(src: Source, opts: IngestOptions, hash_rows: bool = True) -> tu
     tally = _Tally()
     scan = _BlockScan([], [], [], [])
     held = 0
+    layouts = _OneShapePerSplit()
     for b in src.blocks():
         if isinstance(b, Bad):
             tally.add_bad(b, opts)
             continue
+        if len(b.sources):
+            layouts.see(b.split, b.images.dtype, b.images.shape[1:], b.sources[0])
         rows, bad = good_rows(b, opts)
         for item in bad:
             tally.add_bad(item, opts)
@@ -396,6 +423,10 @@ def _ingest(
     deferred = columnar and _workers_hash(workers, address, opts)
     # the workers read the rows themselves when the reader can say where they lie (IDX; pipelines/ingest/ranged.py)
     files = src.ranges() if ranged and deferred and src.ranges is not None else None
+    if files is not None:
+        layouts = _OneShapePerSplit()
+        for f in files:
+            layouts.see(f.split, f.dtype, f.shape, f.rel)
     definition = {
         "kind": "ingest",
         "format": src.format,
