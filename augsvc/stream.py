@@ -40,7 +40,7 @@ from augsvc.streamcols import META as _META
 from augsvc.streamcols import decode_rows as _decode
 from augsvc.streamcols import gather as _gather
 from augsvc.streamcols import to_numpy
-from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, consumer_plan, stream_rng
+from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, SampleRngs, consumer_plan, stream_rng
 from pipelines import storefs
 from pipelines.store import Store
 from schemas.errors import AugsvcError
@@ -441,25 +441,30 @@ class Stream:
         return out
 
     def _augment(self, out: dict[str, Any]) -> None:
-        """One augmented view per sample: each label-invariant op stage, seeded per (seed, epoch, stage, sample)."""
+        """One augmented view per sample: each label-invariant op stage, sample ``s`` at stage ``k`` drawing from
+        ``SampleRngs(AUGMENT, recipe seed, view epoch, k)(sample_key(s))`` (Philox keyed per sample; the keys and
+        the stage ops are looked up once per batch)."""
         from pipelines.rng import sample_key
-        from pipelines.stages.op import apply_stage_op
+        from pipelines.stages.op import stage_op
 
-        key = {"image": "image", "text": "text", "translation": "src"}.get(self.manifest.modality)
+        modality = self.manifest.modality
+        key = {"image": "image", "text": "text", "translation": "src"}.get(modality)
         if key not in out:
             return
-        xs = list(out[key])
+        xs = out[key]
         view = self.epoch if self.augment_epoch is None else self.augment_epoch
-        for j, sid in enumerate(out["sample_id"]):
-            x = xs[j]
-            for k in self.aug_stages:
-                g = stream_rng(AUGMENT, self.recipe.seed, view, k, sample_key(sid))
-                x, _ = apply_stage_op(self.recipe, k, x, g, self.manifest.modality)
-            xs[j] = x
+        stages = [(stage_op(self.recipe, k, modality), SampleRngs(AUGMENT, self.recipe.seed, view, k))
+                  for k in self.aug_stages]  # fmt: skip
+        keys = [sample_key(sid) for sid in out["sample_id"].tolist()]
+        ys = []
+        for x, sk in zip(xs, keys, strict=True):
+            for op, rngs in stages:
+                x, _ = op(x, rngs(sk))
+            ys.append(x)
         if key == "image":
-            out[key] = np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
+            out[key] = np.stack(ys) if len({y.shape for y in ys}) == 1 else ys
         else:
-            out[key] = np.array(xs, dtype=object)
+            out[key] = np.array(ys, dtype=object)
 
 
 def check_resize(resize: Any) -> tuple[int, int] | None:
