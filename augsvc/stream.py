@@ -22,8 +22,10 @@ Scheme (details and numbers in docs/streaming.md):
    is just those plus the samples already yielded, and resuming skips them.
 
 Every random seed list holds the stream tag, a purpose and each value as two 32-bit words, so no two (purpose,
-seed, epoch, ...) tuples share a seed (unlike ``seed + epoch``). Shards are read in a background thread and
-checked against the manifest's sha256 on every read.
+seed, epoch, ...) tuples share a seed (unlike ``seed + epoch``); per-sample draws (augmentation, views) come from
+:class:`augsvc.streamplan.SampleRngs` (Philox keyed by the draw and the sample). Shards are read in a background
+thread; each read checks the shard's size and footer row count, and its sha256 on the first read of the file in
+this process and whenever it changed since (``Store.open_shard``; remote stores: every read).
 """
 
 from __future__ import annotations
@@ -307,8 +309,9 @@ class Stream:
         return sorted(want)
 
     def _read_shard(self, i: int, rows: np.ndarray | None = None) -> dict[str, Any]:
-        """Read, verify (``Store.open_shard``: size, sha256, footer rows) and convert one shard to numpy columns
-        (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in that order."""
+        """Read, verify (``Store.open_shard``: size and footer rows, sha256 once per file state) and convert one
+        shard to numpy columns (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in
+        that order."""
         import pyarrow as pa
 
         pf = self.store.open_shard(self.dataset, self.version, self.manifest.shards[i])
