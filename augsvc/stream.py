@@ -50,6 +50,8 @@ from schemas.errors import AugsvcError
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
 AUTO_SHUFFLE_BYTES = 1 << 30  # shuffle_window=None: a global shuffle while the split's shards total at most this
 _MIN_WINDOW = 2048  # rows: the smallest window the automatic choice gives a split larger than AUTO_SHUFFLE_BYTES
+MAX_BATCH_THREADS = 4  # threads decoding and augmenting the images of one batch (batch_threads=None: automatic)
+_MIN_CHUNK = 8  # samples: a batch is split between threads only in chunks of at least this many
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
 
 __all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
@@ -157,6 +159,7 @@ class Stream:
         augment_epoch: int | None = None,
         curriculum: Any = None,
         views: int = 1,
+        batch_threads: int | None = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -172,6 +175,8 @@ class Stream:
             raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1 (shuffle_window=None: auto)")
         if seed < 0 or epoch < 0:
             raise AugsvcError(f"seed and epoch must be >= 0 (got seed={seed}, epoch={epoch})")
+        if batch_threads is not None and (not isinstance(batch_threads, int) or batch_threads < 1):
+            raise AugsvcError(f"batch_threads must be an integer >= 1 (None: automatic), got {batch_threads!r}")
         split = default_split(self.manifest, split)
         if split is not None and self.manifest.rows_per_split and split not in self.manifest.rows_per_split:
             from schemas.suggest import did_you_mean
@@ -195,6 +200,10 @@ class Stream:
 
         self.views = check_views(views, self.aug_stages, mix, self.manifest.modality)  # 2+: contrastive views
         self.seen = 0  # samples of this epoch already yielded by this consumer
+        # threads that decode and augment the images of one batch (None: the CPUs this process may use, shared
+        # between the DataLoader workers of this machine, at most MAX_BATCH_THREADS)
+        self.batch_threads = batch_threads or auto_batch_threads(num_workers)
+        self._pool: Any = None  # a ThreadPoolExecutor while iterating with batch_threads > 1
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
         self._skip = _NEVER_DEFAULT | (set() if teacher else {"teacher_logits"})
@@ -375,6 +384,10 @@ class Stream:
         stop = threading.Event()
         t = threading.Thread(target=self._reader, args=(plan, first_block, q, stop), daemon=True)
         t.start()
+        if self.batch_threads > 1 and self.manifest.modality == "image" and self.decode_images:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.batch_threads, thread_name_prefix="augsvc-stream-batch")
         loaded: dict[int, dict[int, dict]] = {}  # block -> shard -> columns
         index = pos // self.batch_size
         try:
@@ -397,6 +410,9 @@ class Stream:
                 yield batch
         finally:
             stop.set()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             # no reader thread (nor its pool, inside pyarrow) may outlive the iteration: one left running while the
             # interpreter exits right after a loop aborted it once ("terminate called without an active exception")
             t.join(timeout=2.0)
@@ -419,7 +435,9 @@ class Stream:
         img = out.get("image")
         if self.decode_images and isinstance(img, np.ndarray) and img.dtype == object:
             meta = {k: _gather(k, parts, m) for k in _META}
-            out["image"] = _decode(out["image"], meta)
+            blobs = out["image"]
+            imgs = self._chunked(lambda idx: _decode(blobs, meta, idx), list(range(m)))
+            out["image"] = np.stack(imgs) if len({i.shape for i in imgs}) == 1 else imgs
         if self.pad:
             out["padded"] = plan.padded[start:end].copy()
         if self.resize is not None and out.get("image") is not None and self.decode_images:
@@ -454,20 +472,45 @@ class Stream:
         key = {"image": "image", "text": "text", "translation": "src"}.get(modality)
         if key not in out:
             return
-        xs = out[key]
         view = self.epoch if self.augment_epoch is None else self.augment_epoch
-        stages = [(stage_op(self.recipe, k, modality), SampleRngs(AUGMENT, self.recipe.seed, view, k))
-                  for k in self.aug_stages]  # fmt: skip
+        ops = [stage_op(self.recipe, k, modality) for k in self.aug_stages]
+
+        def run(items: list) -> list:  # one chunk of (payload, sample key); its own generators (one per thread)
+            stages = [(op, SampleRngs(AUGMENT, self.recipe.seed, view, k))
+                      for op, k in zip(ops, self.aug_stages, strict=True)]  # fmt: skip
+            ys = []
+            for x, sk in items:
+                for op, rngs in stages:
+                    x, _ = op(x, rngs(sk))
+                ys.append(x)
+            return ys
+
         keys = [sample_key(sid) for sid in out["sample_id"].tolist()]
-        ys = []
-        for x, sk in zip(xs, keys, strict=True):
-            for op, rngs in stages:
-                x, _ = op(x, rngs(sk))
-            ys.append(x)
+        ys = self._chunked(run, list(zip(out[key], keys, strict=True)))
         if key == "image":
             out[key] = np.stack(ys) if len({y.shape for y in ys}) == 1 else ys
         else:
             out[key] = np.array(ys, dtype=object)
+
+    def _chunked(self, fn: Any, items: list) -> list:
+        """``fn`` (a list -> a list of the same length) over ``items``: in ``batch_threads`` contiguous chunks on
+        the batch pool while iterating an image stream (OpenCV decoding and the image kernels release the GIL),
+        else in one call. The result, in order, does not depend on the number of threads."""
+        k = min(self.batch_threads, len(items) // _MIN_CHUNK)
+        if self._pool is None or k < 2:
+            return fn(items)
+        cuts = [len(items) * i // k for i in range(k + 1)]
+        parts = self._pool.map(fn, [items[a:b] for a, b in zip(cuts, cuts[1:], strict=False)])
+        return [y for part in parts for y in part]
+
+
+def auto_batch_threads(num_workers: int) -> int:
+    """``batch_threads=None``: the CPUs this process may use divided between ``num_workers`` DataLoader workers,
+    between 1 and ``MAX_BATCH_THREADS``."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_BATCH_THREADS, cpus // max(1, num_workers)))
 
 
 def check_resize(resize: Any) -> tuple[int, int] | None:

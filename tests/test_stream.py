@@ -208,6 +208,16 @@ def test_on_the_fly_augmentation_is_the_same_on_any_layout_and_after_resume(stor
     assert sum(not np.array_equal(one[k], plain[k]) for k in one) > 20  # rotate always changes the pixels
 
 
+def test_batch_threads_do_not_change_batches(store: Store) -> None:
+    """Decoding and augmenting a batch's images in 3 threads gives the batches of 1 thread, byte for byte."""
+    recipe = {"input": "img", "output": "x", "seed": 2, "stages": [{"op": [{"op": "rotate", "limit": 30}]}]}
+    opts = {"store": store, "batch_size": 27, "seed": 0, "recipe": recipe}
+    (one,), (three,) = list(Stream("img", batch_threads=1, **opts)), list(Stream("img", batch_threads=3, **opts))
+    assert list(one["sample_id"]) == list(three["sample_id"]) and np.array_equal(one["image"], three["image"])
+    with pytest.raises(AugsvcError, match="batch_threads must be an integer >= 1"):
+        Stream("img", store=store, batch_threads=0)
+
+
 def test_bgr_to_rgb_swap_is_numpys_channel_reversal() -> None:
     """The decode path's OpenCV channel swap gives exactly the bytes of ``x[..., 2::-1]`` (3 and 4 channels,
     non-contiguous input, 16-bit input scaled first)."""
