@@ -160,6 +160,7 @@ class Stream:
         curriculum: Any = None,
         views: int = 1,
         batch_threads: int | None = None,
+        keep_shards: bool = True,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -204,6 +205,10 @@ class Stream:
         # between the DataLoader workers of this machine, at most MAX_BATCH_THREADS)
         self.batch_threads = batch_threads or auto_batch_threads(num_workers)
         self._pool: Any = None  # a ThreadPoolExecutor while iterating with batch_threads > 1
+        # global order: the whole shards this consumer read (their numpy columns, as checked when read), kept for
+        # its next epochs; never filled in window order (splits over AUTO_SHUFFLE_BYTES or shuffle_window=W)
+        self.keep_shards = bool(keep_shards)
+        self._kept: dict[int, dict[str, Any]] = {}
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
         self._skip = _NEVER_DEFAULT | (set() if teacher else {"teacher_logits"})
@@ -348,7 +353,7 @@ class Stream:
             return False
 
         from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(min(self.prefetch, READ_THREADS), thread_name_prefix="augsvc-stream-read")
         pending: deque = deque()
@@ -356,7 +361,12 @@ class Stream:
             for b in range(first_block, len(plan.bounds) - 1):
                 for i, rows in plan.block_rows(b).items():
                     keep = None if len(rows) == self.manifest.shards[i].rows else rows  # a part: keep only those rows
-                    pending.append((b, i, pool.submit(self._read_shard, i, keep), keep))
+                    if keep is None and i in self._kept:  # read, checked and decoded in an earlier epoch
+                        f: Future = Future()
+                        f.set_result(self._kept[i])
+                    else:
+                        f = pool.submit(self._read_shard, i, keep)
+                    pending.append((b, i, f, keep))
                     if len(pending) >= self.prefetch:
                         b0, i0, f, keep = pending.popleft()
                         if not put((b0, i0, (keep, f.result()))):
@@ -380,6 +390,9 @@ class Stream:
             self.seen = 0
         pos = self.seen
         first_block = int(np.searchsorted(plan.bounds, pos, side="right")) - 1
+        keeping = self.keep_shards and self.window is None
+        if not keeping:
+            self._kept = {}
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         t = threading.Thread(target=self._reader, args=(plan, first_block, q, stop), daemon=True)
@@ -402,6 +415,8 @@ class Stream:
                         raise AugsvcError("internal: the shard reader stopped early")
                     b, i, cols = item
                     loaded.setdefault(b, {})[i] = cols
+                    if keeping and cols[0] is None:  # a whole shard: the next epoch needs it again
+                        self._kept[i] = cols[1]
                 batch = self._collate(plan, pos, end, loaded, index)
                 for b in [b for b in loaded if plan.bounds[b + 1] <= end]:
                     del loaded[b]

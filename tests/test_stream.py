@@ -218,6 +218,29 @@ def test_batch_threads_do_not_change_batches(store: Store) -> None:
         Stream("img", store=store, batch_threads=0)
 
 
+def test_next_epochs_reuse_the_shards_read(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Global order: a stream's second epoch opens no shard again and equals a fresh stream's epoch; with
+    ``keep_shards=False`` or a window order every epoch reads its shards."""
+    opened: list[str] = []
+    real = Store.open_shard
+
+    def counted(self: Store, dataset: str, version: str, info: object) -> object:
+        opened.append(info.path)
+        return real(self, dataset, version, info)
+
+    monkeypatch.setattr(Store, "open_shard", counted)
+    s = Stream("img", store=store, batch_size=5, seed=4)
+    first = ids(s)
+    assert len(opened) == 7
+    s.set_epoch(1)
+    assert ids(s) == ids(Stream("img", store=store, batch_size=5, seed=4, epoch=1)) != first
+    assert len(opened) == 14  # 7 for the first epoch, 0 for the second, 7 for the fresh stream
+    for kw in ({"keep_shards": False}, {"shuffle_window": 8}):
+        s, before = Stream("img", store=store, batch_size=5, **kw), len(opened)
+        ids(s), ids(s)
+        assert len(opened) - before == 14, kw
+
+
 def test_bgr_to_rgb_swap_is_numpys_channel_reversal() -> None:
     """The decode path's OpenCV channel swap gives exactly the bytes of ``x[..., 2::-1]`` (3 and 4 channels,
     non-contiguous input, 16-bit input scaled first)."""
