@@ -3,7 +3,7 @@ checked against its sha256 header) while a build runs in the same service; reque
 download MB/s beside a plain file copy of the same shards, errors (must be 0). Bounded by a request count and a time.
 
     python bench/service.py [--quick] [--clients 8] [--requests 400] [--seconds 60] [--json out.json]
-    python bench/service.py --listing [--versions 100] [--clients 32] [--requests 2000]
+    python bench/service.py --listing [--versions 100] [--clients 32] [--requests 20000]
 
 ``--listing`` (issue 30): a store with ``--versions`` small versions of one dataset, ``--clients`` clients on
 ``GET /api/datasets`` only; p50/p99 beside the target (p99 < 50 ms at 32 clients with 100 versions on an idle
@@ -193,7 +193,7 @@ def listing_bench(a: argparse.Namespace) -> dict:
     from augsvc import api
     from augsvc.service.listing import Listing
 
-    clients, total, seconds = a.clients or 32, a.requests or 2000, a.seconds or 120
+    clients, total, seconds = a.clients or 32, a.requests or 20000, a.seconds or 120
     with tempfile.TemporaryDirectory(prefix="augsvc-bench-list-") as d:
         tmp = Path(d)
         store = tmp / "store"
