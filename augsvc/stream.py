@@ -227,6 +227,19 @@ class Stream:
     def consumer(self) -> int:
         return self.rank * self.num_workers + self.worker
 
+    def _split_bytes(self) -> int:
+        """Bytes of the shards that can hold rows of this stream's split."""
+        return sum(s.bytes for s in self.manifest.shards if self.split is None or s.split in (None, self.split))
+
+    @property
+    def keeps_whole_shards(self) -> bool:
+        """True when this consumer reads whole shards and keeps them for its next epochs: ``keep_shards``, the
+        global order, and one consumer or the split's shards times the consumers within ``AUTO_SHUFFLE_BYTES``
+        (several consumers then each hold every shard, not only their rows, so memory grows C times)."""
+        if not self.keep_shards or self.window is not None:
+            return False
+        return self.consumers == 1 or self._split_bytes() * self.consumers <= AUTO_SHUFFLE_BYTES
+
     def _auto_window(self) -> int | None:
         """``shuffle_window=None``: None (a global shuffle) when the shards holding this split total at most
         ``AUTO_SHUFFLE_BYTES``, else the rows that fit in that many bytes (at least ``_MIN_WINDOW``)."""
@@ -356,11 +369,13 @@ class Stream:
         from concurrent.futures import Future, ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(min(self.prefetch, READ_THREADS), thread_name_prefix="augsvc-stream-read")
+        whole_shards = self.keeps_whole_shards
         pending: deque = deque()
         try:
             for b in range(first_block, len(plan.bounds) - 1):
                 for i, rows in plan.block_rows(b).items():
-                    keep = None if len(rows) == self.manifest.shards[i].rows else rows  # a part: keep only those rows
+                    whole = whole_shards or len(rows) == self.manifest.shards[i].rows
+                    keep = None if whole else rows  # a part: keep only those rows
                     if keep is None and i in self._kept:  # read, checked and decoded in an earlier epoch
                         f: Future = Future()
                         f.set_result(self._kept[i])
@@ -390,7 +405,7 @@ class Stream:
             self.seen = 0
         pos = self.seen
         first_block = int(np.searchsorted(plan.bounds, pos, side="right")) - 1
-        keeping = self.keep_shards and self.window is None
+        keeping = self.keeps_whole_shards
         if not keeping:
             self._kept = {}
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)

@@ -219,8 +219,9 @@ def test_batch_threads_do_not_change_batches(store: Store) -> None:
 
 
 def test_next_epochs_reuse_the_shards_read(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Global order: a stream's second epoch opens no shard again and equals a fresh stream's epoch; with
-    ``keep_shards=False`` or a window order every epoch reads its shards."""
+    """Global order: a stream's second epoch opens no shard again and equals a fresh stream's epoch (one consumer,
+    and each of two consumers, which keep whole shards while they fit); with ``keep_shards=False`` or a window order
+    every epoch reads its shards."""
     opened: list[str] = []
     real = Store.open_shard
 
@@ -239,6 +240,14 @@ def test_next_epochs_reuse_the_shards_read(store: Store, monkeypatch: pytest.Mon
         s, before = Stream("img", store=store, batch_size=5, **kw), len(opened)
         ids(s), ids(s)
         assert len(opened) - before == 14, kw
+    two = [Stream("img", store=store, batch_size=5, seed=4, worker=w, num_workers=2) for w in range(2)]
+    before = len(opened)
+    assert [ids(s) for s in two] == [ids(Stream("img", store=store, batch_size=5, seed=4, worker=w, num_workers=2))
+                                     for w in range(2)]  # fmt: skip
+    for s in two:
+        s.set_epoch(1)
+    assert sorted(ids(two[0]) + ids(two[1])) == sorted(first)  # every sample once in epoch 1
+    assert len(opened) - before == 28  # whole shards kept by each consumer: epoch 1 reads none
 
 
 def test_bgr_to_rgb_swap_is_numpys_channel_reversal() -> None:
