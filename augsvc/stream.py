@@ -22,8 +22,10 @@ Scheme (details and numbers in docs/streaming.md):
    is just those plus the samples already yielded, and resuming skips them.
 
 Every random seed list holds the stream tag, a purpose and each value as two 32-bit words, so no two (purpose,
-seed, epoch, ...) tuples share a seed (unlike ``seed + epoch``). Shards are read in a background thread and
-checked against the manifest's sha256 on every read.
+seed, epoch, ...) tuples share a seed (unlike ``seed + epoch``); per-sample draws (augmentation, views) come from
+:class:`augsvc.streamplan.SampleRngs` (Philox keyed by the draw and the sample). Shards are read in a background
+thread; each read checks the shard's size and footer row count, and its sha256 on the first read of the file in
+this process and whenever it changed since (``Store.open_shard``; remote stores: every read).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from augsvc.streamcols import META as _META
 from augsvc.streamcols import decode_rows as _decode
 from augsvc.streamcols import gather as _gather
 from augsvc.streamcols import to_numpy
-from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, consumer_plan, stream_rng
+from augsvc.streamplan import AUGMENT, MIX, SHARD_ORDER, STREAM_TAG, Plan, SampleRngs, consumer_plan, stream_rng
 from pipelines import storefs
 from pipelines.store import Store
 from schemas.errors import AugsvcError
@@ -48,6 +50,8 @@ from schemas.errors import AugsvcError
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
 AUTO_SHUFFLE_BYTES = 1 << 30  # shuffle_window=None: a global shuffle while the split's shards total at most this
 _MIN_WINDOW = 2048  # rows: the smallest window the automatic choice gives a split larger than AUTO_SHUFFLE_BYTES
+MAX_BATCH_THREADS = 4  # threads decoding and augmenting the images of one batch (batch_threads=None: automatic)
+_MIN_CHUNK = 8  # samples: a batch is split between threads only in chunks of at least this many
 _NEVER_DEFAULT = {"source", "lineage", "split"}  # read only when named in ``columns``
 
 __all__ = ["STREAM_TAG", "Stream", "TorchStream", "as_torch_dataset", "stream", "to_ray_dataset"]  # noqa: F822
@@ -155,6 +159,8 @@ class Stream:
         augment_epoch: int | None = None,
         curriculum: Any = None,
         views: int = 1,
+        batch_threads: int | None = None,
+        keep_shards: bool = True,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.dataset, self.version = self.store.resolve(ref)
@@ -170,6 +176,8 @@ class Stream:
             raise AugsvcError("batch_size, shuffle_window and prefetch must be at least 1 (shuffle_window=None: auto)")
         if seed < 0 or epoch < 0:
             raise AugsvcError(f"seed and epoch must be >= 0 (got seed={seed}, epoch={epoch})")
+        if batch_threads is not None and (not isinstance(batch_threads, int) or batch_threads < 1):
+            raise AugsvcError(f"batch_threads must be an integer >= 1 (None: automatic), got {batch_threads!r}")
         split = default_split(self.manifest, split)
         if split is not None and self.manifest.rows_per_split and split not in self.manifest.rows_per_split:
             from schemas.suggest import did_you_mean
@@ -193,6 +201,14 @@ class Stream:
 
         self.views = check_views(views, self.aug_stages, mix, self.manifest.modality)  # 2+: contrastive views
         self.seen = 0  # samples of this epoch already yielded by this consumer
+        # threads that decode and augment the images of one batch (None: the CPUs this process may use, shared
+        # between the DataLoader workers of this machine, at most MAX_BATCH_THREADS)
+        self.batch_threads = batch_threads or auto_batch_threads(num_workers)
+        self._pool: Any = None  # a ThreadPoolExecutor while iterating with batch_threads > 1
+        # global order: the whole shards this consumer read (their numpy columns, as checked when read), kept for
+        # its next epochs; never filled in window order (splits over AUTO_SHUFFLE_BYTES or shuffle_window=W)
+        self.keep_shards = bool(keep_shards)
+        self._kept: dict[int, dict[str, Any]] = {}
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
         self._skip = _NEVER_DEFAULT | (set() if teacher else {"teacher_logits"})
@@ -210,6 +226,19 @@ class Stream:
     @property
     def consumer(self) -> int:
         return self.rank * self.num_workers + self.worker
+
+    def _split_bytes(self) -> int:
+        """Bytes of the shards that can hold rows of this stream's split."""
+        return sum(s.bytes for s in self.manifest.shards if self.split is None or s.split in (None, self.split))
+
+    @property
+    def keeps_whole_shards(self) -> bool:
+        """True when this consumer reads whole shards and keeps them for its next epochs: ``keep_shards``, the
+        global order, and one consumer or the split's shards times the consumers within ``AUTO_SHUFFLE_BYTES``
+        (several consumers then each hold every shard, not only their rows, so memory grows C times)."""
+        if not self.keep_shards or self.window is not None:
+            return False
+        return self.consumers == 1 or self._split_bytes() * self.consumers <= AUTO_SHUFFLE_BYTES
 
     def _auto_window(self) -> int | None:
         """``shuffle_window=None``: None (a global shuffle) when the shards holding this split total at most
@@ -307,8 +336,9 @@ class Stream:
         return sorted(want)
 
     def _read_shard(self, i: int, rows: np.ndarray | None = None) -> dict[str, Any]:
-        """Read, verify (``Store.open_shard``: size, sha256, footer rows) and convert one shard to numpy columns
-        (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in that order."""
+        """Read, verify (``Store.open_shard``: size and footer rows, sha256 once per file state) and convert one
+        shard to numpy columns (runs in the reader thread); ``rows`` (sorted, distinct) keeps only those rows, in
+        that order."""
         import pyarrow as pa
 
         pf = self.store.open_shard(self.dataset, self.version, self.manifest.shards[i])
@@ -336,15 +366,22 @@ class Stream:
             return False
 
         from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(min(self.prefetch, READ_THREADS), thread_name_prefix="augsvc-stream-read")
+        whole_shards = self.keeps_whole_shards
         pending: deque = deque()
         try:
             for b in range(first_block, len(plan.bounds) - 1):
                 for i, rows in plan.block_rows(b).items():
-                    keep = None if len(rows) == self.manifest.shards[i].rows else rows  # a part: keep only those rows
-                    pending.append((b, i, pool.submit(self._read_shard, i, keep), keep))
+                    whole = whole_shards or len(rows) == self.manifest.shards[i].rows
+                    keep = None if whole else rows  # a part: keep only those rows
+                    if keep is None and i in self._kept:  # read, checked and decoded in an earlier epoch
+                        f: Future = Future()
+                        f.set_result(self._kept[i])
+                    else:
+                        f = pool.submit(self._read_shard, i, keep)
+                    pending.append((b, i, f, keep))
                     if len(pending) >= self.prefetch:
                         b0, i0, f, keep = pending.popleft()
                         if not put((b0, i0, (keep, f.result()))):
@@ -368,10 +405,17 @@ class Stream:
             self.seen = 0
         pos = self.seen
         first_block = int(np.searchsorted(plan.bounds, pos, side="right")) - 1
+        keeping = self.keeps_whole_shards
+        if not keeping:
+            self._kept = {}
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         t = threading.Thread(target=self._reader, args=(plan, first_block, q, stop), daemon=True)
         t.start()
+        if self.batch_threads > 1 and self.manifest.modality == "image" and self.decode_images:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.batch_threads, thread_name_prefix="augsvc-stream-batch")
         loaded: dict[int, dict[int, dict]] = {}  # block -> shard -> columns
         index = pos // self.batch_size
         try:
@@ -386,6 +430,8 @@ class Stream:
                         raise AugsvcError("internal: the shard reader stopped early")
                     b, i, cols = item
                     loaded.setdefault(b, {})[i] = cols
+                    if keeping and cols[0] is None:  # a whole shard: the next epoch needs it again
+                        self._kept[i] = cols[1]
                 batch = self._collate(plan, pos, end, loaded, index)
                 for b in [b for b in loaded if plan.bounds[b + 1] <= end]:
                     del loaded[b]
@@ -394,6 +440,9 @@ class Stream:
                 yield batch
         finally:
             stop.set()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             # no reader thread (nor its pool, inside pyarrow) may outlive the iteration: one left running while the
             # interpreter exits right after a loop aborted it once ("terminate called without an active exception")
             t.join(timeout=2.0)
@@ -416,7 +465,9 @@ class Stream:
         img = out.get("image")
         if self.decode_images and isinstance(img, np.ndarray) and img.dtype == object:
             meta = {k: _gather(k, parts, m) for k in _META}
-            out["image"] = _decode(out["image"], meta)
+            blobs = out["image"]
+            imgs = self._chunked(lambda idx: _decode(blobs, meta, idx), list(range(m)))
+            out["image"] = np.stack(imgs) if len({i.shape for i in imgs}) == 1 else imgs
         if self.pad:
             out["padded"] = plan.padded[start:end].copy()
         if self.resize is not None and out.get("image") is not None and self.decode_images:
@@ -441,25 +492,55 @@ class Stream:
         return out
 
     def _augment(self, out: dict[str, Any]) -> None:
-        """One augmented view per sample: each label-invariant op stage, seeded per (seed, epoch, stage, sample)."""
+        """One augmented view per sample: each label-invariant op stage, sample ``s`` at stage ``k`` drawing from
+        ``SampleRngs(AUGMENT, recipe seed, view epoch, k)(sample_key(s))`` (Philox keyed per sample; the keys and
+        the stage ops are looked up once per batch)."""
         from pipelines.rng import sample_key
-        from pipelines.stages.op import apply_stage_op
+        from pipelines.stages.op import stage_op
 
-        key = {"image": "image", "text": "text", "translation": "src"}.get(self.manifest.modality)
+        modality = self.manifest.modality
+        key = {"image": "image", "text": "text", "translation": "src"}.get(modality)
         if key not in out:
             return
-        xs = list(out[key])
         view = self.epoch if self.augment_epoch is None else self.augment_epoch
-        for j, sid in enumerate(out["sample_id"]):
-            x = xs[j]
-            for k in self.aug_stages:
-                g = stream_rng(AUGMENT, self.recipe.seed, view, k, sample_key(sid))
-                x, _ = apply_stage_op(self.recipe, k, x, g, self.manifest.modality)
-            xs[j] = x
+        ops = [stage_op(self.recipe, k, modality) for k in self.aug_stages]
+
+        def run(items: list) -> list:  # one chunk of (payload, sample key); its own generators (one per thread)
+            stages = [(op, SampleRngs(AUGMENT, self.recipe.seed, view, k))
+                      for op, k in zip(ops, self.aug_stages, strict=True)]  # fmt: skip
+            ys = []
+            for x, sk in items:
+                for op, rngs in stages:
+                    x, _ = op(x, rngs(sk))
+                ys.append(x)
+            return ys
+
+        keys = [sample_key(sid) for sid in out["sample_id"].tolist()]
+        ys = self._chunked(run, list(zip(out[key], keys, strict=True)))
         if key == "image":
-            out[key] = np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
+            out[key] = np.stack(ys) if len({y.shape for y in ys}) == 1 else ys
         else:
-            out[key] = np.array(xs, dtype=object)
+            out[key] = np.array(ys, dtype=object)
+
+    def _chunked(self, fn: Any, items: list) -> list:
+        """``fn`` (a list -> a list of the same length) over ``items``: in ``batch_threads`` contiguous chunks on
+        the batch pool while iterating an image stream (OpenCV decoding and the image kernels release the GIL),
+        else in one call. The result, in order, does not depend on the number of threads."""
+        k = min(self.batch_threads, len(items) // _MIN_CHUNK)
+        if self._pool is None or k < 2:
+            return fn(items)
+        cuts = [len(items) * i // k for i in range(k + 1)]
+        parts = self._pool.map(fn, [items[a:b] for a, b in zip(cuts, cuts[1:], strict=False)])
+        return [y for part in parts for y in part]
+
+
+def auto_batch_threads(num_workers: int) -> int:
+    """``batch_threads=None``: the CPUs this process may use divided between ``num_workers`` DataLoader workers,
+    between 1 and ``MAX_BATCH_THREADS``."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_BATCH_THREADS, cpus // max(1, num_workers)))
 
 
 def check_resize(resize: Any) -> tuple[int, int] | None:

@@ -48,6 +48,18 @@ class TorchStream(IterableDataset):
     def _stream(self, worker: int, num_workers: int) -> Stream:
         return Stream(self.ref, epoch=self.epoch, worker=worker, num_workers=num_workers, **self.kwargs)
 
+    def _worker_stream(self, worker: int, num_workers: int) -> Stream:
+        """The stream this process iterates as consumer ``worker``, kept across epochs (a persistent DataLoader
+        worker, or the main process with W = 0) so that its kept shards serve the next epochs; set to this epoch's
+        start."""
+        s = self.__dict__.setdefault("_streams", {}).pop((worker, num_workers), None)  # in use until given back
+        s = s or self._stream(worker, num_workers)
+        s.set_epoch(self.epoch)
+        return s
+
+    def __getstate__(self) -> dict:  # a DataLoader's worker starts without the parent's streams and their shards
+        return {k: v for k, v in self.__dict__.items() if k != "_streams"}
+
     def state_dict(self, batches: int, num_workers: int) -> dict:
         base = self._resume or {"offset": 0, "seen": [0] * max(1, num_workers)}
         w = max(1, num_workers)
@@ -73,7 +85,7 @@ class TorchStream(IterableDataset):
         info = get_worker_info()
         worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
         role = worker
-        s = self._stream(worker, n)
+        s = self._worker_stream(worker, n)
         if self._resume is not None:
             st = self._resume
             if st["num_workers"] != n or st["world_size"] != s.world_size:
@@ -82,10 +94,13 @@ class TorchStream(IterableDataset):
                     f"DataLoader workers, this loader has {s.world_size} x {n}; use the same layout"
                 )
             role = (worker + st["offset"]) % n
-            s = self._stream(role, n)
+            s = self._worker_stream(role, n)
             s.load_state_dict({**s.state_dict(), "epoch": self.epoch, "seen": st["seen"][role]})
             if s.seen >= len(s.plan().shard):
                 return
-        for b in s:
-            yield {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) and v.dtype != object else v)
-                   for k, v in b.items()}  # fmt: skip
+        try:
+            for b in s:
+                yield {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) and v.dtype != object else v)
+                       for k, v in b.items()}  # fmt: skip
+        finally:  # given back for the next epoch (a second iteration meanwhile made its own)
+            self.__dict__.setdefault("_streams", {})[(role, n)] = s

@@ -78,15 +78,16 @@ def gather(name: str, parts: list, m: int) -> Any:
     return out
 
 
-def decode_rows(blobs: np.ndarray, meta: dict[str, np.ndarray]) -> Any:
-    """Encoded (or raw of mixed shapes) image rows to uint8 HWC; stacked when they share a shape."""
+def decode_rows(blobs: np.ndarray, meta: dict[str, np.ndarray], rows: list[int]) -> list[np.ndarray]:
+    """Rows ``rows`` of a batch's encoded (or raw of mixed shapes) images as uint8 HWC arrays, in that order."""
     from schemas import imagecodec
 
     imgs = []
-    for j, b in enumerate(blobs):
+    for j in rows:
+        b = blobs[j]
         if isinstance(b, np.ndarray):  # a row of a raw shard view
             imgs.append(b)
         else:
             f, h, w, c = (meta[k][j] for k in META)
             imgs.append(imagecodec.decode(b, str(f), int(h), int(w), int(c)))
-    return np.stack(imgs) if len({i.shape for i in imgs}) == 1 else imgs
+    return imgs

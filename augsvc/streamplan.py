@@ -17,15 +17,60 @@ SHARD_ORDER, WINDOW, AUGMENT, MIX = 1, 2, 3, 4  # purposes of the seed lists
 GLOBAL = 6  # the whole-epoch permutation (5 is augsvc.curriculum's)
 
 
-def stream_rng(purpose: int, *values: int) -> np.random.Generator:
-    """``Generator(PCG64(SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])))``: one seed per value tuple."""
+def _words(purpose: int, values: tuple[int, ...]) -> list[int]:
+    """``[STREAM_TAG, purpose, lo(v0), hi(v0), ...]``: every value as two 32-bit words (an injective list)."""
     words = [STREAM_TAG, purpose]
     for v in values:
         v = int(v)
         if not 0 <= v < 1 << 64:
             raise AugsvcError(f"stream seeds, epochs and keys are integers in [0, 2**64), got {v}")
         words += [v & 0xFFFFFFFF, v >> 32]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
+    return words
+
+
+def stream_rng(purpose: int, *values: int) -> np.random.Generator:
+    """``Generator(PCG64(SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])))``: one seed per value tuple."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(_words(purpose, values))))
+
+
+class SampleRngs:
+    """Per-sample generators of one draw (purpose and values, e.g. recipe seed, epoch, stage), keyed by each
+    sample's 64-bit key, without a ``SeedSequence`` per sample.
+
+    Sample ``key`` draws from Philox-4x64 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3",
+    the counter-based generator of numpy and JAX) with the 128-bit key ``(base, key)`` and counter 0, where
+    ``base`` is the first 64-bit word of ``SeedSequence([STREAM_TAG, purpose, lo(v0), hi(v0), ...])``. So every
+    sample of a draw has its own key (its stream depends on nothing but the draw and the sample key: not on its
+    batch, position, worker or rank), and one bit generator is re-keyed per sample (a state assignment, about 5 us,
+    instead of about 100 us for a seeded ``PCG64``). ``rngs(key)`` returns the one shared ``Generator`` positioned
+    at the start of that sample's stream: finish drawing for one sample before asking for the next.
+
+    >>> rngs = SampleRngs(3, 0, 0, 1)
+    >>> a = rngs(42).random(); b = rngs(43).random()
+    >>> a == rngs(42).random() and a != b
+    True
+    """
+
+    __slots__ = ("base", "_bits", "_gen", "_state", "_key")
+
+    def __init__(self, purpose: int, *values: int) -> None:
+        self.base = int(np.random.SeedSequence(_words(purpose, values)).generate_state(1, np.uint64)[0])
+        self._bits = np.random.Philox(counter=0, key=0)
+        self._gen = np.random.Generator(self._bits)
+        self._key = np.array([self.base, 0], np.uint64)
+        self._state = {
+            "bit_generator": "Philox",
+            "state": {"counter": np.zeros(4, np.uint64), "key": self._key},
+            "buffer": np.zeros(4, np.uint64),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+
+    def __call__(self, key: int) -> np.random.Generator:
+        self._key[1] = key
+        self._bits.state = self._state  # copied in: counter 0, empty buffers
+        return self._gen
 
 
 @dataclass

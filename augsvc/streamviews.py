@@ -3,7 +3,8 @@
 SimCLR (Chen et al. 2020) trains an encoder to match two augmented views of one image against the views of the
 other images of the batch. With ``views=V`` (V >= 2) and a ``recipe``, every batch gains a ``views`` column: view
 ``v`` of sample ``s`` is the sample passed through the recipe's label-invariant op stages in order, stage ``k``
-drawing from ``stream_rng(VIEWS, recipe seed, epoch, k, v, sample_key(s))``. So a view depends only on (recipe
+drawing from ``SampleRngs(VIEWS, recipe seed, epoch, k, v)(sample_key(s))`` (Philox keyed by the draw and the
+sample, :class:`augsvc.streamplan.SampleRngs`). So a view depends only on (recipe
 seed, epoch, stage, view index, sample), never on its position, batch, DataLoader worker or rank: an epoch replays
 exactly, a resumed stream yields the same views, and the views of one sample differ from each other (different
 seeds) and from epoch to epoch.
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from augsvc.streamplan import stream_rng
+from augsvc.streamplan import SampleRngs
 from schemas.errors import AugsvcError
 
 VIEWS = 0x5EE5  # purpose word of the views' seeds (the stream's other purposes are small ints in augsvc.streamplan)
@@ -51,15 +52,16 @@ def make_views(
     """``views`` augmented copies of the payloads ``xs`` (one per sample id): uint8 (V, N, H, W, C) for images of
     one shape (else a list of V lists of HWC arrays), an object (V, N) array of strings for text."""
     from pipelines.rng import sample_key
-    from pipelines.stages.op import apply_stage_op
+    from pipelines.stages.op import stage_op
 
     keys = [sample_key(s) for s in sample_ids]
     out = []
     for v in range(views):
+        ops = [(stage_op(recipe, k, modality), SampleRngs(VIEWS, recipe.seed, epoch, k, v)) for k in stages]
         vs = []
         for x, key in zip(xs, keys, strict=True):
-            for k in stages:
-                x, _ = apply_stage_op(recipe, k, x, stream_rng(VIEWS, recipe.seed, epoch, k, v, key), modality)
+            for op, rngs in ops:
+                x, _ = op(x, rngs(key))
             vs.append(x)
         out.append(vs)
     if modality == "text":

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from pipelines import storefs, storelock
 from pipelines.store_housekeeping import StoreHousekeeping
 from pipelines.storecheck import SHARD_RE, manifest_problems
-from pipelines.storeshards import ShardProblem, Tally, check_shard
+from pipelines.storeshards import ShardProblem, Tally, check_shard, read_local_shard
 from pipelines.storestaging import Staging
 from pipelines.storework import WorkFiles
 from schemas.durable import fsync_dir, fsync_file
@@ -768,7 +768,7 @@ class Store(StoreHousekeeping):
                 complete = False
                 continue  # reported by manifest_problems; never read outside the version
             try:
-                pf = self._checked_parquet(dataset, version, s)
+                pf = self._checked_parquet(dataset, version, s, memo=False)  # always hashed
                 n, one = tally.add_parquet(pf, s.split)
             except ShardProblem as e:
                 problems.append(e.problem)
@@ -784,32 +784,42 @@ class Store(StoreHousekeeping):
             problems += tally.problems(m)
         return problems
 
-    def _checked_parquet(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
-        """A shard's bytes as a Parquet file after :func:`~pipelines.storeshards.check_shard` (``ShardProblem``)."""
+    def _checked_parquet(self, dataset: str, version: str, info: ShardInfo, *, memo: bool) -> pq.ParquetFile:
+        """A shard's bytes as a Parquet file after :func:`~pipelines.storeshards.check_shard` (``ShardProblem``).
+
+        ``memo``: a local file whose sha256 already matched in this process and that has not changed since (same
+        path, device, inode, size, mtime_ns and ctime_ns, checked before and after this read) is not hashed again;
+        size and footer rows are still checked. Remote stores hash on every read."""
         try:
             ref = self.shard_ref(dataset, version, info.path)  # refuses a link out of the store, a FIFO
         except AugsvcError as e:
             raise ShardProblem(f"{info.path}: {str(e).split(': ', 2)[-1]}", str(e)) from None
         where = f"{dataset}@{version}: shard {info.path}"
+        identity = None
         try:
-            data = storefs.read_bytes(ref)
+            if memo and self.local:
+                data, identity = read_local_shard(ref)
+            else:
+                data = storefs.read_bytes(ref)
         except OSError as e:
             why = e.strerror or str(e)
             raise ShardProblem(
                 f"{info.path}: missing or unreadable",
                 f"{where} is missing or unreadable ({ref}: {why}); run 'augsvc verify'",
             ) from None
-        return check_shard(data, info, where, ref)
+        return check_shard(data, info, where, ref, identity=identity)
 
     def open_shard(self, dataset: str, version: str, info: ShardInfo) -> pq.ParquetFile:
-        """One shard of a published version, checked as it is read: the bytes' size and sha256 against the
-        manifest entry ``info``, and the Parquet footer's row count against ``info.rows``.
+        """One shard of a published version, checked as it is read: the bytes' size against the manifest entry
+        ``info`` and the Parquet footer's row count against ``info.rows`` on every read; the sha256 on the first
+        read of the file in this process and again whenever the file changed since (local stores: path, device,
+        inode, size, mtime_ns, ctime_ns), on every read for remote stores (see ``docs/streaming.md``).
 
         Returns a ``pyarrow.parquet.ParquetFile`` over the bytes in memory (read the columns you need). Raises
         ``AugsvcError`` (one line, naming the version, shard and file) when the shard is missing, modified or
         holds another number of rows: what a streaming reader must refuse."""
         try:
-            return self._checked_parquet(dataset, version, info)
+            return self._checked_parquet(dataset, version, info, memo=True)
         except ShardProblem as e:
             raise AugsvcError(e.message) from None
 

@@ -1,5 +1,11 @@
 """Shard files: the one Parquet writer, the row tally of a version, and checked reads of shard bytes.
 
+A checked read (:func:`check_shard`) compares a shard's size and sha256 with its manifest entry and the Parquet
+footer's row count with ``rows``. The sha256 of a local file is computed once per process and file state: a memo
+keyed by the path, (device, inode, size, mtime_ns, ctime_ns) and the expected sha256 skips it on later reads of the
+same unchanged file (a streaming epoch reads every shard again); any change to the file changes the key, so the
+file is hashed again. Remote files and ``Store.verify`` are hashed on every read.
+
 A version's counts (``rows``, ``rows_per_split``, ``splits``, ``rows_per_class``, ``monolingual``) are never
 handed to the store by the job that wrote the rows: the staging folder tallies every shard as it is added
 (:class:`Tally`, from the Parquet footer and the ``label``/``split``/``src`` columns), ``Store.publish`` writes the
@@ -9,6 +15,8 @@ tally into the manifest, and ``Store.verify`` tallies the published shards again
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +51,67 @@ class ShardProblem(Exception):
         self.problem, self.message = problem, message
 
 
-def check_shard(data: bytes, info: Any, where: str, ref: str) -> pq.ParquetFile:
+#: local shard files whose bytes matched a manifest's sha256 in this process: (path, st_dev, st_ino, st_size,
+#: st_mtime_ns, st_ctime_ns, sha256). Any write to the file, a ``touch``, an ``os.utime`` that puts the old mtime
+#: back, a replace by rename or a copy changes one of those, so the file is hashed again on its next read.
+_VERIFIED: dict[tuple, None] = {}
+_VERIFIED_LOCK = threading.Lock()
+_VERIFIED_MAX = 1 << 16  # entries (about 200 bytes each); the oldest half is forgotten past this
+
+
+def _new_lock() -> None:  # a child forked while another thread held the lock (DataLoader workers) gets a free one
+    global _VERIFIED_LOCK
+    _VERIFIED_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What identifies one state of a local file: (device, inode, size, mtime_ns, ctime_ns). ``ctime`` changes on
+    every write and on every metadata change (an ``os.utime`` included) and cannot be set by a user, so the tuple
+    changes whenever the bytes can have changed."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def read_local_shard(path: str) -> tuple[bytes, tuple | None]:
+    """The bytes of a local file and its :func:`file_identity` (None when it changed while being read: a write
+    under way). ``OSError`` when it is missing or unreadable."""
+    with open(path, "rb", buffering=0) as f:
+        before = file_identity(os.fstat(f.fileno()))
+        data = f.readall()
+        after = file_identity(os.fstat(f.fileno()))
+    return data, (before if before == after and before[2] == len(data) else None)
+
+
+def check_shard(data: bytes, info: Any, where: str, ref: str, *, identity: tuple | None = None) -> pq.ParquetFile:
     """``data`` as a Parquet file after checking its size and sha256 and its footer's row count against the
     manifest entry ``info`` (a ``ShardInfo``); ``ShardProblem`` naming ``where`` (the version and shard) and
-    ``ref`` (the file) otherwise."""
+    ``ref`` (the file) otherwise.
+
+    ``identity`` (a local file's :func:`file_identity` from :func:`read_local_shard`, taken before and after
+    reading ``data``) enables the per-process memo: the sha256 is computed once per (file path, identity, manifest
+    sha256) and skipped on later reads of the same unchanged file; the size and the footer's row count are checked
+    on every read. None (remote files, a file that changed while read, ``verify``): always hashed."""
+    key = None if identity is None else (ref, *identity, info.sha256)
+    if key is not None and key in _VERIFIED and len(data) == info.bytes:
+        return _footer_checked(data, info, where)
     if len(data) != info.bytes or sha256_bytes(data) != info.sha256:
         raise ShardProblem(
             f"{info.path}: sha256 or size differs from manifest (shard was modified)",
             f"{where} does not match its sha256 in the manifest (modified or corrupt: {ref}); run 'augsvc verify'",
         )
+    pf = _footer_checked(data, info, where)
+    if key is not None:
+        with _VERIFIED_LOCK:
+            if len(_VERIFIED) >= _VERIFIED_MAX:
+                for k in list(_VERIFIED)[: _VERIFIED_MAX // 2]:
+                    del _VERIFIED[k]
+            _VERIFIED[key] = None
+    return pf
+
+
+def _footer_checked(data: bytes, info: Any, where: str) -> pq.ParquetFile:
     pf = pq.ParquetFile(pa.BufferReader(data))
     n = pf.metadata.num_rows
     if n != info.rows:  # an edited manifest would make a reader skip or overrun rows

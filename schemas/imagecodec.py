@@ -314,10 +314,11 @@ def normalise(arr: np.ndarray, *, bgr: bool = False) -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageDecodeError(f"unsupported image shape {arr.shape}")
+    if bgr and arr.shape[2] in (3, 4):  # OpenCV's channel swap (alpha dropped): the same bytes as [..., 2::-1]
+        cv2 = _cv2()  # ~10x faster than numpy's negative-stride copy
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
     if arr.shape[2] == 4:
         arr = arr[:, :, :3]
-    if arr.shape[2] == 3 and bgr:
-        arr = arr[:, :, ::-1]
     return np.ascontiguousarray(arr)
 
 

@@ -203,3 +203,52 @@ def test_tags_names_and_ids_stay_inside_the_store(store: Store, clean: tuple[Pat
     assert store.resolve("t@prod") == ("t", vid)
     (tags / vid).write_text("0123456789abcdef\n")  # a shadowing tag file written by hand
     assert store.resolve(f"t@{vid}") == ("t", vid)
+
+
+def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the sha256 computations of shard checks (``storeshards.check_shard``)."""
+    from pipelines import storeshards
+
+    calls: list[int] = []
+    real = storeshards.sha256_bytes
+
+    def counted(data: bytes) -> str:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(storeshards, "sha256_bytes", counted)
+    return calls
+
+
+def test_unchanged_shard_is_hashed_once_per_process(
+    store: Store, clean: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_hashes(monkeypatch)
+    m = store.manifest("t", clean[1])
+    first = store.read_verified_shard("t", clean[1], m.shards[1])
+    assert len(calls) == 1
+    again = Store(store.root).read_verified_shard("t", clean[1], m.shards[1])  # another handle, same process
+    assert len(calls) == 1 and again.equals(first)
+    assert list(Stream("t", store=store, shuffle=False)) and len(calls) == 3  # shards 0 and 2 are new, 1 is not
+    assert store.verify("t", clean[1]) == [] and len(calls) == 6  # verify always hashes
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["mtime-changed", "mtime-put-back"])
+def test_shard_modified_after_a_verified_read_is_refused(
+    keep_mtime: bool, store: Store, clean: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    calls = _count_hashes(monkeypatch)
+    m = store.manifest("t", clean[1])
+    store.read_verified_shard("t", clean[1], m.shards[1])
+    p = _shard(store, clean[1], 1)
+    before = p.stat()
+    _flip(store, clean[1])  # same size, other bytes
+    if keep_mtime:  # ctime still moves, so the memo does not trust the file
+        os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    else:
+        os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    with pytest.raises(AugsvcError, match="shard shards/part-00001.parquet does not match its sha256"):
+        store.read_verified_shard("t", clean[1], m.shards[1])
+    assert len(calls) == 2

@@ -183,6 +183,88 @@ def test_on_the_fly_augmentation_replays_per_epoch(store: Store) -> None:
     assert any(not np.array_equal(e0[k], plain[k]) for k in e0)
 
 
+def test_on_the_fly_augmentation_is_the_same_on_any_layout_and_after_resume(store: Store) -> None:
+    """A sample's augmented view depends on (recipe seed, epoch, stage, sample) only: 1 consumer, 2 ranks x 3
+    workers and a stream resumed mid-epoch all give each sample the same pixels."""
+    ops = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "limit": 30}]
+    recipe = {"input": "img", "output": "x", "seed": 3, "stages": [{"op": ops}, {"op": [{"op": "vflip", "p": 0.5}]}]}
+
+    def views(streams: list[Stream]) -> dict:
+        return {sid: img for s in streams for b in s for sid, img in zip(b["sample_id"], b["image"], strict=True)}
+
+    opts = {"store": store, "batch_size": 4, "seed": 1, "epoch": 1, "recipe": recipe}
+    one = views([Stream("img", **opts)])
+    many = views([Stream("img", rank=r, world_size=2, worker=w, num_workers=3, **opts) for r in range(2)
+                  for w in range(3)])  # fmt: skip
+    first = Stream("img", **opts)
+    it = iter(first)
+    head = [next(it), next(it)]
+    resumed = Stream("img", **opts)
+    resumed.load_state_dict(first.state_dict())
+    again = {sid: img for b in head for sid, img in zip(b["sample_id"], b["image"], strict=True)} | views([resumed])
+    assert len(one) == 27 and one.keys() == many.keys() == again.keys()
+    assert all(np.array_equal(one[k], many[k]) and np.array_equal(one[k], again[k]) for k in one)
+    plain = views([Stream("img", store=store, batch_size=4, seed=1, epoch=1)])
+    assert sum(not np.array_equal(one[k], plain[k]) for k in one) > 20  # rotate always changes the pixels
+
+
+def test_batch_threads_do_not_change_batches(store: Store) -> None:
+    """Decoding and augmenting a batch's images in 3 threads gives the batches of 1 thread, byte for byte."""
+    recipe = {"input": "img", "output": "x", "seed": 2, "stages": [{"op": [{"op": "rotate", "limit": 30}]}]}
+    opts = {"store": store, "batch_size": 27, "seed": 0, "recipe": recipe}
+    (one,), (three,) = list(Stream("img", batch_threads=1, **opts)), list(Stream("img", batch_threads=3, **opts))
+    assert list(one["sample_id"]) == list(three["sample_id"]) and np.array_equal(one["image"], three["image"])
+    with pytest.raises(AugsvcError, match="batch_threads must be an integer >= 1"):
+        Stream("img", store=store, batch_threads=0)
+
+
+def test_next_epochs_reuse_the_shards_read(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Global order: a stream's second epoch opens no shard again and equals a fresh stream's epoch (one consumer,
+    and each of two consumers, which keep whole shards while they fit); with ``keep_shards=False`` or a window order
+    every epoch reads its shards."""
+    opened: list[str] = []
+    real = Store.open_shard
+
+    def counted(self: Store, dataset: str, version: str, info: object) -> object:
+        opened.append(info.path)
+        return real(self, dataset, version, info)
+
+    monkeypatch.setattr(Store, "open_shard", counted)
+    s = Stream("img", store=store, batch_size=5, seed=4)
+    first = ids(s)
+    assert len(opened) == 7
+    s.set_epoch(1)
+    assert ids(s) == ids(Stream("img", store=store, batch_size=5, seed=4, epoch=1)) != first
+    assert len(opened) == 14  # 7 for the first epoch, 0 for the second, 7 for the fresh stream
+    for kw in ({"keep_shards": False}, {"shuffle_window": 8}):
+        s, before = Stream("img", store=store, batch_size=5, **kw), len(opened)
+        ids(s), ids(s)
+        assert len(opened) - before == 14, kw
+    two = [Stream("img", store=store, batch_size=5, seed=4, worker=w, num_workers=2) for w in range(2)]
+    before = len(opened)
+    assert [ids(s) for s in two] == [ids(Stream("img", store=store, batch_size=5, seed=4, worker=w, num_workers=2))
+                                     for w in range(2)]  # fmt: skip
+    for s in two:
+        s.set_epoch(1)
+    assert sorted(ids(two[0]) + ids(two[1])) == sorted(first)  # every sample once in epoch 1
+    assert len(opened) - before == 28  # whole shards kept by each consumer: epoch 1 reads none
+
+
+def test_bgr_to_rgb_swap_is_numpys_channel_reversal() -> None:
+    """The decode path's OpenCV channel swap gives exactly the bytes of ``x[..., 2::-1]`` (3 and 4 channels,
+    non-contiguous input, 16-bit input scaled first)."""
+    from schemas.imagecodec import normalise
+
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7, 3), (5, 7, 4), (33, 17, 3)]:
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        for a in (x, x[::2, ::3]):
+            out = normalise(a, bgr=True)
+            assert out.flags.c_contiguous and np.array_equal(out, a[:, :, 2::-1])
+    wide = rng.integers(0, 1 << 16, (4, 4, 3), dtype=np.uint16)
+    assert np.array_equal(normalise(wide, bgr=True), (wide >> 8).astype(np.uint8)[:, :, ::-1])
+
+
 def test_batch_mixing_in_the_stream(store: Store) -> None:
     b = next(iter(Stream("img", store=store, batch_size=6, mix={"method": "mixup", "alpha": 0.4})))
     assert b["soft_label"].shape == (6, 3) and np.allclose(b["soft_label"].sum(1), 1) and len(b["lam"]) == 6

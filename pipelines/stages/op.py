@@ -37,12 +37,24 @@ def label_invariant(op: Any) -> bool:
 def apply_stage_op(recipe: Recipe, k: int, x: Any, rng: np.random.Generator, modality: str) -> tuple[Any, Any]:
     """Stage ``k``'s op on one payload -> (new payload, lineage record or None). Text chains run under the recipe's
     mutation cap (see docs/text_ops.md)."""
+    return stage_op(recipe, k, modality)(x, rng)
+
+
+def stage_op(recipe: Recipe, k: int, modality: str) -> Any:
+    """Stage ``k``'s op as a callable ``(payload, rng) -> (new payload, record or None)``, looked up once: what
+    :func:`apply_stage_op` calls, for loops over many samples (the stream's on-the-fly augmentation)."""
     op = recipe.stages[k].built
     if modality == "text" and recipe.max_mutation_fraction is not None:
+        from functools import partial
+
         from pipelines.textcap import apply_capped
 
-        return apply_capped(op, x, rng, max_fraction=recipe.max_mutation_fraction)
-    return op(x, rng)
+        return partial(_capped, apply_capped, op, recipe.max_mutation_fraction)
+    return op
+
+
+def _capped(apply_capped: Any, op: Any, fraction: float, x: Any, rng: np.random.Generator) -> tuple[Any, Any]:
+    return apply_capped(op, x, rng, max_fraction=fraction)
 
 
 def augment_rows(plan: BuildPlan, rows: list[dict], recipe: Recipe | None = None) -> list[dict]:
