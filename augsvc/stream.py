@@ -48,6 +48,7 @@ from pipelines.store import Store
 from schemas.errors import AugsvcError
 
 READ_THREADS = 2  # shards read (hashed, decoded) at once; both hashing and Parquet decoding release the GIL
+KEEP_BYTES = 2 << 30  # decoded shard columns one consumer keeps across epochs (JPEG shards decode to ~10x)
 AUTO_SHUFFLE_BYTES = 1 << 30  # shuffle_window=None: a global shuffle while the split's shards total at most this
 _MIN_WINDOW = 2048  # rows: the smallest window the automatic choice gives a split larger than AUTO_SHUFFLE_BYTES
 MAX_BATCH_THREADS = 4  # threads decoding and augmenting the images of one batch (batch_threads=None: automatic)
@@ -209,6 +210,7 @@ class Stream:
         # its next epochs; never filled in window order (splits over AUTO_SHUFFLE_BYTES or shuffle_window=W)
         self.keep_shards = bool(keep_shards)
         self._kept: dict[int, dict[str, Any]] = {}
+        self._kept_bytes = 0  # decoded bytes in _kept (at most KEEP_BYTES)
         # a column of nulls is not data: teacher_logits only when a teacher stage made this version or an ancestor
         teacher = has_teacher_logits(self.store, self.dataset, self.version)
         self._skip = _NEVER_DEFAULT | (set() if teacher else {"teacher_logits"})
@@ -407,7 +409,7 @@ class Stream:
         first_block = int(np.searchsorted(plan.bounds, pos, side="right")) - 1
         keeping = self.keeps_whole_shards
         if not keeping:
-            self._kept = {}
+            self._kept, self._kept_bytes = {}, 0
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         t = threading.Thread(target=self._reader, args=(plan, first_block, q, stop), daemon=True)
@@ -430,8 +432,11 @@ class Stream:
                         raise AugsvcError("internal: the shard reader stopped early")
                     b, i, cols = item
                     loaded.setdefault(b, {})[i] = cols
-                    if keeping and cols[0] is None:  # a whole shard: the next epoch needs it again
-                        self._kept[i] = cols[1]
+                    if keeping and cols[0] is None and i not in self._kept:  # a whole shard: needed next epoch
+                        size = _nbytes(cols[1])
+                        if self._kept_bytes + size <= KEEP_BYTES:  # decoded columns: bounded, the rest read again
+                            self._kept[i] = cols[1]
+                            self._kept_bytes += size
                 batch = self._collate(plan, pos, end, loaded, index)
                 for b in [b for b in loaded if plan.bounds[b + 1] <= end]:
                     del loaded[b]
@@ -640,3 +645,20 @@ def to_ray_dataset(ref: str, store: str | Path | Store | None = None) -> Any:
     fs = storefs.resolve(refs[0])[0]
     paths = [storefs.resolve(r)[1] for r in refs]
     return ray.data.read_parquet(paths, filesystem=fs, schema=storefs.read_schema(refs[0]))
+
+
+def _nbytes(cols: dict[str, Any]) -> int:
+    """Bytes held by one shard's decoded columns (numpy arrays; object arrays by their items)."""
+    total = 0
+    for v in cols.values():
+        if isinstance(v, np.ndarray):
+            total += v.nbytes
+            if v.dtype == object:  # e.g. images of several shapes, texts: count what each item holds
+                total += sum(_item_bytes(x) for x in v.flat)
+    return total
+
+
+def _item_bytes(x: Any) -> int:
+    if isinstance(x, np.ndarray):
+        return x.nbytes
+    return len(x) if isinstance(x, (str, bytes)) else 8

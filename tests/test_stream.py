@@ -280,3 +280,31 @@ def test_torch_dataloader_two_workers_sees_everything_once(store: Store) -> None
         assert isinstance(b["image"], torch.Tensor) and b["image"].dtype == torch.uint8
         seen.update(b["sample_id"])
     assert len(seen) == 27 and set(seen.values()) == {1}
+
+
+def test_kept_shards_are_bounded_by_decoded_bytes(tmp_path, monkeypatch) -> None:
+    """keep_shards keeps decoded shards across epochs only up to KEEP_BYTES; the rest are read again each epoch,
+    and the batches are the same either way."""
+    import augsvc.stream as S
+
+    store = Store(tmp_path / "store")
+    rows = [{"x": float(i), "label": "ab"[i % 2]} for i in range(60)]
+    src = tmp_path / "t.csv"
+    src.write_text("x,label\n" + "".join(f"{r['x']},{r['label']}\n" for r in rows))
+    m = ingest(
+        src, name="t", store=store, workers=0, options=IngestOptions(label_column="label", shard_rows=10)
+    ).manifest
+    assert len(m.shards) == 6
+
+    def epochs(limit: int | None) -> tuple[list, int]:
+        if limit is not None:
+            monkeypatch.setattr(S, "KEEP_BYTES", limit)
+        s = S.Stream("t", store=store, batch_size=8, seed=3)
+        out = [np.concatenate([b["sample_id"] for b in s]) for _ in range(2)]
+        return out, len(s._kept)
+
+    full, kept_all = epochs(None)
+    one_shard = S._nbytes(S.Stream("t", store=store, batch_size=8)._read_shard(0))
+    part, kept_some = epochs(2 * one_shard)
+    assert kept_all == 6 and 1 <= kept_some <= 2
+    assert all((a == b).all() for a, b in zip(full, part, strict=True))
