@@ -14,7 +14,6 @@ compares versions, manifests and shard bytes with the record path). What changes
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, sample_id
+from pipelines.ingest.encode import RAW_AUTO_MAX_PIXELS, ChunkResult, _image_cell, chunk_result, sample_id
 from pipelines.ingest.options import IngestOptions
 from pipelines.ingest.records import Bad, Record, content_keys
 from pipelines.storeshards import count_shard, write_parquet
@@ -256,15 +255,7 @@ def encode_array_chunk(
     data = write_parquet(pa.Table.from_arrays(arrays, schema=schema))
     counted = count_shard(data, chunk.split) if count else None
     keys = content_keys(chunk.sources, chunk.split, chunk.labels, chunk.digests) if count else None
-    if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, bad, chunk.digests, counted=counted, keys=keys)
-    path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, bad, chunk.digests, path, sha, len(data), counted, keys)
+    return chunk_result(chunk.index, chunk.split, data, n, bad, chunk.digests, out_dir, counted=counted, keys=keys)
 
 
 def encode_array_chunks(

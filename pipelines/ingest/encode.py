@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -179,16 +180,23 @@ def encode_chunk(
         "teacher_logits": [None] * n,
     } | payload_cols
     table = pa.Table.from_pydict(cols, schema=schema)
-    data = write_parquet(table)
+    return chunk_result(chunk.index, chunk.split, write_parquet(table), n, bad, digests, out_dir)
+
+
+def chunk_result(
+    index: int, split: str, data: bytes, n: int, bad: list, digests: Any, out_dir: str | None, **extra: Any
+) -> ChunkResult:
+    """The result of one encoded chunk: its Parquet bytes returned as they are (``out_dir`` None: a worker on
+    another node), or written to ``out_dir/chunk-<index>.parquet`` (atomic replace) with their sha256 and size."""
     if out_dir is None:
-        return ChunkResult(chunk.index, chunk.split, data, n, bad, digests)
-    path = os.path.join(out_dir, f"chunk-{chunk.index:05d}.parquet")
+        return ChunkResult(index, split, data, n, bad, digests, **extra)
+    path = os.path.join(out_dir, f"chunk-{index:05d}.parquet")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
     sha = hashlib.sha256(data).hexdigest()
-    return ChunkResult(chunk.index, chunk.split, None, n, bad, digests, path, sha, len(data))
+    return ChunkResult(index, split, None, n, bad, digests, path, sha, len(data), **extra)
 
 
 _COMMON = {"sample_id", "label", "soft_label", "split", "source", "lineage", "teacher_logits"}
